@@ -1,0 +1,59 @@
+/**
+ * The AgentRunner interface: one agent turn on one workspace. Runners act on
+ * the workspace only through the ToolExecutor they are given (local directory
+ * or remote sidecar alike) and report what they do through AgentOutput, which
+ * the turn service streams to the task's room as `stream-chunk` events and
+ * persists as messages, in order.
+ */
+import type { AgentKind, MessageRole } from "@repo/types";
+import type { ToolExecutor } from "@repo/workspace";
+
+export interface ConversationMessage {
+  role: MessageRole;
+  content: string;
+  metadata?: Record<string, unknown> | null;
+}
+
+export interface SearchHit {
+  path: string;
+  /** A few lines around the best match. */
+  snippet: string;
+  rank: number;
+}
+
+export interface AgentOutput {
+  /** Streams assistant text (a delta, not the whole text so far). */
+  text(delta: string): void;
+  /** Streams a command's output. */
+  commandOutput(stream: "stdout" | "stderr", text: string): void;
+  /** Announces a tool call before it runs. */
+  toolCall(call: { toolCallId: string; toolName: string; input: unknown }): void;
+  /** Reports a tool call's result. */
+  toolResult(result: { toolCallId: string; toolName: string; output: unknown; isError?: boolean }): void;
+}
+
+export interface AgentTurn {
+  taskId: string;
+  /** The user's message that starts this turn. */
+  message: string;
+  /** Earlier messages of the task, oldest first (without `message`). */
+  history: ConversationMessage[];
+  executor: ToolExecutor;
+  /** Full-text search over the task's indexed repository commit. */
+  searchCode(query: string, limit?: number): Promise<SearchHit[]>;
+  /** Fires when the user stops the turn or the server shuts down. */
+  signal: AbortSignal;
+  output: AgentOutput;
+}
+
+export type AgentTurnResult = { status: "COMPLETED" } | { status: "FAILED"; error: string };
+
+export interface AgentRunner {
+  readonly kind: AgentKind;
+  /**
+   * Runs one turn. Resolves with the outcome; when `signal` aborts, it should
+   * stop promptly (the turn service then records STOPPED whatever it returns).
+   * It must not throw for agent-level failures: return FAILED with a message.
+   */
+  run(turn: AgentTurn): Promise<AgentTurnResult>;
+}

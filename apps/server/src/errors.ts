@@ -1,0 +1,83 @@
+/**
+ * The server's typed errors. Services throw these; the HTTP layer maps `code`
+ * and `httpStatus` to the API's error shape, so no route decides status codes.
+ */
+import type { ErrorCode } from "@repo/types";
+
+export class AppError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    readonly httpStatus: number,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+export class ValidationError extends AppError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("VALIDATION_ERROR", 400, message, options);
+  }
+}
+
+export class UnauthorizedError extends AppError {
+  constructor(message = "missing or invalid API token") {
+    super("UNAUTHORIZED", 401, message);
+  }
+}
+
+export class NotFoundError extends AppError {
+  constructor(
+    readonly entity: string,
+    readonly id: string,
+  ) {
+    super("NOT_FOUND", 404, `${entity} ${id} not found`);
+  }
+}
+
+export class TaskBusyError extends AppError {
+  constructor(
+    readonly taskId: string,
+    readonly status: string,
+  ) {
+    super("TASK_BUSY", 409, `task ${taskId} is ${status}; wait for it to finish or stop it`);
+  }
+}
+
+export class InvalidTransitionError extends AppError {
+  constructor(
+    readonly taskId: string,
+    readonly field: "status" | "initStatus" | "scheduledCleanupAt",
+    readonly from: string | null,
+    readonly to: string | null,
+    detail?: string,
+    options?: { cause?: unknown },
+  ) {
+    super(
+      "INVALID_TRANSITION",
+      409,
+      `task ${taskId}: ${field} cannot move from ${from ?? "null"} to ${to ?? "null"}${detail ? ` (${detail})` : ""}`,
+      options,
+    );
+  }
+}
+
+/** A provisioning or workspace operation failed. `retryable` says whether trying again may help. */
+export class WorkspaceError extends Error {
+  constructor(
+    message: string,
+    readonly step: string | null,
+    readonly retryable: boolean,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = "WorkspaceError";
+  }
+}
+
+export function errorMessage(error: unknown): string {
+  if (error instanceof Error) return error.message;
+  return String(error);
+}

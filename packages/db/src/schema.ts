@@ -1,0 +1,177 @@
+/**
+ * Umbra's database schema. The task row is the single source of truth for a
+ * task's lifecycle: both status fields, the warm-window deadline and the
+ * cleanup claim live here, so every process agrees on them and nothing is lost
+ * on restart.
+ *
+ * Invariants of SPEC §1 that SQL can express are CHECK constraints, so a bug
+ * anywhere in the server cannot write an impossible row.
+ */
+import { INIT_STATUSES, MESSAGE_ROLES, TASK_MODES, TASK_STATUSES } from "@repo/types";
+import { sql } from "drizzle-orm";
+import {
+  bigint,
+  boolean,
+  check,
+  customType,
+  index,
+  integer,
+  jsonb,
+  pgEnum,
+  pgTable,
+  primaryKey,
+  text,
+  timestamp,
+  uniqueIndex,
+  uuid,
+} from "drizzle-orm/pg-core";
+
+export const taskStatusEnum = pgEnum("task_status", TASK_STATUSES);
+export const initStatusEnum = pgEnum("init_status", INIT_STATUSES);
+export const taskModeEnum = pgEnum("task_mode", TASK_MODES);
+export const messageRoleEnum = pgEnum("message_role", MESSAGE_ROLES);
+
+const timestamptz = (name: string) => timestamp(name, { withTimezone: true, mode: "date" });
+
+export const tasks = pgTable(
+  "tasks",
+  {
+    id: uuid("id").primaryKey(),
+    title: text("title").notNull(),
+    status: taskStatusEnum("status").notNull().default("INITIALIZING"),
+    initStatus: initStatusEnum("init_status").notNull().default("INACTIVE"),
+    mode: taskModeEnum("mode").notNull(),
+    repoUrl: text("repo_url").notNull(),
+    baseBranch: text("base_branch"),
+    baseCommitSha: text("base_commit_sha"),
+    branch: text("branch"),
+    workspacePath: text("workspace_path"),
+    initializationError: text("initialization_error"),
+    errorMessage: text("error_message"),
+    /** When the warm workspace is due for cleanup (remote mode only). */
+    scheduledCleanupAt: timestamptz("scheduled_cleanup_at"),
+    /** Which cleanup worker holds the claim on this task, and until when. */
+    cleanupClaimedBy: text("cleanup_claimed_by"),
+    cleanupLeaseUntil: timestamptz("cleanup_lease_until"),
+    /** Failed cleanup attempts in a row; drives the retry backoff. */
+    cleanupAttempts: integer("cleanup_attempts").notNull().default(0),
+    /** Bumped on every write; lets readers order snapshots of the same task. */
+    version: integer("version").notNull().default(0),
+    createdAt: timestamptz("created_at").notNull(),
+    updatedAt: timestamptz("updated_at").notNull(),
+  },
+  (t) => [
+    index("tasks_created_at_idx").on(t.createdAt.desc()),
+    index("tasks_scheduled_cleanup_at_idx").on(t.scheduledCleanupAt).where(sql`${t.scheduledCleanupAt} IS NOT NULL`),
+    index("tasks_status_idx").on(t.status),
+    check(
+      "tasks_archived_is_inactive",
+      sql`${t.status} <> 'ARCHIVED' OR (${t.initStatus} = 'INACTIVE' AND ${t.scheduledCleanupAt} IS NULL)`,
+    ),
+    check(
+      "tasks_cleanup_only_when_warm",
+      sql`${t.scheduledCleanupAt} IS NULL OR (${t.mode} = 'remote' AND ${t.initStatus} = 'ACTIVE' AND ${t.status} IN ('COMPLETED', 'STOPPED', 'FAILED'))`,
+    ),
+    check("tasks_running_is_active", sql`${t.status} <> 'RUNNING' OR ${t.initStatus} = 'ACTIVE'`),
+    check("tasks_claim_has_lease", sql`(${t.cleanupClaimedBy} IS NULL) = (${t.cleanupLeaseUntil} IS NULL)`),
+  ],
+);
+
+export const messages = pgTable(
+  "messages",
+  {
+    id: uuid("id").primaryKey(),
+    taskId: uuid("task_id")
+      .notNull()
+      .references(() => tasks.id, { onDelete: "cascade" }),
+    role: messageRoleEnum("role").notNull(),
+    content: text("content").notNull(),
+    sequence: integer("sequence").notNull(),
+    metadata: jsonb("metadata").$type<Record<string, unknown>>(),
+    createdAt: timestamptz("created_at").notNull(),
+  },
+  (t) => [
+    uniqueIndex("messages_task_sequence_idx").on(t.taskId, t.sequence),
+    check("messages_sequence_positive", sql`${t.sequence} > 0`),
+  ],
+);
+
+export const vmSessions = pgTable(
+  "vm_sessions",
+  {
+    id: uuid("id").primaryKey(),
+    taskId: uuid("task_id")
+      .notNull()
+      .references(() => tasks.id, { onDelete: "cascade" }),
+    provider: text("provider").notNull(),
+    externalId: text("external_id").notNull(),
+    endpoint: text("endpoint"),
+    /** sha256 of the per-VM sidecar token; the token itself is never stored. */
+    tokenHash: text("token_hash").notNull(),
+    active: boolean("active").notNull().default(true),
+    createdAt: timestamptz("created_at").notNull(),
+    endedAt: timestamptz("ended_at"),
+  },
+  (t) => [
+    uniqueIndex("vm_sessions_one_active_per_task_idx").on(t.taskId).where(sql`${t.active}`),
+    check("vm_sessions_ended_when_inactive", sql`${t.active} OR ${t.endedAt} IS NOT NULL`),
+  ],
+);
+
+export const taskStatusHistory = pgTable(
+  "task_status_history",
+  {
+    id: bigint("id", { mode: "number" }).primaryKey().generatedAlwaysAsIdentity(),
+    taskId: uuid("task_id")
+      .notNull()
+      .references(() => tasks.id, { onDelete: "cascade" }),
+    field: text("field").notNull(),
+    fromValue: text("from_value"),
+    toValue: text("to_value").notNull(),
+    at: timestamptz("at").notNull(),
+    reason: text("reason"),
+  },
+  (t) => [
+    index("task_status_history_task_idx").on(t.taskId, t.id),
+    check("task_status_history_field", sql`${t.field} IN ('status', 'initStatus')`),
+  ],
+);
+
+const tsvector = customType<{ data: string }>({ dataType: () => "tsvector" });
+
+/** One row per indexed (repository, commit): its presence means the commit is fully indexed. */
+export const repoIndexCommits = pgTable(
+  "repo_index_commits",
+  {
+    repoKey: text("repo_key").notNull(),
+    commitSha: text("commit_sha").notNull(),
+    fileCount: integer("file_count").notNull(),
+    indexedAt: timestamptz("indexed_at").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.repoKey, t.commitSha] })],
+);
+
+export const repoIndexFiles = pgTable(
+  "repo_index_files",
+  {
+    repoKey: text("repo_key").notNull(),
+    commitSha: text("commit_sha").notNull(),
+    path: text("path").notNull(),
+    content: text("content").notNull(),
+    searchVector: tsvector("search_vector")
+      .notNull()
+      .generatedAlwaysAs(
+        sql`setweight(to_tsvector('simple', regexp_replace(path, '[/._-]', ' ', 'g')), 'A') || to_tsvector('simple', content)`,
+      ),
+  },
+  (t) => [
+    primaryKey({ columns: [t.repoKey, t.commitSha, t.path] }),
+    index("repo_index_files_search_idx").using("gin", t.searchVector),
+  ],
+);
+
+export type TaskRow = typeof tasks.$inferSelect;
+export type NewTaskRow = typeof tasks.$inferInsert;
+export type MessageRow = typeof messages.$inferSelect;
+export type VmSessionRow = typeof vmSessions.$inferSelect;
+export type TaskStatusHistoryRow = typeof taskStatusHistory.$inferSelect;
