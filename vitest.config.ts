@@ -2,7 +2,12 @@ import { defineConfig } from "vitest/config";
 
 export default defineConfig({
   test: {
-    include: ["packages/*/test/**/*.test.ts", "apps/server/test/**/*.test.ts", "apps/sidecar/test/**/*.test.ts"],
+    include: [
+      "packages/*/test/**/*.test.ts",
+      "apps/server/test/**/*.test.ts",
+      "apps/sidecar/test/**/*.test.ts",
+      "apps/web/test/**/*.test.{ts,tsx}",
+    ],
     testTimeout: 30_000,
     hookTimeout: 60_000,
     pool: "forks",

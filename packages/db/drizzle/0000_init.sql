@@ -52,6 +52,7 @@ CREATE TABLE "tasks" (
 	"base_commit_sha" text,
 	"branch" text,
 	"workspace_path" text,
+	"indexed_commit_sha" text,
 	"initialization_error" text,
 	"error_message" text,
 	"scheduled_cleanup_at" timestamp with time zone,

@@ -46,6 +46,8 @@ export const tasks = pgTable(
     baseCommitSha: text("base_commit_sha"),
     branch: text("branch"),
     workspacePath: text("workspace_path"),
+    /** The commit INDEX_REPOSITORY indexed for this task; the agent's code search reads it. */
+    indexedCommitSha: text("indexed_commit_sha"),
     initializationError: text("initialization_error"),
     errorMessage: text("error_message"),
     /** When the warm workspace is due for cleanup (remote mode only). */

@@ -1,1 +1,8 @@
+export * from "./git";
+export * from "./local-executor";
+export { confinePath, resolveLexically } from "./paths";
+export { DEFAULT_PATH, killProcessGroup, minimalEnvironment, runInProcessGroup } from "./process-group";
+export * from "./sidecar-client";
+export type { SidecarHealth } from "./sidecar-protocol";
+export * as sidecarProtocol from "./sidecar-protocol";
 export * from "./types";

@@ -73,20 +73,33 @@ export interface ToolExecutor {
 export class WorkspacePathError extends Error {
   constructor(
     readonly path: string,
-    reason: string,
+    /** Why the path was refused, without the path itself. */
+    readonly reason: string,
   ) {
     super(`path ${JSON.stringify(path)} refused: ${reason}`);
     this.name = "WorkspacePathError";
   }
 }
 
+export const WORKSPACE_OPERATION_ERROR_CODES = [
+  "NOT_FOUND",
+  "NOT_A_FILE",
+  "NOT_A_DIRECTORY",
+  "NO_MATCH",
+  "AMBIGUOUS_MATCH",
+  "TOO_LARGE",
+  "INVALID",
+] as const;
+export type WorkspaceOperationErrorCode = (typeof WORKSPACE_OPERATION_ERROR_CODES)[number];
+
 /** A file or directory the executor was asked to read does not exist, or an edit did not match. */
 export class WorkspaceOperationError extends Error {
   constructor(
-    readonly code: "NOT_FOUND" | "NOT_A_FILE" | "NO_MATCH" | "AMBIGUOUS_MATCH" | "TOO_LARGE" | "INVALID",
+    readonly code: WorkspaceOperationErrorCode,
     message: string,
+    options?: { cause?: unknown },
   ) {
-    super(message);
+    super(message, options);
     this.name = "WorkspaceOperationError";
   }
 }

@@ -10,9 +10,9 @@
  * only after its transaction commits, and changes to one task are reported in
  * the order they were made.
  */
-import { type Db, type TaskRow, taskStatusHistory, tasks } from "@repo/db";
+import { type Db, queryRows, type TaskRow, taskStatusHistory, tasks } from "@repo/db";
 import { InitStatus, isInitStep, type TaskMode, TaskStatus } from "@repo/types";
-import { and, eq, inArray, isNull, type SQL } from "drizzle-orm";
+import { and, eq, inArray, isNull, type SQL, sql } from "drizzle-orm";
 import { InvalidTransitionError, NotFoundError } from "../errors";
 import type { Clock } from "./clock";
 import { KeyedMutex } from "./keyed-mutex";
@@ -67,6 +67,7 @@ export interface TaskFieldsPatch {
   errorMessage?: string | null;
   initializationError?: string | null;
   workspacePath?: string | null;
+  indexedCommitSha?: string | null;
   baseCommitSha?: string | null;
   branch?: string | null;
   baseBranch?: string | null;
@@ -85,6 +86,8 @@ export interface StatusWriteOptions {
   scheduledCleanupAt?: Date;
   /** Refuse while the cleanup service holds a claim on the task. */
   requireUnclaimed?: boolean;
+  /** Refuse unless this cleanup worker holds the claim on the task. */
+  claimedBy?: string;
 }
 
 export interface TaskChange {
@@ -172,6 +175,9 @@ export function createTaskStatusStore({ db, clock, onChange }: TaskStatusDeps) {
       if (options.requireUnclaimed && row.cleanupClaimedBy) {
         throw new InvalidTransitionError(taskId, "status", row.status, to, "cleanup in progress");
       }
+      if (options.claimedBy && row.cleanupClaimedBy !== options.claimedBy) {
+        throw new InvalidTransitionError(taskId, "status", row.status, to, "cleanup claim lost");
+      }
       const update: TaskUpdate = { status: to, ...options.patch };
       if (options.initStatus) update.initStatus = options.initStatus;
       if (to === ARCHIVED) update.initStatus = InitStatus.INACTIVE;
@@ -184,6 +190,7 @@ export function createTaskStatusStore({ db, clock, onChange }: TaskStatusDeps) {
       const guards = [inArray(tasks.status, [...transition.from])];
       if (transition.requiresInitStatus) guards.push(eq(tasks.initStatus, transition.requiresInitStatus));
       if (options.requireUnclaimed) guards.push(isNull(tasks.cleanupClaimedBy));
+      if (options.claimedBy) guards.push(eq(tasks.cleanupClaimedBy, options.claimedBy));
       return { update, guard: and(...guards) };
     });
   }
@@ -270,6 +277,54 @@ export function createTaskStatusStore({ db, clock, onChange }: TaskStatusDeps) {
     });
   }
 
+  /**
+   * Claims up to `limit` tasks whose cleanup is due, for `workerId`, with a
+   * lease until `now + leaseMs`. One statement: a task is claimed by one
+   * worker only (SKIP LOCKED), and a claim whose lease ran out is taken over.
+   */
+  async function claimDueCleanups(workerId: string, leaseMs: number, limit: number): Promise<string[]> {
+    const now = clock.now();
+    const leaseUntil = new Date(now.getTime() + leaseMs);
+    const rows = await queryRows<{ id: string }>(
+      db,
+      sql`UPDATE tasks SET cleanup_claimed_by = ${workerId}, cleanup_lease_until = ${leaseUntil.toISOString()}
+          WHERE id IN (
+            SELECT id FROM tasks
+            WHERE scheduled_cleanup_at IS NOT NULL AND scheduled_cleanup_at <= ${now.toISOString()}
+              AND (cleanup_claimed_by IS NULL OR cleanup_lease_until < ${now.toISOString()})
+            ORDER BY scheduled_cleanup_at
+            LIMIT ${limit}
+            FOR UPDATE SKIP LOCKED)
+          RETURNING id`,
+    );
+    return rows.map((r) => r.id);
+  }
+
+  /**
+   * Gives a claim back after a failed cleanup; the task stays warm (ACTIVE)
+   * and is retried at `retryAt`. No-op when the claim is no longer ours.
+   */
+  async function releaseCleanupClaim(taskId: string, workerId: string, retryAt: Date): Promise<void> {
+    await db
+      .update(tasks)
+      .set({
+        cleanupClaimedBy: null,
+        cleanupLeaseUntil: null,
+        scheduledCleanupAt: retryAt,
+        cleanupAttempts: sql`${tasks.cleanupAttempts} + 1`,
+      })
+      .where(and(eq(tasks.id, taskId), eq(tasks.cleanupClaimedBy, workerId)));
+  }
+
+  /** The earliest pending cleanup deadline, or null. */
+  async function nextCleanupDeadline(): Promise<Date | null> {
+    const [row] = await queryRows<{ at: string | Date | null }>(
+      db,
+      sql`SELECT min(scheduled_cleanup_at) AS at FROM tasks WHERE scheduled_cleanup_at IS NOT NULL`,
+    );
+    return row?.at ? new Date(row.at) : null;
+  }
+
   /** Writes fields that are not part of the status machine (workspace path, commit). */
   function updateTaskFields(taskId: string, patch: TaskFieldsPatch) {
     return write(taskId, undefined, () => ({ update: { ...patch }, guard: undefined }));
@@ -311,6 +366,9 @@ export function createTaskStatusStore({ db, clock, onChange }: TaskStatusDeps) {
     cancelTaskCleanup,
     updateTaskFields,
     createTask,
+    claimDueCleanups,
+    releaseCleanupClaim,
+    nextCleanupDeadline,
     /** Runs `fn` in this task's write order (after pending writes, before later ones). */
     serialize: <T>(taskId: string, fn: () => Promise<T>) => mutex.run(taskId, fn),
   };

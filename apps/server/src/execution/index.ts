@@ -1,0 +1,36 @@
+/**
+ * Picks the WorkspaceManager for AGENT_MODE (`firecracker` is accepted as an
+ * alias of `remote` by the configuration): local directories, or per-task
+ * sandboxes from the configured VM provider.
+ */
+import { join } from "node:path";
+import type { Db } from "@repo/db";
+import type { ServerConfig } from "../config";
+import type { Logger } from "../logger";
+import type { RepositoryStore } from "../repository/repository-store";
+import type { Clock } from "../utils/clock";
+import { LocalWorkspaceManager } from "./local-workspace-manager";
+import type { WorkspaceManager } from "./types";
+
+export interface WorkspaceManagerDeps {
+  db: Db;
+  clock: Clock;
+  store: RepositoryStore;
+  log: Logger;
+}
+
+/** The agent mode of the running server. */
+export function getAgentMode(config: Pick<ServerConfig, "mode">): "local" | "remote" {
+  return config.mode;
+}
+
+export async function createWorkspaceManager(
+  config: ServerConfig,
+  deps: WorkspaceManagerDeps,
+): Promise<WorkspaceManager> {
+  if (getAgentMode(config) === "local") {
+    return new LocalWorkspaceManager(deps.store, join(config.dataDir, "workspaces"));
+  }
+  const { createRemoteWorkspaceManager } = await import("./remote/index");
+  return createRemoteWorkspaceManager(config, deps);
+}

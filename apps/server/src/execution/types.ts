@@ -1,0 +1,42 @@
+/**
+ * The WorkspaceManager interface: how a task's workspace is provisioned,
+ * used, saved and torn down. One implementation per mode (local directory,
+ * remote sandbox); the initialization engine and the turn runner only ever
+ * see this interface. `execution/index.ts` picks the implementation.
+ */
+import type { TaskRow } from "@repo/db";
+import type { InitStatus, TaskMode } from "@repo/types";
+import type { ToolExecutor } from "@repo/workspace";
+import type { Logger } from "../logger";
+import type { TaskFieldsPatch } from "../utils/task-status";
+
+export interface StepContext {
+  /** The task as it is when the step starts (fields recorded by earlier steps included). */
+  task: TaskRow;
+  /** Fires when the initialization is stopped; long waits must give up promptly. */
+  signal: AbortSignal;
+  log: Logger;
+}
+
+export interface WorkspaceManager {
+  readonly mode: TaskMode;
+  /**
+   * Runs one provisioning step of getStepsForMode(mode) other than
+   * INDEX_REPOSITORY (which the engine owns). Returns task fields to record.
+   */
+  runStep(step: InitStatus, context: StepContext): Promise<TaskFieldsPatch | undefined>;
+  /** The tool executor of an ACTIVE task's workspace. */
+  executor(task: TaskRow): Promise<ToolExecutor>;
+  /**
+   * Commits everything in the workspace (tracked and untracked) to the task
+   * branch and makes sure the branch is saved in the repository store.
+   * Returns the saved branch head.
+   */
+  saveWork(task: TaskRow, message: string): Promise<string>;
+  /** Destroys the workspace and its resources. Idempotent. Save first. */
+  teardown(task: TaskRow): Promise<void>;
+  /** True when the task's workspace still exists and answers. */
+  isAlive(task: TaskRow): Promise<boolean>;
+  /** Releases manager-level resources at shutdown (does not destroy workspaces). */
+  close?(): Promise<void>;
+}

@@ -1,0 +1,174 @@
+/**
+ * TaskInitializationEngine: provisions a task's workspace step by step.
+ *
+ * It walks getStepsForMode(mode); before each step runs, `initStatus` is set
+ * to that step (persisted and emitted), and init-progress events report
+ * start, each step, and the end. Success leaves `initStatus` ACTIVE (the
+ * caller then moves the task to RUNNING). Failure leaves the task FAILED with
+ * `initializationError` naming the step and the cause, the partial workspace
+ * removed and `initStatus` back to INACTIVE. Work already saved on the task
+ * branch is never touched by a failed initialization: it lives in the store.
+ *
+ * At most one initialization runs per task in this process; the INITIALIZING
+ * status compare-and-set keeps it to one across processes.
+ */
+import type { TaskRow } from "@repo/db";
+import { getStepsForMode, type InitializationProgress, InitStatus, STEP_DISPLAY_NAMES, TaskStatus } from "@repo/types";
+import { errorMessage, InvalidTransitionError, TaskBusyError } from "../errors";
+import type { StepContext, WorkspaceManager } from "../execution/types";
+import type { Logger } from "../logger";
+import type { RepositoryIndexer } from "../repository/indexer";
+import type { RepositoryStore } from "../repository/repository-store";
+import type { TaskFieldsPatch, TaskStatusStore } from "../utils/task-status";
+
+export type ProvisionStep = Exclude<InitStatus, "INACTIVE" | "ACTIVE">;
+
+export interface StepDeps {
+  workspaces: WorkspaceManager;
+  indexer: RepositoryIndexer;
+  store: RepositoryStore;
+}
+
+export interface StepDefinition {
+  name: string;
+  run(context: StepContext, deps: StepDeps): Promise<TaskFieldsPatch | undefined>;
+}
+
+const workspaceStep = (step: ProvisionStep): StepDefinition => ({
+  name: STEP_DISPLAY_NAMES[step],
+  run: (context, { workspaces }) => workspaces.runStep(step, context),
+});
+
+/** What each InitStatus step does. */
+export const STEP_DEFINITIONS: Record<ProvisionStep, StepDefinition> = {
+  PREPARE_WORKSPACE: workspaceStep(InitStatus.PREPARE_WORKSPACE),
+  CREATE_VM: workspaceStep(InitStatus.CREATE_VM),
+  WAIT_VM_READY: workspaceStep(InitStatus.WAIT_VM_READY),
+  VERIFY_VM_WORKSPACE: workspaceStep(InitStatus.VERIFY_VM_WORKSPACE),
+  INDEX_REPOSITORY: {
+    name: STEP_DISPLAY_NAMES.INDEX_REPOSITORY,
+    async run({ task }, { indexer, store }) {
+      const head = await store.branchHead(task.repoUrl, task.branch!);
+      await indexer.indexCommit(task.repoUrl, head);
+      return { indexedCommitSha: head };
+    },
+  },
+};
+
+export class InitializationError extends Error {
+  constructor(
+    readonly taskId: string,
+    readonly step: InitStatus | null,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = "InitializationError";
+  }
+}
+
+export interface InitializationEngineDeps extends StepDeps {
+  status: TaskStatusStore;
+  loadTask(taskId: string): Promise<TaskRow>;
+  onProgress(taskId: string, progress: InitializationProgress): void;
+  log: Logger;
+  /** Step table; defaults to STEP_DEFINITIONS. */
+  steps?: Record<ProvisionStep, StepDefinition>;
+}
+
+export class TaskInitializationEngine {
+  private readonly running = new Map<string, Promise<TaskRow>>();
+
+  constructor(private readonly deps: InitializationEngineDeps) {}
+
+  isInitializing(taskId: string): boolean {
+    return this.running.has(taskId);
+  }
+
+  /** Provisions the task's workspace; resolves with the task at ACTIVE. */
+  initialize(taskId: string, signal: AbortSignal): Promise<TaskRow> {
+    if (this.running.has(taskId)) return Promise.reject(new TaskBusyError(taskId, TaskStatus.INITIALIZING));
+    const run = this.run(taskId, signal).finally(() => this.running.delete(taskId));
+    this.running.set(taskId, run);
+    return run;
+  }
+
+  private async run(taskId: string, signal: AbortSignal): Promise<TaskRow> {
+    const { status, onProgress } = this.deps;
+    const log = this.deps.log.child({ taskId });
+    let task = await this.deps.loadTask(taskId);
+    const steps = getStepsForMode(task.mode) as ProvisionStep[];
+    const totalSteps = steps.length;
+    const stepTable = this.deps.steps ?? STEP_DEFINITIONS;
+    let current: ProvisionStep | null = null;
+    let lastCompletedStep: InitStatus | undefined;
+    const started = Date.now();
+    onProgress(taskId, { type: "init-start", totalSteps, message: `Initializing ${task.mode} workspace` });
+    try {
+      for (const [index, step] of steps.entries()) {
+        signal.throwIfAborted();
+        current = step;
+        const definition = stepTable[step];
+        task = await status.setInitStatus(taskId, step, { reason: "initialization step" });
+        const progress = { currentStep: step, stepName: definition.name, stepNumber: index + 1, totalSteps };
+        onProgress(taskId, { type: "step-start", lastCompletedStep, ...progress });
+        const stepStarted = Date.now();
+        const patch = await definition.run({ task, signal, log: log.child({ step }) }, this.deps);
+        if (patch && Object.keys(patch).length > 0) task = await status.updateTaskFields(taskId, patch);
+        lastCompletedStep = step;
+        log.info({ step, ms: Date.now() - stepStarted }, "init.step.complete");
+        onProgress(taskId, { type: "step-complete", lastCompletedStep, ...progress });
+      }
+      signal.throwIfAborted();
+      task = await status.setInitStatus(taskId, InitStatus.ACTIVE, { reason: "initialization complete" });
+      log.info({ ms: Date.now() - started }, "init.complete");
+      onProgress(taskId, { type: "init-complete", lastCompletedStep, totalSteps, message: "Workspace ready" });
+      return task;
+    } catch (error) {
+      await this.fail(task, current, steps, error, signal, log);
+      throw error instanceof InitializationError
+        ? error
+        : new InitializationError(taskId, current, errorMessage(error), { cause: error });
+    }
+  }
+
+  /** Removes what the run created and records the failure (or the stop). */
+  private async fail(
+    task: TaskRow,
+    step: ProvisionStep | null,
+    steps: ProvisionStep[],
+    error: unknown,
+    signal: AbortSignal,
+    log: Logger,
+  ): Promise<void> {
+    const { status, onProgress, workspaces } = this.deps;
+    const stopped = signal.aborted;
+    const cause = stopped ? "initialization stopped" : errorMessage(error);
+    const description = step ? `${STEP_DISPLAY_NAMES[step]} (${step}) failed: ${cause}` : cause;
+    log.warn({ step, err: error }, stopped ? "init.stopped" : "init.failed");
+    await workspaces.teardown(task).catch((teardownError) => log.error({ err: teardownError }, "init.cleanup.failed"));
+    try {
+      if (stopped) {
+        await status.setInitStatus(task.id, InitStatus.INACTIVE, { reason: cause });
+      } else {
+        await status.setTaskStatus(task.id, TaskStatus.FAILED, {
+          initStatus: InitStatus.INACTIVE,
+          reason: description,
+          patch: { initializationError: description, errorMessage: description },
+        });
+      }
+    } catch (writeError) {
+      // Someone else moved the task first (stopped or archived it): only make sure the workspace reads INACTIVE.
+      if (!(writeError instanceof InvalidTransitionError)) throw writeError;
+      await status.setInitStatus(task.id, InitStatus.INACTIVE, { reason: cause }).catch(() => undefined);
+    }
+    onProgress(task.id, {
+      type: "init-error",
+      currentStep: step ?? undefined,
+      stepName: step ? STEP_DISPLAY_NAMES[step] : undefined,
+      stepNumber: step ? steps.indexOf(step) + 1 : undefined,
+      totalSteps: steps.length,
+      error: description,
+    });
+  }
+}

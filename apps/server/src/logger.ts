@@ -1,0 +1,18 @@
+/**
+ * The server's pino logger. Child loggers bind ids (`log.child({ taskId })`);
+ * messages are stable event names with details in fields. Secrets are redacted.
+ */
+import { pino } from "pino";
+
+export type Logger = pino.Logger;
+
+export function createLogger(level = "info"): Logger {
+  return pino({
+    level,
+    base: { service: "umbra-server" },
+    redact: {
+      paths: ["token", "*.token", "apiKey", "*.apiKey", "req.headers.authorization", "headers.authorization"],
+      censor: "[redacted]",
+    },
+  });
+}

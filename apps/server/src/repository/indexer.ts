@@ -1,0 +1,103 @@
+/**
+ * INDEX_REPOSITORY: a full-text index of a commit's text files in Postgres
+ * (a generated tsvector column with a GIN index), keyed by repository and
+ * commit. A commit that is already indexed is skipped, so re-initializing an
+ * unchanged task costs one lookup. The `llm` agent's search_code tool reads it.
+ */
+import { type Db, queryRows, repoIndexCommits, repoIndexFiles } from "@repo/db";
+import { and, eq, sql } from "drizzle-orm";
+import type { Clock } from "../utils/clock";
+import type { RepositoryStore } from "./repository-store";
+
+/** Files larger than this are not indexed. */
+const MAX_FILE_BYTES = 512 * 1024;
+const INSERT_BATCH = 250;
+const READ_BATCH = 2000;
+
+export interface IndexResult {
+  commitSha: string;
+  fileCount: number;
+  /** False when the commit was already indexed. */
+  indexed: boolean;
+}
+
+export interface CodeSearchHit {
+  path: string;
+  snippet: string;
+  rank: number;
+}
+
+export class RepositoryIndexer {
+  constructor(
+    private readonly db: Db,
+    private readonly store: RepositoryStore,
+    private readonly clock: Clock,
+  ) {}
+
+  async indexCommit(repoUrl: string, commitSha: string): Promise<IndexResult> {
+    const repoKey = this.store.repoKey(repoUrl);
+    const [existing] = await this.db
+      .select()
+      .from(repoIndexCommits)
+      .where(and(eq(repoIndexCommits.repoKey, repoKey), eq(repoIndexCommits.commitSha, commitSha)));
+    if (existing) return { commitSha, fileCount: existing.fileCount, indexed: false };
+
+    const candidates = (await this.store.listFiles(repoUrl, commitSha)).filter((f) => f.size <= MAX_FILE_BYTES);
+    let fileCount = 0;
+    await this.db.transaction(async (tx) => {
+      await tx
+        .delete(repoIndexFiles)
+        .where(and(eq(repoIndexFiles.repoKey, repoKey), eq(repoIndexFiles.commitSha, commitSha)));
+      for (let i = 0; i < candidates.length; i += READ_BATCH) {
+        const paths = candidates.slice(i, i + READ_BATCH).map((f) => f.path);
+        const contents = await this.store.readFiles(repoUrl, commitSha, paths);
+        const rows = [...contents]
+          .filter(([, buffer]) => isText(buffer))
+          .map(([path, buffer]) => ({ repoKey, commitSha, path, content: buffer.toString("utf8") }));
+        for (let j = 0; j < rows.length; j += INSERT_BATCH) {
+          await tx.insert(repoIndexFiles).values(rows.slice(j, j + INSERT_BATCH));
+        }
+        fileCount += rows.length;
+      }
+      await tx
+        .insert(repoIndexCommits)
+        .values({ repoKey, commitSha, fileCount, indexedAt: this.clock.now() })
+        .onConflictDoNothing();
+    });
+    return { commitSha, fileCount, indexed: true };
+  }
+
+  async search(repoUrl: string, commitSha: string, query: string, limit = 10): Promise<CodeSearchHit[]> {
+    const repoKey = this.store.repoKey(repoUrl);
+    const rows = await queryRows<{ path: string; content: string; rank: number }>(
+      this.db,
+      sql`SELECT path, content, ts_rank(search_vector, q) AS rank
+          FROM repo_index_files, websearch_to_tsquery('simple', ${query}) AS q
+          WHERE repo_key = ${repoKey} AND commit_sha = ${commitSha} AND search_vector @@ q
+          ORDER BY rank DESC, path
+          LIMIT ${Math.max(1, Math.min(limit, 50))}`,
+    );
+    return rows.map((row) => ({ path: row.path, rank: Number(row.rank), snippet: snippetFor(row.content, query) }));
+  }
+}
+
+function isText(buffer: Buffer): boolean {
+  return !buffer.subarray(0, 8192).includes(0);
+}
+
+/** A few lines around the first line that mentions a query term. */
+function snippetFor(content: string, query: string): string {
+  const terms = query
+    .toLowerCase()
+    .split(/\W+/)
+    .filter((t) => t.length > 1);
+  const lines = content.split("\n");
+  const hit = Math.max(
+    0,
+    lines.findIndex((line) => terms.some((t) => line.toLowerCase().includes(t))),
+  );
+  return lines
+    .slice(Math.max(0, hit - 2), hit + 3)
+    .map((line, i) => `${Math.max(0, hit - 2) + i + 1}: ${line.slice(0, 300)}`)
+    .join("\n");
+}

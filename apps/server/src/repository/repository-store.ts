@@ -1,0 +1,278 @@
+/**
+ * The repository store: one bare mirror per repository under
+ * `<DATA_DIR>/repos`, fetched on demand. Task workspaces are created from it
+ * (local mode: a git worktree, which shares the store's objects, so a commit
+ * in the workspace is already saved in the store), and every task branch
+ * `umbra/<task-id>` lives in it, so a task's work outlives any workspace or VM.
+ *
+ * Upstream branches are fetched into `refs/remotes/origin/*`, never into
+ * `refs/heads/*`, so a fetch can never overwrite or prune a task branch.
+ * Operations on one mirror are serialized.
+ */
+import { createHash } from "node:crypto";
+import { existsSync } from "node:fs";
+import { mkdir, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { WorkspaceError } from "../errors";
+import { KeyedMutex } from "../utils/keyed-mutex";
+import { runGit } from "./git";
+
+export interface DiffSummary {
+  files: { path: string; additions: number; deletions: number }[];
+  patch: string;
+}
+
+export interface PreparedBase {
+  /** The branch the task starts from (the repository's default when none was asked for). */
+  baseBranch: string;
+  baseCommitSha: string;
+}
+
+export class RepositoryStore {
+  private readonly mutex = new KeyedMutex();
+
+  constructor(private readonly root: string) {}
+
+  static branchFor(taskId: string): string {
+    return `umbra/${taskId}`;
+  }
+
+  /** Where the bare mirror of `repoUrl` lives. */
+  mirrorPath(repoUrl: string): string {
+    const key = createHash("sha256").update(normalizeRepoUrl(repoUrl)).digest("hex").slice(0, 16);
+    const name = (repoUrl.replace(/\/+$/, "").split(/[/:]/).pop() ?? "repo")
+      .replace(/\.git$/, "")
+      .replace(/[^\w.-]/g, "_");
+    return join(this.root, `${name || "repo"}-${key}.git`);
+  }
+
+  /** A stable key for the repository, used by the full-text index. */
+  repoKey(repoUrl: string): string {
+    return normalizeRepoUrl(repoUrl);
+  }
+
+  /**
+   * Makes sure the mirror exists and is fetched, then resolves the base
+   * branch (default: the repository's default branch) to a commit.
+   */
+  async prepareBase(repoUrl: string, baseBranch: string | null): Promise<PreparedBase> {
+    const mirror = this.mirrorPath(repoUrl);
+    return this.mutex.run(mirror, async () => {
+      await this.fetchMirror(repoUrl, mirror);
+      const branch = baseBranch ?? (await this.defaultBranch(mirror));
+      const sha = await runGit(["rev-parse", "--verify", "--quiet", `refs/remotes/origin/${branch}^{commit}`], {
+        cwd: mirror,
+      }).catch(() => null);
+      if (!sha) {
+        throw new WorkspaceError(`branch ${JSON.stringify(branch)} does not exist in ${repoUrl}`, null, false);
+      }
+      return { baseBranch: branch, baseCommitSha: sha.trim() };
+    });
+  }
+
+  /** True when the task branch already exists in the store (the task has run before). */
+  async hasBranch(repoUrl: string, branch: string): Promise<boolean> {
+    const mirror = this.mirrorPath(repoUrl);
+    if (!existsSync(mirror)) return false;
+    const out = await runGit(["rev-parse", "--verify", "--quiet", `refs/heads/${branch}`], { cwd: mirror }).catch(
+      () => null,
+    );
+    return out !== null && out.trim() !== "";
+  }
+
+  async branchHead(repoUrl: string, branch: string): Promise<string> {
+    const out = await runGit(["rev-parse", "--verify", `refs/heads/${branch}`], { cwd: this.mirrorPath(repoUrl) });
+    return out.trim();
+  }
+
+  /** Creates the task branch at `sha` unless it exists. */
+  async ensureBranch(repoUrl: string, branch: string, sha: string): Promise<void> {
+    const mirror = this.mirrorPath(repoUrl);
+    await this.mutex.run(mirror, async () => {
+      if (await this.hasBranch(repoUrl, branch)) return;
+      await runGit(["branch", branch, sha], { cwd: mirror });
+    });
+  }
+
+  /**
+   * Checks the task branch out into `path` as a worktree of the mirror,
+   * creating the branch at `baseSha` the first time.
+   */
+  async addWorktree(repoUrl: string, branch: string, path: string, baseSha: string): Promise<string> {
+    const mirror = this.mirrorPath(repoUrl);
+    return this.mutex.run(mirror, async () => {
+      await runGit(["worktree", "prune"], { cwd: mirror });
+      if (existsSync(path)) await rm(path, { recursive: true, force: true });
+      await mkdir(join(path, ".."), { recursive: true });
+      const exists = await this.hasBranch(repoUrl, branch);
+      const args = exists ? ["worktree", "add", path, branch] : ["worktree", "add", "-b", branch, path, baseSha];
+      await runGit(args, { cwd: mirror });
+      return (await runGit(["rev-parse", "HEAD"], { cwd: path })).trim();
+    });
+  }
+
+  /** Removes a worktree; the branch and its commits stay in the store. */
+  async removeWorktree(repoUrl: string, path: string): Promise<void> {
+    const mirror = this.mirrorPath(repoUrl);
+    await this.mutex.run(mirror, async () => {
+      if (existsSync(mirror)) {
+        await runGit(["worktree", "remove", "--force", path], { cwd: mirror }).catch(() => undefined);
+        await rm(path, { recursive: true, force: true });
+        await runGit(["worktree", "prune"], { cwd: mirror });
+      } else {
+        await rm(path, { recursive: true, force: true });
+      }
+    });
+  }
+
+  /** A git bundle of the task branch, to seed a remote workspace. */
+  async createBundle(repoUrl: string, branch: string): Promise<Buffer> {
+    const mirror = this.mirrorPath(repoUrl);
+    return this.mutex.run(mirror, () =>
+      runGit(["bundle", "create", "-", `refs/heads/${branch}`], { cwd: mirror, encoding: "buffer" }),
+    );
+  }
+
+  /**
+   * Saves a branch sent back from a remote workspace. The bundle's tip must
+   * descend from what the store has (the VM only ever adds commits); anything
+   * else is refused rather than overwriting saved work.
+   */
+  async saveBundle(repoUrl: string, branch: string, bundle: Buffer): Promise<string> {
+    const mirror = this.mirrorPath(repoUrl);
+    return this.mutex.run(mirror, async () => {
+      const file = join(mirror, `incoming-${process.pid}-${Date.now()}.bundle`);
+      await writeFile(file, bundle);
+      try {
+        await runGit(["fetch", "--quiet", file, `refs/heads/${branch}:refs/heads/${branch}`], { cwd: mirror });
+        return (await runGit(["rev-parse", `refs/heads/${branch}`], { cwd: mirror })).trim();
+      } finally {
+        await rm(file, { force: true });
+      }
+    });
+  }
+
+  async deleteBranch(repoUrl: string, branch: string): Promise<void> {
+    const mirror = this.mirrorPath(repoUrl);
+    if (!existsSync(mirror)) return;
+    await this.mutex.run(mirror, () =>
+      runGit(["branch", "-D", branch], { cwd: mirror }).then(
+        () => undefined,
+        () => undefined,
+      ),
+    );
+  }
+
+  /** The task branch against the commit it started from. */
+  async diff(repoUrl: string, baseSha: string, branch: string): Promise<DiffSummary> {
+    const mirror = this.mirrorPath(repoUrl);
+    const range = [baseSha, `refs/heads/${branch}`];
+    const numstat = await runGit(["diff", "--numstat", "-z", ...range], { cwd: mirror });
+    const patch = await runGit(["diff", "--no-color", ...range], { cwd: mirror, maxBuffer: 64 * 1024 * 1024 });
+    return { files: parseNumstat(numstat), patch };
+  }
+
+  /** Every text file of a commit, for the full-text index. */
+  async listFiles(repoUrl: string, sha: string): Promise<{ path: string; size: number }[]> {
+    const out = await runGit(["ls-tree", "-r", "-z", "--long", sha], {
+      cwd: this.mirrorPath(repoUrl),
+      maxBuffer: 256 * 1024 * 1024,
+    });
+    const files: { path: string; size: number }[] = [];
+    for (const entry of out.split("\0")) {
+      const match = /^\d+ blob [0-9a-f]+\s+(\d+)\t(.*)$/s.exec(entry);
+      if (match) files.push({ size: Number(match[1]), path: match[2]! });
+    }
+    return files;
+  }
+
+  /** Streams `git cat-file --batch` contents of the given paths at `sha`. */
+  async readFiles(repoUrl: string, sha: string, paths: string[]): Promise<Map<string, Buffer>> {
+    const input = paths.map((p) => `${sha}:${p}`).join("\n");
+    const out = await runGit(["cat-file", "--batch"], {
+      cwd: this.mirrorPath(repoUrl),
+      input: `${input}\n`,
+      encoding: "buffer",
+      maxBuffer: 1024 * 1024 * 1024,
+    });
+    const contents = new Map<string, Buffer>();
+    let offset = 0;
+    for (const path of paths) {
+      const headerEnd = out.indexOf(10, offset);
+      if (headerEnd < 0) break;
+      const header = out.subarray(offset, headerEnd).toString();
+      offset = headerEnd + 1;
+      const size = Number(header.split(" ")[2]);
+      if (header.endsWith("missing") || !Number.isFinite(size)) continue;
+      contents.set(path, out.subarray(offset, offset + size));
+      offset += size + 1;
+    }
+    return contents;
+  }
+
+  private async fetchMirror(repoUrl: string, mirror: string): Promise<void> {
+    if (!existsSync(join(mirror, "HEAD"))) {
+      await mkdir(this.root, { recursive: true });
+      await rm(mirror, { recursive: true, force: true });
+      await runGit(["init", "--bare", "--quiet", mirror], { cwd: this.root });
+      await runGit(["remote", "add", "origin", repoUrl], { cwd: mirror });
+      await runGit(["config", "remote.origin.fetch", "+refs/heads/*:refs/remotes/origin/*"], { cwd: mirror });
+      await runGit(["config", "gc.auto", "0"], { cwd: mirror });
+    }
+    try {
+      await runGit(["fetch", "--prune", "--quiet", "origin"], { cwd: mirror, timeoutMs: 10 * 60_000 });
+      await runGit(["remote", "set-head", "origin", "--auto"], { cwd: mirror }).catch(() => undefined);
+    } catch (error) {
+      throw new WorkspaceError(`cannot fetch ${repoUrl}: ${gitReason(error)}`, null, true, { cause: error });
+    }
+  }
+
+  private async defaultBranch(mirror: string): Promise<string> {
+    const head = await runGit(["symbolic-ref", "--quiet", "refs/remotes/origin/HEAD"], { cwd: mirror }).catch(
+      () => null,
+    );
+    if (head) return head.trim().replace(/^refs\/remotes\/origin\//, "");
+    for (const candidate of ["main", "master"]) {
+      const found = await runGit(["rev-parse", "--verify", "--quiet", `refs/remotes/origin/${candidate}`], {
+        cwd: mirror,
+      }).catch(() => null);
+      if (found) return candidate;
+    }
+    throw new WorkspaceError("the repository has no default branch (is it empty?)", null, false);
+  }
+}
+
+function normalizeRepoUrl(repoUrl: string): string {
+  return repoUrl.trim().replace(/\/+$/, "");
+}
+
+function gitReason(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  const line = message
+    .split("\n")
+    .map((l) => l.replace(/^fatal:\s*/, "").trim())
+    .find((l) => l.length > 0 && !l.startsWith("git "));
+  return line ?? message;
+}
+
+function parseNumstat(out: string): DiffSummary["files"] {
+  const files: DiffSummary["files"] = [];
+  const parts = out.split("\0");
+  for (let i = 0; i < parts.length; i++) {
+    const part = parts[i]!;
+    if (!part) continue;
+    const [added, deleted, path] = part.split("\t");
+    let name = path ?? "";
+    if (name === "") {
+      // A rename: "-z" puts the old and new names in the next two fields.
+      i += 2;
+      name = parts[i] ?? "";
+    }
+    files.push({
+      path: name,
+      additions: added === "-" ? 0 : Number(added),
+      deletions: deleted === "-" ? 0 : Number(deleted),
+    });
+  }
+  return files;
+}

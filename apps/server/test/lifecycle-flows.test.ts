@@ -1,0 +1,173 @@
+/**
+ * The seed's seven lifecycle flows, each its own test, in remote mode (the
+ * `process` provider: real sandboxed sidecar processes) and in local mode,
+ * asserting status, initStatus and scheduledCleanupAt at every step. The
+ * 10-minute warm window is driven by a manual clock, never by sleeping.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { openDatabase } from "@repo/db";
+import type { TaskDto } from "@repo/types";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createRepo, tempDir } from "../../../test/support/git";
+import {
+  eventually,
+  type Gate,
+  holdFirstStep,
+  pidAlive,
+  readTask,
+  vmSessionsOf,
+} from "../../../test/support/lifecycle";
+import { EventRecorder, startTestServer, type TestServer } from "../../../test/support/server";
+import { loadConfig } from "../src/config";
+import { createWorkspaceManager } from "../src/execution";
+import { createLogger } from "../src/logger";
+import { RepositoryStore } from "../src/repository/repository-store";
+import { ManualClock } from "../src/utils/clock";
+
+const MINUTE = 60_000;
+const STEPS = {
+  remote: ["CREATE_VM", "WAIT_VM_READY", "VERIFY_VM_WORKSPACE", "INDEX_REPOSITORY"],
+  local: ["PREPARE_WORKSPACE", "INDEX_REPOSITORY"],
+} as const;
+
+type Mode = "remote" | "local";
+
+function sidecarPid(t: TestServer, externalId: string): number | null {
+  const record = join(t.dataDir, "vms", externalId, "vm.json");
+  if (!existsSync(record)) return null;
+  return (JSON.parse(readFileSync(record, "utf8")) as { pid: number }).pid;
+}
+
+describe.each(["remote", "local"] as Mode[])("seed lifecycle flows in %s mode", (mode) => {
+  const clock = new ManualClock(Date.UTC(2026, 10, 25, 12));
+  let t: TestServer;
+  let recorder: EventRecorder;
+  let gate: Gate;
+  let task: TaskDto;
+  let arm: () => Gate;
+
+  beforeAll(async () => {
+    const dataDir = tempDir("umbra-data-");
+    const env = { AGENT_MODE: mode, PORT: "0", DATA_DIR: dataDir, AGENT: "shell", VM_READY_TIMEOUT_MS: "20000" };
+    const database = await openDatabase();
+    const real = await createWorkspaceManager(loadConfig(env), {
+      db: database.db,
+      clock,
+      store: new RepositoryStore(join(dataDir, "repos")),
+      log: createLogger("silent"),
+    });
+    const held = holdFirstStep(real);
+    arm = held.arm;
+    t = await startTestServer({ env, dataDir, clock, database, workspaces: held.manager });
+    recorder = new EventRecorder(t.url);
+  });
+  afterAll(async () => {
+    recorder.close();
+    await t.close();
+    await t.server.database.close();
+  });
+
+  async function current() {
+    const row = await readTask(t, task.id);
+    return [row.status, row.initStatus, row.scheduledCleanupAt?.toISOString() ?? null];
+  }
+
+  it("new task creation: INITIALIZING / INACTIVE, nothing scheduled", async () => {
+    gate = arm();
+    const repo = createRepo({ "README.md": "# Flows\n" });
+    const created = await t.api<{ task: TaskDto }>("POST", "/api/tasks", {
+      repoUrl: repo,
+      message: "echo one > one.txt",
+    });
+    task = created.body.task;
+    expect([task.status, task.initStatus, task.scheduledCleanupAt]).toEqual(["INITIALIZING", "INACTIVE", null]);
+    await gate.reached;
+    await recorder.join(task.id);
+  });
+
+  it("during initialization: INITIALIZING through every step of the mode, in order", async () => {
+    const [first, ...rest] = STEPS[mode];
+    expect(await current()).toEqual(["INITIALIZING", first, null]);
+    gate.open();
+    await recorder.waitForStatus("INITIALIZING", "ACTIVE");
+    expect(recorder.statusTrail().slice(0, rest.length + 1)).toEqual([
+      ...rest.map((step) => `INITIALIZING/${step}`),
+      "INITIALIZING/ACTIVE",
+    ]);
+  });
+
+  it("ready for work: RUNNING / ACTIVE", async () => {
+    const running = await recorder.waitForStatus("RUNNING");
+    expect(running.name === "task-status-update" && running.payload.initStatus).toBe("ACTIVE");
+  });
+
+  it(`task completion: COMPLETED${mode === "remote" ? " with cleanup scheduled 10 minutes out" : ", nothing scheduled"}`, async () => {
+    await recorder.waitForStatus("COMPLETED");
+    const expected = mode === "remote" ? new Date(clock.now().getTime() + 10 * MINUTE).toISOString() : null;
+    expect(await current()).toEqual(["COMPLETED", "ACTIVE", expected]);
+  });
+
+  it("follow-up within the window: RUNNING, cleanup cancelled, initStatus stays ACTIVE, no provisioning", async () => {
+    const sessionsBefore = await vmSessionsOf(t, task.id);
+    clock.advance(9 * MINUTE);
+    recorder.clear();
+    const follow = await t.api<{ task: TaskDto }>("POST", `/api/tasks/${task.id}/messages`, {
+      message: "cat one.txt && echo two > two.txt",
+    });
+    expect(follow.status).toBe(202);
+    expect([follow.body.task.status, follow.body.task.initStatus, follow.body.task.scheduledCleanupAt]).toEqual([
+      "RUNNING",
+      "ACTIVE",
+      null,
+    ]);
+    await recorder.waitForStatus("COMPLETED");
+    expect(recorder.statusTrail()).toEqual(["RUNNING/ACTIVE", "COMPLETED/ACTIVE"]);
+    expect(recorder.events.some((e) => e.name === "init-progress")).toBe(false);
+    expect(await vmSessionsOf(t, task.id)).toEqual(sessionsBefore);
+    const expected = mode === "remote" ? new Date(clock.now().getTime() + 10 * MINUTE).toISOString() : null;
+    expect(await current()).toEqual(["COMPLETED", "ACTIVE", expected]);
+  });
+
+  it(`final cleanup: ${mode === "remote" ? "ARCHIVED / INACTIVE / nothing scheduled, the sandbox destroyed" : "none in local mode; the workspace stays ACTIVE"}`, async () => {
+    const [session] = await vmSessionsOf(t, task.id);
+    const pid = mode === "remote" ? sidecarPid(t, session!.externalId) : null;
+    recorder.clear();
+    clock.advance(10 * MINUTE - 1);
+    await t.server.cleanup?.whenIdle();
+    expect((await current())[0]).toBe("COMPLETED");
+    clock.advance(1);
+    if (mode === "local") {
+      expect(t.server.cleanup).toBeNull();
+      expect(await current()).toEqual(["COMPLETED", "ACTIVE", null]);
+      return;
+    }
+    await recorder.waitForStatus("ARCHIVED");
+    expect(await current()).toEqual(["ARCHIVED", "INACTIVE", null]);
+    const [ended] = await vmSessionsOf(t, task.id);
+    expect(ended?.active).toBe(false);
+    expect(ended?.endedAt).not.toBeNull();
+    if (pid) await eventually(async () => !pidAlive(pid));
+  });
+
+  it("follow-up after cleanup: INITIALIZING / INACTIVE → steps → ACTIVE, earlier work restored, then RUNNING", async () => {
+    if (mode === "local") await t.api("POST", `/api/tasks/${task.id}/archive`);
+    recorder.clear();
+    const follow = await t.api<{ task: TaskDto }>("POST", `/api/tasks/${task.id}/messages`, {
+      message: "cat one.txt two.txt > both.txt",
+    });
+    expect(follow.status).toBe(202);
+    expect([follow.body.task.status, follow.body.task.initStatus]).toEqual(["INITIALIZING", "INACTIVE"]);
+    await recorder.waitForStatus("COMPLETED");
+    expect(recorder.statusTrail()).toEqual([
+      "INITIALIZING/INACTIVE",
+      ...STEPS[mode].map((step) => `INITIALIZING/${step}`),
+      "INITIALIZING/ACTIVE",
+      "RUNNING/ACTIVE",
+      "COMPLETED/ACTIVE",
+    ]);
+    const diff = (await t.api<{ files: { path: string }[]; patch: string }>("GET", `/api/tasks/${task.id}/diff`)).body;
+    expect(diff.files.map((f) => f.path).sort()).toEqual(["both.txt", "one.txt", "two.txt"]);
+    expect(diff.patch).toContain("+one\n+two");
+  });
+});

@@ -1,0 +1,236 @@
+/**
+ * One contract for every WorkspaceManager and its ToolExecutor: local
+ * worktrees, remote sandboxes from the `process` provider (real sidecar
+ * processes, under bubblewrap when present), and remote pods from the
+ * `kubernetes` provider against a fake API server whose kubelet runs the real
+ * sidecar bundle. The same tests run against all three.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type Database, openDatabase, type TaskRow } from "@repo/db";
+import { getStepsForMode, type InitStatus, type TaskMode } from "@repo/types";
+import { WorkspacePathError } from "@repo/workspace";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type FakeKubernetes, type RunContainer, startFakeKubernetes } from "../../../test/support/fake-kubernetes";
+import { createRepo, git, tempDir } from "../../../test/support/git";
+import { ensureSidecarBundle } from "../../sidecar/build";
+import { LocalWorkspaceManager } from "../src/execution/local-workspace-manager";
+import { RemoteWorkspaceManager } from "../src/execution/remote/remote-workspace-manager";
+import type { WorkspaceManager } from "../src/execution/types";
+import { KubernetesVmProvider } from "../src/execution/vm/kubernetes-provider";
+import { ProcessVmProvider } from "../src/execution/vm/process-provider";
+import { createLogger } from "../src/logger";
+import { RepositoryStore } from "../src/repository/repository-store";
+import { systemClock } from "../src/utils/clock";
+import { createTaskStatusStore, type TaskStatusStore } from "../src/utils/task-status";
+
+const log = createLogger("silent");
+
+/** The fake kubelet's container runtime: the real sidecar bundle on the pod's loopback address. */
+function sidecarContainer(bundle: string): RunContainer {
+  return async ({ env, podIP, port }) => {
+    const workspace = mkdtempSync(join(tmpdir(), "umbra-pod-"));
+    const child: ChildProcess = spawn(process.execPath, [bundle], {
+      env: {
+        PATH: process.env.PATH,
+        HOME: workspace,
+        ...env,
+        SIDECAR_HOST: podIP,
+        SIDECAR_PORT: String(port),
+        SIDECAR_WORKSPACE: workspace,
+      },
+      stdio: ["ignore", "pipe", "ignore"],
+    });
+    await new Promise<void>((resolve, reject) => {
+      child.once("error", reject);
+      child.stdout?.once("data", () => resolve());
+    });
+    const exited = new Promise<{ exitCode: number }>((resolve) =>
+      child.once("exit", (code) => resolve({ exitCode: code ?? 1 })),
+    );
+    return {
+      exited,
+      async stop() {
+        child.kill("SIGKILL");
+        await exited;
+        rmSync(workspace, { recursive: true, force: true });
+      },
+    };
+  };
+}
+
+interface Subject {
+  name: string;
+  mode: TaskMode;
+  make(dataDir: string, database: Database): Promise<WorkspaceManager & { close?(): Promise<void> }>;
+}
+
+let fakeKubernetes: FakeKubernetes | undefined;
+
+const subjects: Subject[] = [
+  {
+    name: "local",
+    mode: "local",
+    make: async (dataDir) =>
+      new LocalWorkspaceManager(new RepositoryStore(join(dataDir, "repos")), join(dataDir, "workspaces")),
+  },
+  {
+    name: "remote/process",
+    mode: "remote",
+    make: async (dataDir, database) =>
+      new RemoteWorkspaceManager({
+        db: database.db,
+        clock: systemClock,
+        store: new RepositoryStore(join(dataDir, "repos")),
+        provider: new ProcessVmProvider({ dataDir, sidecarBundlePath: await ensureSidecarBundle(), logger: log }),
+        readyTimeoutMs: 20_000,
+        log,
+      }),
+  },
+  {
+    name: "remote/kubernetes",
+    mode: "remote",
+    make: async (dataDir, database) => {
+      fakeKubernetes = await startFakeKubernetes({ runContainer: sidecarContainer(await ensureSidecarBundle()) });
+      return new RemoteWorkspaceManager({
+        db: database.db,
+        clock: systemClock,
+        store: new RepositoryStore(join(dataDir, "repos")),
+        provider: new KubernetesVmProvider({
+          kubeConfig: fakeKubernetes.kubeConfig(),
+          pollIntervalMs: 20,
+          logger: log,
+        }),
+        readyTimeoutMs: 20_000,
+        log,
+      });
+    },
+  },
+];
+
+describe.each(subjects)("workspace contract: $name", (subject) => {
+  let database: Database;
+  let status: TaskStatusStore;
+  let manager: WorkspaceManager;
+  let task: TaskRow;
+  const dataDir = tempDir("umbra-contract-");
+  const repo = createRepo({ "README.md": "# Contract\n", "src/main.txt": "alpha\nbeta\n" });
+
+  /** Runs the mode's provisioning steps (the engine's job, minus indexing) and leaves the task ACTIVE. */
+  async function provision(): Promise<TaskRow> {
+    await status.setTaskStatus(task.id, "INITIALIZING").catch(() => undefined);
+    for (const step of getStepsForMode(subject.mode)) {
+      if (step === "INDEX_REPOSITORY") continue;
+      task = await status.setInitStatus(task.id, step as InitStatus);
+      const patch = await manager.runStep(step, { task, signal: new AbortController().signal, log });
+      if (patch && Object.keys(patch).length > 0) task = await status.updateTaskFields(task.id, patch);
+    }
+    task = await status.setInitStatus(task.id, "ACTIVE");
+    return task;
+  }
+
+  beforeAll(async () => {
+    database = await openDatabase();
+    status = createTaskStatusStore({ db: database.db, clock: systemClock });
+    manager = await subject.make(dataDir, database);
+    task = await status.createTask({
+      id: crypto.randomUUID(),
+      title: "contract",
+      mode: subject.mode,
+      repoUrl: repo,
+      branch: RepositoryStore.branchFor("x"),
+    });
+    task = await status.updateTaskFields(task.id, { branch: RepositoryStore.branchFor(task.id) });
+    await provision();
+  });
+
+  afterAll(async () => {
+    await manager.teardown(task).catch(() => undefined);
+    await manager.close?.();
+    await fakeKubernetes?.close();
+    fakeKubernetes = undefined;
+    await database.close();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it("provisions the task branch at the base commit and answers as alive", async () => {
+    expect(task.baseCommitSha).toBe(git(repo, "rev-parse", "HEAD"));
+    expect(task.baseBranch).toBe("main");
+    expect(await manager.isAlive(task)).toBe(true);
+    const executor = await manager.executor(task);
+    expect(await executor.readFile("src/main.txt")).toBe("alpha\nbeta\n");
+  });
+
+  it("reads, writes, edits, lists and greps files", async () => {
+    const executor = await manager.executor(task);
+    await executor.writeFile("notes/a.txt", "one\ntwo\n");
+    expect(await executor.editFile("notes/a.txt", "two", "three")).toEqual({ replacements: 1 });
+    expect(await executor.readFile("notes/a.txt")).toBe("one\nthree\n");
+    const entries = await executor.listDir("notes");
+    expect(entries.map((e) => [e.name, e.type])).toEqual([["a.txt", "file"]]);
+    const matches = await executor.grep("three|beta");
+    expect(matches.map((m) => [m.path, m.line]).sort()).toEqual([
+      ["notes/a.txt", 2],
+      ["src/main.txt", 2],
+    ]);
+  });
+
+  it("refuses paths outside the workspace", async () => {
+    const executor = await manager.executor(task);
+    await expect(executor.readFile("../../../../etc/passwd")).rejects.toBeInstanceOf(WorkspacePathError);
+    await expect(executor.writeFile("/tmp/outside.txt", "x")).rejects.toBeInstanceOf(WorkspacePathError);
+    await executor.runCommand("ln -s /etc escape");
+    await expect(executor.readFile("escape/hostname")).rejects.toBeInstanceOf(WorkspacePathError);
+    await executor.runCommand("rm escape");
+  });
+
+  it("runs commands in the workspace with streamed output and exit codes", async () => {
+    const executor = await manager.executor(task);
+    let out = "";
+    const result = await executor.runCommand("cat README.md; echo err >&2; exit 4", {
+      onOutput: (_stream, text) => {
+        out += text;
+      },
+    });
+    expect(result.exitCode).toBe(4);
+    expect(out).toContain("# Contract");
+    expect(out).toContain("err");
+  });
+
+  it("stops a command when its signal aborts", async () => {
+    const executor = await manager.executor(task);
+    const controller = new AbortController();
+    const started = Date.now();
+    const running = executor.runCommand("sleep 30", { signal: controller.signal });
+    setTimeout(() => controller.abort(), 100);
+    const result = await running;
+    expect(result.aborted).toBe(true);
+    expect(Date.now() - started).toBeLessThan(3000);
+  });
+
+  it("saves committed and uncommitted work to the repository store", async () => {
+    const executor = await manager.executor(task);
+    await executor.writeFile("saved.txt", "kept\n");
+    const head = await manager.saveWork(task, "save for the contract");
+    const store = new RepositoryStore(join(dataDir, "repos"));
+    expect(await store.branchHead(repo, task.branch!)).toBe(head);
+    const diff = await store.diff(repo, task.baseCommitSha!, task.branch!);
+    expect(diff.files.map((f) => f.path).sort()).toEqual(["notes/a.txt", "saved.txt"]);
+  });
+
+  it("tears down idempotently; a new workspace restores the saved work", async () => {
+    await manager.teardown(task);
+    expect(await manager.isAlive(task)).toBe(false);
+    await manager.teardown(task);
+    await status.setTaskStatus(task.id, "RUNNING").catch(() => undefined);
+    await status.setTaskStatus(task.id, "COMPLETED").catch(() => undefined);
+    await status.setInitStatus(task.id, "INACTIVE");
+    await provision();
+    const executor = await manager.executor(task);
+    expect(await executor.readFile("saved.txt")).toBe("kept\n");
+    expect(await executor.readFile("notes/a.txt")).toBe("one\nthree\n");
+    if (subject.mode === "local") expect(existsSync(join(dataDir, "workspaces", task.id))).toBe(true);
+  });
+});

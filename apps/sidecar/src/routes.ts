@@ -1,0 +1,147 @@
+/**
+ * The sidecar's routes: thin handlers that validate the body with the shared
+ * protocol schemas, call the workspace executor or the git helpers, and
+ * answer. Errors are thrown and answered in one place (server.ts).
+ */
+import { createReadStream, createWriteStream } from "node:fs";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { Transform } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { type LocalExecutor, sidecarProtocol as protocol, readHead } from "@repo/workspace";
+import { HttpError, readJson, sendJson } from "./http";
+import { bundleBranch, bundleScratch, receiveBranch } from "./workspace-git";
+
+/** Limit for JSON bodies (file contents travel in them), bytes. */
+const JSON_LIMIT = 32 * 1024 * 1024;
+/** Limit for an uploaded git bundle, bytes. */
+const BUNDLE_LIMIT = 2 * 1024 * 1024 * 1024;
+
+export interface RouteContext {
+  req: IncomingMessage;
+  res: ServerResponse;
+  url: URL;
+  executor: LocalExecutor;
+  /** Registers a running command so that shutdown can stop it; returns the unregister function. */
+  track: (controller: AbortController) => () => void;
+}
+
+export type Route = (ctx: RouteContext) => Promise<void>;
+
+async function health({ res, executor }: RouteContext) {
+  const { head, branch } = await readHead(executor.root);
+  sendJson(res, 200, { ok: true, workspace: executor.root, head, branch });
+}
+
+async function exec({ req, res, executor, track }: RouteContext) {
+  const body = await readJson(req, protocol.ExecRequest, JSON_LIMIT);
+  const controller = new AbortController();
+  const untrack = track(controller);
+  // A dropped connection is the client's way of cancelling the command.
+  res.on("close", () => {
+    if (!res.writableFinished) controller.abort();
+  });
+  res.writeHead(200, { "content-type": "application/x-ndjson", "cache-control": "no-store" });
+  res.flushHeaders();
+  const send = (event: protocol.ExecEvent) => {
+    if (!res.destroyed) res.write(`${JSON.stringify(event)}\n`);
+  };
+  try {
+    const result = await executor.runCommand(body.command, {
+      signal: controller.signal,
+      env: body.env,
+      timeoutMs: body.timeoutMs,
+      onOutput: (stream, data) => send({ type: stream, data }),
+    });
+    send({ type: "exit", ...result });
+    res.end();
+  } finally {
+    untrack();
+  }
+}
+
+/** Streams the request body into `file`, refusing more than `limit` bytes. */
+async function saveBody(req: IncomingMessage, file: string, limit: number): Promise<void> {
+  let size = 0;
+  const counter = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      size += chunk.length;
+      if (size > limit) callback(new HttpError(413, "PAYLOAD_TOO_LARGE", `bundle exceeds ${limit} bytes`));
+      else callback(null, chunk);
+    },
+  });
+  await pipeline(req, counter, createWriteStream(file));
+}
+
+async function gitReceive({ req, res, url, executor }: RouteContext) {
+  const branch = protocol.BranchName.safeParse(url.searchParams.get("branch"));
+  if (!branch.success) throw new HttpError(400, "VALIDATION_ERROR", "query parameter branch is missing or invalid");
+  const scratch = await bundleScratch();
+  try {
+    await saveBody(req, scratch.file, BUNDLE_LIMIT);
+    sendJson(res, 200, await receiveBranch(executor.root, branch.data, scratch.file));
+  } finally {
+    await scratch.dispose();
+  }
+}
+
+async function gitCommit({ req, res, executor }: RouteContext) {
+  const body = await readJson(req, protocol.CommitRequest, JSON_LIMIT);
+  sendJson(res, 200, await executor.commitAll(body.message));
+}
+
+async function gitBundle({ req, res, executor }: RouteContext) {
+  const body = await readJson(req, protocol.BundleRequest, JSON_LIMIT);
+  const scratch = await bundleScratch();
+  try {
+    const message = body.message ?? "Save workspace";
+    const { head } = await bundleBranch(executor, executor.root, body.branch, message, scratch.file);
+    res.writeHead(200, { "content-type": "application/octet-stream", [protocol.HEAD_HEADER]: head });
+    await pipeline(createReadStream(scratch.file), res);
+  } finally {
+    await scratch.dispose();
+  }
+}
+
+export const routes: ReadonlyMap<string, Route> = new Map<string, Route>([
+  ["GET /health", health],
+  [
+    "POST /files/read",
+    async ({ req, res, executor }) => {
+      const { path } = await readJson(req, protocol.ReadFileRequest, JSON_LIMIT);
+      sendJson(res, 200, { content: await executor.readFile(path) });
+    },
+  ],
+  [
+    "POST /files/write",
+    async ({ req, res, executor }) => {
+      const { path, content } = await readJson(req, protocol.WriteFileRequest, JSON_LIMIT);
+      await executor.writeFile(path, content);
+      sendJson(res, 200, { ok: true });
+    },
+  ],
+  [
+    "POST /files/edit",
+    async ({ req, res, executor }) => {
+      const body = await readJson(req, protocol.EditFileRequest, JSON_LIMIT);
+      sendJson(res, 200, await executor.editFile(body.path, body.search, body.replace, { all: body.all }));
+    },
+  ],
+  [
+    "POST /files/list",
+    async ({ req, res, executor }) => {
+      const { path } = await readJson(req, protocol.ListDirRequest, JSON_LIMIT);
+      sendJson(res, 200, { entries: await executor.listDir(path) });
+    },
+  ],
+  [
+    "POST /files/grep",
+    async ({ req, res, executor }) => {
+      const { pattern, ...options } = await readJson(req, protocol.GrepRequest, JSON_LIMIT);
+      sendJson(res, 200, { matches: await executor.grep(pattern, options) });
+    },
+  ],
+  ["POST /exec", exec],
+  ["POST /git/receive", gitReceive],
+  ["POST /git/commit", gitCommit],
+  ["POST /git/bundle", gitBundle],
+]);

@@ -1,0 +1,136 @@
+/**
+ * The task page's state and the one reducer that folds HTTP answers and
+ * socket events into it. Pure, so ordering rules are testable without a
+ * server:
+ *
+ * - The task snapshot with the newest `updatedAt` wins: a status event older
+ *   than a fetched task is stale, and so is a fetch answered before an event
+ *   that has already been applied.
+ * - Entering INITIALIZING starts a new initialization run (live step progress
+ *   is reset).
+ * - `hadWorkspace` remembers that this task had a workspace before — it ran,
+ *   completed or was archived — so a later INITIALIZING is a re-initialization.
+ */
+import {
+  type DiffResponse,
+  type InitProgressEvent,
+  InitStatus,
+  type MessageDto,
+  type StreamChunkEvent,
+  type TaskDto,
+  TaskStatus,
+  type TaskStatusUpdateEvent,
+} from "@repo/types";
+import { applyChunk, type ChatItem, reconcileStreamed } from "./conversation";
+import { EMPTY_PROGRESS, type LiveInitProgress, reduceInitProgress } from "./init-progress";
+
+export interface TaskLiveState {
+  task: TaskDto | null;
+  messages: MessageDto[];
+  streamed: ChatItem[];
+  diff: DiffResponse | null;
+  diffError: string | null;
+  progress: LiveInitProgress;
+  hadWorkspace: boolean;
+  loadError: string | null;
+}
+
+export const INITIAL_STATE: TaskLiveState = {
+  task: null,
+  messages: [],
+  streamed: [],
+  diff: null,
+  diffError: null,
+  progress: EMPTY_PROGRESS,
+  hadWorkspace: false,
+  loadError: null,
+};
+
+export type TaskLiveAction =
+  | { type: "task"; task: TaskDto }
+  | { type: "status-event"; event: TaskStatusUpdateEvent }
+  | { type: "init-progress"; event: InitProgressEvent }
+  | { type: "chunk"; event: StreamChunkEvent }
+  | { type: "messages"; messages: MessageDto[]; turnOver: boolean }
+  | { type: "diff"; diff: DiffResponse }
+  | { type: "diff-error"; message: string }
+  | { type: "load-error"; message: string }
+  | { type: "reset" };
+
+/** The task shows that it had a workspace at this moment. */
+export function showsWorkspace(task: Pick<TaskDto, "status" | "initStatus">): boolean {
+  switch (task.status) {
+    case TaskStatus.RUNNING:
+    case TaskStatus.COMPLETED:
+    case TaskStatus.ARCHIVED:
+      return true;
+    case TaskStatus.STOPPED:
+    case TaskStatus.FAILED:
+      return task.initStatus === InitStatus.ACTIVE;
+    case TaskStatus.INITIALIZING:
+      return false;
+  }
+}
+
+/** Provisioning again for a task that had a workspace before (or has agent output to show for it). */
+export function isReinitializing(state: Pick<TaskLiveState, "task" | "hadWorkspace" | "messages">): boolean {
+  if (state.task?.status !== TaskStatus.INITIALIZING) return false;
+  return state.hadWorkspace || state.messages.some((m) => m.role === "assistant" || m.role === "tool");
+}
+
+function time(iso: string): number {
+  const t = Date.parse(iso);
+  return Number.isNaN(t) ? 0 : t;
+}
+
+function acceptTask(state: TaskLiveState, next: TaskDto): TaskLiveState {
+  const current = state.task;
+  if (current && current.id === next.id && time(next.updatedAt) < time(current.updatedAt)) return state;
+  const restarted = next.status === TaskStatus.INITIALIZING && current?.status !== TaskStatus.INITIALIZING;
+  return {
+    ...state,
+    task: next,
+    loadError: null,
+    hadWorkspace: state.hadWorkspace || (current !== null && showsWorkspace(current)) || showsWorkspace(next),
+    progress: restarted ? EMPTY_PROGRESS : state.progress,
+  };
+}
+
+export function taskLiveReducer(state: TaskLiveState, action: TaskLiveAction): TaskLiveState {
+  switch (action.type) {
+    case "reset":
+      return INITIAL_STATE;
+    case "task":
+      return acceptTask(state, action.task);
+    case "status-event": {
+      const { event } = action;
+      if (!state.task || state.task.id !== event.taskId) return state;
+      return acceptTask(state, {
+        ...state.task,
+        status: event.status,
+        initStatus: event.initStatus,
+        scheduledCleanupAt: event.scheduledCleanupAt,
+        errorMessage: event.errorMessage,
+        initializationError:
+          event.initializationError !== undefined ? event.initializationError : state.task.initializationError,
+        updatedAt: event.timestamp,
+      });
+    }
+    case "init-progress":
+      return { ...state, progress: reduceInitProgress(state.progress, action.event) };
+    case "chunk":
+      return { ...state, streamed: applyChunk(state.streamed, action.event) };
+    case "messages":
+      return {
+        ...state,
+        messages: action.messages,
+        streamed: reconcileStreamed(state.streamed, action.messages, action.turnOver),
+      };
+    case "diff":
+      return { ...state, diff: action.diff, diffError: null };
+    case "diff-error":
+      return { ...state, diffError: action.message };
+    case "load-error":
+      return { ...state, loadError: action.message };
+  }
+}

@@ -1,0 +1,54 @@
+// @vitest-environment jsdom
+import { cleanup, render } from "@testing-library/react";
+import { afterEach, describe, expect, it } from "vitest";
+import { isSafeHref, Markdown } from "../src/markdown";
+
+afterEach(cleanup);
+
+function html(text: string): HTMLElement {
+  return render(<Markdown text={text} />).container;
+}
+
+describe("Markdown", () => {
+  it("renders headings, emphasis, code and lists", () => {
+    const root = html("# Title\n\nSome **bold**, *em* and `code`.\n\n- one\n- two\n\n1. first\n2. second");
+    expect(root.querySelector("h3")?.textContent).toBe("Title");
+    expect(root.querySelector("strong")?.textContent).toBe("bold");
+    expect(root.querySelector("em")?.textContent).toBe("em");
+    expect(root.querySelector("p code")?.textContent).toBe("code");
+    expect([...root.querySelectorAll("ul li")].map((li) => li.textContent)).toEqual(["one", "two"]);
+    expect([...root.querySelectorAll("ol li")].map((li) => li.textContent)).toEqual(["first", "second"]);
+  });
+
+  it("renders fenced code verbatim, also while the fence is still open", () => {
+    const root = html("Run:\n\n```sh\necho <b>hi</b>\n");
+    expect(root.querySelector("pre code")?.textContent).toBe("echo <b>hi</b>");
+    expect(root.querySelector("b")).toBeNull();
+  });
+
+  it("never turns message text into markup", () => {
+    const root = html('<img src=x onerror="alert(1)"> <script>alert(2)</script>\n\n[x](javascript:alert(3))');
+    expect(root.querySelector("img")).toBeNull();
+    expect(root.querySelector("script")).toBeNull();
+    expect(root.querySelector("a")).toBeNull();
+    expect(root.textContent).toContain("<script>alert(2)</script>");
+  });
+
+  it("keeps safe links and opens them in a new tab", () => {
+    const link = html("See [docs](https://example.com/docs) or https://example.org.").querySelectorAll("a");
+    expect([...link].map((a) => a.getAttribute("href"))).toEqual(["https://example.com/docs", "https://example.org"]);
+    expect(link[0]?.getAttribute("rel")).toBe("noopener noreferrer");
+  });
+
+  it.each([
+    ["https://x.y", true],
+    ["mailto:a@b.c", true],
+    ["/tasks/1", true],
+    ["#top", true],
+    ["javascript:alert(1)", false],
+    ["data:text/html,x", false],
+    ["//evil.example", false],
+  ])("isSafeHref(%s) is %s", (href, safe) => {
+    expect(isSafeHref(href)).toBe(safe);
+  });
+});
