@@ -2,12 +2,14 @@
  * Starts a real Umbra server on a free loopback port for a test, with a temp
  * DATA_DIR, and gives real HTTP and Socket.IO clients for it.
  */
+import { execFileSync } from "node:child_process";
 import { rmSync } from "node:fs";
 import type { Database } from "@repo/db";
 import type { ServerToClientEvents, TaskDto } from "@repo/types";
 import { io as connect, type Socket } from "socket.io-client";
 import { createUmbraServer, type UmbraServer, type UmbraServerOptions } from "../../apps/server/src/app";
 import { loadConfig, type ServerConfig } from "../../apps/server/src/config";
+import { UMBRA_LABELS, UMBRA_MANAGED_BY } from "../../apps/server/src/execution/vm/types";
 import { createLogger } from "../../apps/server/src/logger";
 import { tempDir } from "./git";
 
@@ -21,7 +23,12 @@ export interface TestServer {
     body?: unknown,
     headers?: Record<string, string>,
   ): Promise<ApiResponse<T>>;
-  close(): Promise<void>;
+  /**
+   * Stops the server. Sandboxes are destroyed too (a real server leaves warm
+   * ones running on purpose) unless `keepSandboxes`; then the test fails if any
+   * process still refers to this server's data directory.
+   */
+  close(options?: { keepSandboxes?: boolean }): Promise<void>;
 }
 
 export interface ApiResponse<T> {
@@ -64,8 +71,19 @@ export async function startTestServer(options: StartOptions = {}): Promise<TestS
       const json = response.headers.get("content-type")?.includes("application/json");
       return { status: response.status, body: (json && text ? JSON.parse(text) : text || null) as T };
     },
-    async close() {
+    async close({ keepSandboxes = false } = {}) {
+      await server.lifecycle.shutdown("test finished");
+      const provider = server.workspaces.vmProvider;
+      if (provider && !keepSandboxes) {
+        for (const vm of await provider.list({ [UMBRA_LABELS.managedBy]: UMBRA_MANAGED_BY })) {
+          await provider.destroy(vm.externalId);
+        }
+      }
       await server.close("test finished");
+      if (!keepSandboxes) {
+        const leaked = processesMentioning(dataDir);
+        if (leaked.length > 0) throw new Error(`processes leaked by the test server: ${leaked.join("; ")}`);
+      }
       if (!options.dataDir) rmSync(dataDir, { recursive: true, force: true });
     },
   };
@@ -153,5 +171,16 @@ export class EventRecorder {
       w.resolve(event);
       return false;
     });
+  }
+}
+
+/** Command lines of live processes that mention `text` (other than this check itself). */
+export function processesMentioning(text: string): string[] {
+  try {
+    return execFileSync("pgrep", ["-af", "--", text], { encoding: "utf8" })
+      .split("\n")
+      .filter((line) => line.trim() && !line.includes("pgrep"));
+  } catch {
+    return []; // pgrep exits 1 when nothing matches
   }
 }

@@ -26,6 +26,7 @@ import { registerTaskRoutes } from "./routes/tasks";
 import { MessageLog } from "./services/message-log";
 import { TaskCleanupService } from "./services/task-cleanup";
 import { TaskLifecycle } from "./services/task-lifecycle";
+import { TaskRecovery } from "./services/task-recovery";
 import { TurnRunner } from "./services/turn-runner";
 import { WorkspaceTeardown } from "./services/workspace-teardown";
 import { createSocketServer, TaskEvents, type UmbraSocketServer } from "./socket";
@@ -53,6 +54,7 @@ export interface UmbraServer {
   status: TaskStatusStore;
   lifecycle: TaskLifecycle;
   cleanup: TaskCleanupService | null;
+  recovery: TaskRecovery;
   workspaces: WorkspaceManager;
   /** Base URL once listening, e.g. http://127.0.0.1:3000. */
   url: string;
@@ -146,6 +148,19 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
         })
       : null;
 
+  const recovery = new TaskRecovery({
+    db,
+    clock,
+    status,
+    workspaces,
+    provider: workspaces.vmProvider ?? null,
+    messages,
+    restart: (taskId, message) => lifecycle.resume(taskId, message),
+    isActive: (taskId) => lifecycle.isActive(taskId),
+    log: log.child({ component: "recovery" }),
+    intervalMs: config.healthCheckIntervalMs,
+  });
+
   installHttpBasics(fastify, config);
   registerTaskRoutes(fastify, { lifecycle, messages, store });
   fastify.get("/api/health", async () => ({ ok: true }));
@@ -169,20 +184,24 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
     status,
     lifecycle,
     cleanup,
+    recovery,
     workspaces,
     url: "",
     async listen() {
+      await recovery.recoverAtStartup();
       await fastify.listen({ port: config.port, host: config.host });
       const address = fastify.server.address();
       const port = typeof address === "object" && address ? address.port : config.port;
       server.url = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`;
       cleanup?.start();
+      recovery.start();
       log.info({ url: server.url, mode: workspaces.mode, agent: agent.kind }, "server.listening");
       return server.url;
     },
     close(reason = "server shutting down") {
       closing ??= (async () => {
         log.info({ reason }, "server.closing");
+        await recovery.stop();
         await cleanup?.stop();
         await lifecycle.shutdown(reason);
         io.close();

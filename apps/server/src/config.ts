@@ -42,6 +42,7 @@ const EnvSchema = z.object({
   TASK_CLEANUP_DELAY_MS: integer(600_000, 0),
   TASK_CLEANUP_INTERVAL_MS: integer(60_000, 100),
   VM_READY_TIMEOUT_MS: integer(60_000, 100),
+  HEALTH_CHECK_INTERVAL_MS: integer(30_000, 100),
   API_TOKEN: optionalString,
   AGENT: z.enum(["auto", ...AGENT_KINDS], { message: "must be auto, llm, command or shell" }).default("auto"),
   LLM_PROVIDER: z
@@ -78,6 +79,8 @@ export interface ServerConfig {
   cleanupIntervalMs: number;
   /** How long WAIT_VM_READY waits for the sidecar, in ms. Default 60000. */
   vmReadyTimeoutMs: number;
+  /** Period of the warm-workspace health probe and the orphan sweep, in ms. Default 30000. */
+  healthCheckIntervalMs: number;
   apiToken?: string;
   agent: AgentKind;
   llm?: LlmConfig;
@@ -119,6 +122,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
     cleanupDelayMs: e.TASK_CLEANUP_DELAY_MS,
     cleanupIntervalMs: e.TASK_CLEANUP_INTERVAL_MS,
     vmReadyTimeoutMs: e.VM_READY_TIMEOUT_MS,
+    healthCheckIntervalMs: e.HEALTH_CHECK_INTERVAL_MS,
     apiToken: e.API_TOKEN,
     agent,
     llm,

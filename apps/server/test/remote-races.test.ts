@@ -142,7 +142,8 @@ describe("restart past a deadline", () => {
     const pid = sidecarPid(dataDir, task.id);
     const scheduled = (await readTask(first, task.id)).scheduledCleanupAt!;
     expect(scheduled.getTime()).toBe(clock.now().getTime() + 10 * MINUTE);
-    await first.close();
+    await first.close({ keepSandboxes: true });
+    expect(pidAlive(pid)).toBe(true); // a warm sandbox outlives a server restart
 
     clock.advance(30 * MINUTE); // the deadline passes while the server is down
     const second = await startTestServer({ env: REMOTE, clock, dataDir });

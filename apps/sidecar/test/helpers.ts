@@ -89,7 +89,13 @@ export async function startSidecar(workspace: string): Promise<RunningSidecar> {
   const bundle = await ensureSidecarBundle();
   const token = randomBytes(24).toString("hex");
   const child = spawn(process.execPath, [bundle], {
-    env: { PATH: process.env.PATH, SIDECAR_WORKSPACE: workspace, SIDECAR_TOKEN: token },
+    // TMPDIR keeps the command home the sidecar creates inside a directory the tests remove.
+    env: {
+      PATH: process.env.PATH,
+      TMPDIR: await tempDir("umbra-sidecar-tmp-"),
+      SIDECAR_WORKSPACE: workspace,
+      SIDECAR_TOKEN: token,
+    },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let output = "";

@@ -51,7 +51,7 @@ export function App() {
       <a className="skip-link" href="#main">
         Skip to content
       </a>
-      <header className="app-header">
+      <header className="app-header" inert={auth.required}>
         <Link href="/" className="brand">
           <span className="brand-mark" aria-hidden="true" />
           Umbra
@@ -59,7 +59,7 @@ export function App() {
         <span className="muted app-mode">{config ? `${config.mode} mode · ${config.agent} agent` : "connecting…"}</span>
         <ThemeToggle />
       </header>
-      <main id="main" tabIndex={-1}>
+      <main id="main" tabIndex={-1} inert={auth.required}>
         {route.name === "tasks" && <TaskListPage key={auth.token ?? ""} />}
         {route.name === "task" && <TaskPage key={`${route.taskId}:${auth.token ?? ""}`} taskId={route.taskId} />}
         {route.name === "not-found" && (

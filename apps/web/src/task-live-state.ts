@@ -33,6 +33,8 @@ export interface TaskLiveState {
   progress: LiveInitProgress;
   hadWorkspace: boolean;
   loadError: string | null;
+  /** The server says the task does not exist. */
+  notFound: boolean;
 }
 
 export const INITIAL_STATE: TaskLiveState = {
@@ -44,6 +46,7 @@ export const INITIAL_STATE: TaskLiveState = {
   progress: EMPTY_PROGRESS,
   hadWorkspace: false,
   loadError: null,
+  notFound: false,
 };
 
 export type TaskLiveAction =
@@ -54,7 +57,7 @@ export type TaskLiveAction =
   | { type: "messages"; messages: MessageDto[]; turnOver: boolean }
   | { type: "diff"; diff: DiffResponse }
   | { type: "diff-error"; message: string }
-  | { type: "load-error"; message: string }
+  | { type: "load-error"; message: string; notFound: boolean }
   | { type: "reset" };
 
 /** The task shows that it had a workspace at this moment. */
@@ -91,6 +94,7 @@ function acceptTask(state: TaskLiveState, next: TaskDto): TaskLiveState {
     ...state,
     task: next,
     loadError: null,
+    notFound: false,
     hadWorkspace: state.hadWorkspace || (current !== null && showsWorkspace(current)) || showsWorkspace(next),
     progress: restarted ? EMPTY_PROGRESS : state.progress,
   };
@@ -131,6 +135,6 @@ export function taskLiveReducer(state: TaskLiveState, action: TaskLiveAction): T
     case "diff-error":
       return { ...state, diffError: action.message };
     case "load-error":
-      return { ...state, loadError: action.message };
+      return { ...state, loadError: action.message, notFound: action.notFound };
   }
 }

@@ -6,6 +6,10 @@ import { createLocalExecutor } from "../src/local-executor";
 import { WorkspaceOperationError } from "../src/types";
 import { initRepo, tempDir, testGit } from "./helpers";
 
+async function executorFor(root: string) {
+  return createLocalExecutor(root, { home: await tempDir("umbra-home-") });
+}
+
 describe("commitAll", () => {
   it("commits modified, deleted and untracked files as the agent", async () => {
     const root = await tempDir();
@@ -14,7 +18,7 @@ describe("commitAll", () => {
     await rm(join(root, "gone.txt"));
     await writeFile(join(root, "new.txt"), "hi\n");
 
-    const result = await createLocalExecutor(root).commitAll("Agent turn 1");
+    const result = await (await executorFor(root)).commitAll("Agent turn 1");
 
     expect(result.committed).toBe(true);
     expect(result.sha).toBe(await testGit(root, ["rev-parse", "HEAD"]));
@@ -33,7 +37,7 @@ describe("commitAll", () => {
   it("reports nothing to commit without creating a commit", async () => {
     const root = await tempDir();
     const base = await initRepo(root, { "a.txt": "a\n" });
-    expect(await createLocalExecutor(root).commitAll("noop")).toEqual({ sha: base, committed: false });
+    expect(await (await executorFor(root)).commitAll("noop")).toEqual({ sha: base, committed: false });
     expect((await readHead(root)).head).toBe(base);
   });
 
@@ -42,7 +46,7 @@ describe("commitAll", () => {
     await initRepo(outer, { "a.txt": "a\n" });
     const inner = join(outer, "nested");
     await mkdir(inner);
-    const executor = createLocalExecutor(inner);
+    const executor = await executorFor(inner);
     await executor.writeFile("b.txt", "b\n");
     await expect(executor.commitAll("x")).rejects.toBeInstanceOf(WorkspaceOperationError);
   });

@@ -7,7 +7,7 @@ import { processGone, tempDir } from "./helpers";
 
 async function run(command: string, options: RunCommandOptions & { killGraceMs?: number } = {}) {
   const root = await tempDir();
-  const executor = createLocalExecutor(root, { killGraceMs: options.killGraceMs });
+  const executor = createLocalExecutor(root, { killGraceMs: options.killGraceMs, home: await tempDir("umbra-home-") });
   const output = { stdout: "", stderr: "" };
   const result = await executor.runCommand(command, {
     ...options,

@@ -9,6 +9,7 @@ import type { InitStatus, TaskMode } from "@repo/types";
 import type { ToolExecutor } from "@repo/workspace";
 import type { Logger } from "../logger";
 import type { TaskFieldsPatch } from "../utils/task-status";
+import type { VmProvider } from "./vm/types";
 
 export interface StepContext {
   /** The task as it is when the step starts (fields recorded by earlier steps included). */
@@ -20,6 +21,8 @@ export interface StepContext {
 
 export interface WorkspaceManager {
   readonly mode: TaskMode;
+  /** Where remote sandboxes come from (remote mode only); used to find orphans and dead sandboxes. */
+  readonly vmProvider?: VmProvider;
   /**
    * Runs one provisioning step of getStepsForMode(mode) other than
    * INDEX_REPOSITORY (which the engine owns). Returns task fields to record.

@@ -150,6 +150,11 @@ export class TaskLifecycle {
     if (task.branch) await this.deps.store.deleteBranch(task.repoUrl, task.branch);
   }
 
+  /** Restarts initialization and a turn for a task that is already INITIALIZING (start-up recovery). */
+  resume(taskId: string, message: string): void {
+    this.startInBackground(taskId, message, true);
+  }
+
   /** True while this process runs an initialization or a turn for the task. */
   isActive(taskId: string): boolean {
     return this.active.has(taskId);

@@ -20,7 +20,6 @@ const OFFLINE_POLL_MS = 5_000;
 export interface TaskLive extends TaskLiveState {
   connected: boolean;
   reinitializing: boolean;
-  notFound: boolean;
   refresh: () => void;
   send: (message: string) => Promise<void>;
   stop: () => Promise<void>;
@@ -32,7 +31,6 @@ export function useTaskLive(taskId: string): TaskLive {
   const connected = useSocketConnected();
   const taskRef = useRef<TaskDto | null>(null);
   taskRef.current = state.task;
-  const notFoundRef = useRef(false);
   // Only the newest request of each kind may write its answer.
   const generation = useRef({ task: 0, messages: 0, diff: 0 });
 
@@ -43,8 +41,8 @@ export function useTaskLive(taskId: string): TaskLive {
       if (mine === generation.current.task) dispatch({ type: "task", task });
     } catch (error) {
       if (mine !== generation.current.task) return;
-      notFoundRef.current = error instanceof ApiError && error.code === "NOT_FOUND";
-      dispatch({ type: "load-error", message: errorText(error) });
+      const notFound = error instanceof ApiError && error.code === "NOT_FOUND";
+      dispatch({ type: "load-error", message: errorText(error), notFound });
     }
   }, [taskId]);
 
@@ -80,7 +78,6 @@ export function useTaskLive(taskId: string): TaskLive {
 
   useEffect(() => {
     dispatch({ type: "reset" });
-    notFoundRef.current = false;
     refresh();
   }, [refresh]);
 
@@ -142,7 +139,6 @@ export function useTaskLive(taskId: string): TaskLive {
     ...state,
     connected,
     reinitializing,
-    notFound: notFoundRef.current && state.task === null,
     refresh,
     send,
     stop,

@@ -5,226 +5,40 @@
  * page, with screenshots of every stage in test-artifacts/e2e/.
  *
  * The server runs as a child process (`node --import tsx apps/server/src/main.ts`)
- * on a free port with its own DATA_DIR, once in remote mode (sandboxed
- * sidecars, a short warm window) and once in local mode, where it is also
- * restarted under the open page.
+ * on a free port with its own DATA_DIR: in remote mode (sandboxed sidecars, a
+ * short warm window), in local mode (restarted under the open page), and with
+ * an API token.
  */
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { type BrowserContext, chromium, type Page } from "playwright-core";
+import { type BrowserContext, chromium } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  ARTIFACTS,
+  createRepository,
+  fillNewTaskForm,
+  freePort,
+  installTimelineRecorder,
+  REPO_ROOT,
+  type ServerHandle,
+  sendFollowUp,
+  shot,
+  startServer,
+  stepStates,
+  stopServer,
+  timeline,
+  waitForStatus,
+  waitForTimeline,
+} from "./harness";
 
 const CHROMIUM = "/usr/bin/chromium";
-const REPO_ROOT = fileURLToPath(new URL("../../../../", import.meta.url));
-const ARTIFACTS = join(REPO_ROOT, "test-artifacts", "e2e");
 const WARM_WINDOW_MS = 6_000;
 const missingBrowser = !existsSync(CHROMIUM);
 const skip = missingBrowser && process.env.UMBRA_TEST_REQUIRE_ALL !== "1";
 
 const tmpRoot = mkdtempSync(join(tmpdir(), "umbra-web-e2e-"));
-
-// ---------------------------------------------------------------------------
-// Server and repository fixtures
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once("error", reject);
-    probe.listen(0, "127.0.0.1", () => {
-      const address = probe.address();
-      probe.close(() =>
-        typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port")),
-      );
-    });
-  });
-}
-
-interface ServerHandle {
-  child: ChildProcess;
-  url: string;
-  logFile: string;
-}
-
-interface ServerOptions {
-  name: string;
-  port: number;
-  dataDir: string;
-  env?: Record<string, string>;
-}
-
-function logTail(file: string): string {
-  try {
-    return readFileSync(file, "utf8").split("\n").slice(-30).join("\n");
-  } catch {
-    return "(no log)";
-  }
-}
-
-async function startServer(options: ServerOptions): Promise<ServerHandle> {
-  const logFile = join(ARTIFACTS, `server-${options.name}.log`);
-  const log = createWriteStream(logFile, { flags: "a" });
-  const child = spawn(process.execPath, ["--import", "tsx", "apps/server/src/main.ts"], {
-    cwd: REPO_ROOT,
-    env: {
-      ...process.env,
-      PORT: String(options.port),
-      HOST: "127.0.0.1",
-      DATA_DIR: options.dataDir,
-      AGENT: "shell",
-      LOG_LEVEL: "info",
-      ...options.env,
-    },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  child.stdout?.pipe(log);
-  child.stderr?.pipe(log);
-  const url = `http://127.0.0.1:${options.port}`;
-  const deadline = Date.now() + 60_000;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) {
-      throw new Error(`the server exited with code ${child.exitCode} before it was healthy:\n${logTail(logFile)}`);
-    }
-    try {
-      const response = await fetch(`${url}/api/health`);
-      if (response.ok && ((await response.json()) as { ok?: boolean }).ok === true) return { child, url, logFile };
-    } catch {
-      // not listening yet
-    }
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
-  stopServer({ child, url, logFile });
-  throw new Error(`the server did not answer GET /api/health within 60 s:\n${logTail(logFile)}`);
-}
-
-/** Stops the server child by its PID: SIGTERM, then SIGKILL if it does not exit. */
-async function stopServer(server: ServerHandle | undefined): Promise<void> {
-  const child = server?.child;
-  if (!child?.pid || child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  process.kill(child.pid, "SIGTERM");
-  const timer = setTimeout(() => {
-    if (child.pid && child.exitCode === null) process.kill(child.pid, "SIGKILL");
-  }, 10_000);
-  await exited;
-  clearTimeout(timer);
-}
-
-function git(cwd: string, ...args: string[]): void {
-  const result = spawnSync("git", args, { cwd, encoding: "utf8" });
-  if (result.status !== 0) throw new Error(`git ${args.join(" ")} failed: ${result.stderr}`);
-}
-
-function createRepository(name: string): string {
-  const dir = join(tmpRoot, name);
-  mkdirSync(dir, { recursive: true });
-  git(dir, "init", "-q", "-b", "main");
-  git(dir, "config", "user.email", "e2e@umbra.test");
-  git(dir, "config", "user.name", "Umbra E2E");
-  writeFileSync(join(dir, "README.md"), "# Demo\n\nA repository for the browser test.\n");
-  git(dir, "add", ".");
-  git(dir, "commit", "-q", "-m", "initial commit");
-  return dir;
-}
-
-// ---------------------------------------------------------------------------
-// Browser helpers
-
-/**
- * Records every distinct state of the status line and the stepper as the page
- * renders it, so that short-lived states (a step that takes 50 ms) are seen
- * even when no screenshot or poll lands on them.
- */
-function installTimelineRecorder(): void {
-  const timeline: string[] = [];
-  (window as unknown as { __timeline: string[] }).__timeline = timeline;
-  const snapshot = () => {
-    const stepper = document.querySelector('[data-testid="init-stepper"]');
-    const heading = stepper?.querySelector("h2")?.textContent ?? "";
-    const steps = stepper
-      ? [...stepper.querySelectorAll<HTMLElement>("li[data-step]")]
-          .map((li) => `${li.dataset.step}:${li.dataset.state}`)
-          .join(",")
-      : "";
-    const label = document.querySelector('[data-testid="status-line"] .status-label')?.textContent ?? "";
-    const entry = `${label} | ${heading} | ${steps}`;
-    if (timeline.at(-1) !== entry) timeline.push(entry);
-  };
-  new MutationObserver(snapshot).observe(document, {
-    subtree: true,
-    childList: true,
-    characterData: true,
-    attributes: true,
-  });
-}
-
-async function timeline(page: Page): Promise<string[]> {
-  return page.evaluate(() => (window as unknown as { __timeline: string[] }).__timeline.slice());
-}
-
-async function shot(page: Page, name: string): Promise<void> {
-  await page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });
-}
-
-/**
- * Waits until the status line reads `label`. Gives up at once when the task
- * failed instead (unless failure is what is awaited), with a screenshot.
- */
-async function waitForStatus(page: Page, label: string, timeout = 60_000): Promise<void> {
-  const line = page.locator('[data-testid="status-line"]');
-  const deadline = Date.now() + timeout;
-  let current = "";
-  while (Date.now() < deadline) {
-    current =
-      (await line
-        .locator(".status-label")
-        .textContent({ timeout: 5_000 })
-        .catch(() => null)) ?? "";
-    if (current === label) return;
-    if (current === "Failed" && label !== "Failed") break;
-    await page.waitForTimeout(100);
-  }
-  const name = `failure-waiting-for-${label.toLowerCase().replace(/[^a-z]+/g, "-")}`;
-  await shot(page, name).catch(() => undefined);
-  const text = await line.textContent().catch(() => "(no status line)");
-  throw new Error(`the status line never read "${label}"; it reads "${text}" (screenshot ${name}.png)`);
-}
-
-async function sendFollowUp(page: Page, message: string): Promise<void> {
-  const box = page.getByLabel("Follow-up message");
-  await box.fill(message);
-  await box.press("Control+Enter");
-}
-
-async function stepStates(page: Page): Promise<Record<string, string>> {
-  return page.evaluate(() =>
-    Object.fromEntries(
-      [...document.querySelectorAll<HTMLElement>('[data-testid="init-stepper"] li[data-step]')].map((li) => [
-        li.dataset.step,
-        li.dataset.state,
-      ]),
-    ),
-  );
-}
-
-async function fillNewTaskForm(page: Page, baseUrl: string, repo: string, message: string): Promise<void> {
-  await page.goto(`${baseUrl}/`);
-  await page.getByRole("heading", { name: "New task" }).waitFor();
-  await page.getByLabel("Repository").fill(repo);
-  await page.getByLabel("Message").fill(message);
-}
-
-/** Waits until the page has shown a state matching `pattern` since timeline position `from`. */
-async function waitForTimeline(page: Page, from: number, pattern: RegExp, timeout = 60_000): Promise<void> {
-  await expect
-    .poll(async () => (await timeline(page)).slice(from).some((entry) => pattern.test(entry)), { timeout })
-    .toBe(true);
-}
-
-// ---------------------------------------------------------------------------
 
 describe.skipIf(skip)("the web UI drives a task through its whole lifecycle in Chromium", () => {
   let context: BrowserContext;
@@ -261,7 +75,7 @@ describe.skipIf(skip)("the web UI drives a task through its whole lifecycle in C
     let repo: string;
 
     beforeAll(async () => {
-      repo = createRepository("remote-repo");
+      repo = createRepository(tmpRoot, "remote-repo");
       server = await startServer({
         name: "remote",
         port: await freePort(),
@@ -387,7 +201,7 @@ describe.skipIf(skip)("the web UI drives a task through its whole lifecycle in C
     const dataDir = join(tmpRoot, "local-data");
 
     beforeAll(async () => {
-      repo = createRepository("local-repo");
+      repo = createRepository(tmpRoot, "local-repo");
       port = await freePort();
       server = await startServer({ name: "local", port, dataDir, env: { AGENT_MODE: "local" } });
     }, 90_000);
@@ -454,7 +268,7 @@ describe.skipIf(skip)("the web UI drives a task through its whole lifecycle in C
       await dialog.waitFor({ state: "detached" });
       await page.getByText("No tasks yet. Create one above.").waitFor();
 
-      const repo = createRepository("token-repo");
+      const repo = createRepository(tmpRoot, "token-repo");
       await page.getByLabel("Repository").fill(repo);
       await page.getByLabel("Message").fill("echo hi > hi.txt");
       await page.getByRole("button", { name: "Create task" }).click();

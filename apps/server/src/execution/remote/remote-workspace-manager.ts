@@ -55,7 +55,7 @@ export class RemoteWorkspaceManager implements WorkspaceManager {
 
   constructor(private readonly options: RemoteWorkspaceManagerOptions) {}
 
-  get provider(): VmProvider {
+  get vmProvider(): VmProvider {
     return this.options.provider;
   }
 
