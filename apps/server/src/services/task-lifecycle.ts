@@ -131,6 +131,7 @@ export class TaskLifecycle {
   /** Stops what runs, saves the work, destroys the workspace: ARCHIVED / INACTIVE. */
   async archive(taskId: string): Promise<TaskRow> {
     let task = await this.get(taskId);
+    if (task.cleanupClaimedBy) task = await this.deps.teardown.waitForCleanup(taskId);
     if (task.status === TaskStatus.ARCHIVED) {
       throw new InvalidTransitionError(taskId, "status", task.status, TaskStatus.ARCHIVED, "already archived");
     }

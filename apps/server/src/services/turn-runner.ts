@@ -71,13 +71,14 @@ export class TurnRunner {
       saveError = `saving the workspace failed: ${errorMessage(error)}`;
     }
     log.info({ ms: Date.now() - started, result: result.status, stopped: signal.aborted }, "turn.end");
-    await this.finish(task, result, signal.aborted, saveError, log);
+    const stopReason = signal.aborted ? errorMessage(signal.reason ?? "stopped") : null;
+    await this.finish(task, result, stopReason, saveError, log);
   }
 
   private async finish(
     task: TaskRow,
     result: AgentTurnResult,
-    stopped: boolean,
+    stopReason: string | null,
     saveError: string | null,
     log: Logger,
   ): Promise<void> {
@@ -86,9 +87,10 @@ export class TurnRunner {
     const scheduledCleanupAt = remote ? new Date(clock.now().getTime() + cleanupDelayMs) : undefined;
     let final: "COMPLETED" | "FAILED" | "STOPPED";
     let error: string | undefined;
+    const stopped = stopReason !== null;
     if (stopped) {
       final = TaskStatus.STOPPED;
-      error = saveError ?? undefined;
+      error = saveError ?? stopReason;
     } else if (result.status === "FAILED" || saveError) {
       final = TaskStatus.FAILED;
       error = saveError ?? (result as { error: string }).error;
@@ -96,12 +98,11 @@ export class TurnRunner {
       final = TaskStatus.COMPLETED;
     }
     try {
-      const current = await status.setTaskStatus(task.id, final, {
+      await status.setTaskStatus(task.id, final, {
         reason: error ?? "agent finished its turn",
         patch: { errorMessage: error ?? null },
         scheduledCleanupAt,
       });
-      void current;
     } catch (writeError) {
       if (!(writeError instanceof InvalidTransitionError)) {
         log.error({ err: writeError }, "turn.finish.failed");
