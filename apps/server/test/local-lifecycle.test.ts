@@ -4,35 +4,18 @@ import type { DiffResponse, MessageDto, TaskDto } from "@repo/types";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { databaseTargets, type TestDatabase } from "../../../test/support/databases";
 import { createRepo, git, tempDir } from "../../../test/support/git";
+import { holdFirstStep } from "../../../test/support/lifecycle";
 import { EventRecorder, startTestServer, type TestServer } from "../../../test/support/server";
 import { LocalWorkspaceManager } from "../src/execution/local-workspace-manager";
-import type { WorkspaceManager } from "../src/execution/types";
 import { RepositoryStore } from "../src/repository/repository-store";
 
 const targets = await databaseTargets();
 
-/**
- * The real local manager, with its first step held until the test lets it go,
- * so that a client can join the task's room at a known point.
- */
 function gatedLocalManager(dataDir: string) {
-  const real = new LocalWorkspaceManager(new RepositoryStore(join(dataDir, "repos")), join(dataDir, "workspaces"));
-  let open!: () => void;
-  let arrived!: () => void;
-  const gate = new Promise<void>((resolve) => {
-    open = resolve;
-  });
-  const reached = new Promise<void>((resolve) => {
-    arrived = resolve;
-  });
-  const manager: WorkspaceManager = Object.assign(Object.create(real), {
-    runStep: async (...args: Parameters<WorkspaceManager["runStep"]>) => {
-      arrived();
-      await gate;
-      return real.runStep(...args);
-    },
-  });
-  return { manager, open, reached };
+  const held = holdFirstStep(
+    new LocalWorkspaceManager(new RepositoryStore(join(dataDir, "repos")), join(dataDir, "workspaces")),
+  );
+  return { manager: held.manager, ...held.arm() };
 }
 
 type TaskBody = { task: TaskDto };

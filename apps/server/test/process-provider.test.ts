@@ -7,7 +7,8 @@ import { SidecarClient } from "@repo/workspace";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ensureSidecarBundle } from "../../sidecar/build";
 import { findOnPath } from "../src/execution/vm/process/bubblewrap";
-import { type ProcessProviderLogger, ProcessVmProvider } from "../src/execution/vm/process-provider";
+import { ProcessVmProvider } from "../src/execution/vm/process-provider";
+import type { ProviderLogger } from "../src/execution/vm/types";
 import { UMBRA_LABELS, UMBRA_MANAGED_BY, type VmHandle } from "../src/execution/vm/types";
 
 const HAS_BWRAP = findOnPath("bwrap") !== null;
@@ -24,8 +25,8 @@ interface LogLine {
   message?: string;
 }
 
-function recordingLogger(lines: LogLine[]): ProcessProviderLogger {
-  const logger: ProcessProviderLogger = {
+function recordingLogger(lines: LogLine[]): ProviderLogger {
+  const logger: ProviderLogger = {
     info: (fields, message) => lines.push({ level: "info", fields, message }),
     warn: (fields, message) => lines.push({ level: "warn", fields, message }),
     error: (fields, message) => lines.push({ level: "error", fields, message }),

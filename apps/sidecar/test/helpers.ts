@@ -5,12 +5,11 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, readFileSync } from "node:fs";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
-import { git, SidecarClient } from "@repo/workspace";
+import { SidecarClient } from "@repo/workspace";
 import { expect } from "vitest";
 import { ensureSidecarBundle } from "../build";
 
@@ -26,39 +25,7 @@ export async function removeTempDirs(): Promise<void> {
   await Promise.all(created.splice(0).map((dir) => rm(dir, { recursive: true, force: true })));
 }
 
-export const TEST_GIT_ENV = {
-  ...process.env,
-  GIT_AUTHOR_NAME: "Test Author",
-  GIT_AUTHOR_EMAIL: "author@example.test",
-  GIT_COMMITTER_NAME: "Test Author",
-  GIT_COMMITTER_EMAIL: "author@example.test",
-  GIT_CONFIG_NOSYSTEM: "1",
-  GIT_CONFIG_GLOBAL: "/dev/null",
-};
-
-export function testGit(cwd: string, args: string[]): Promise<string> {
-  return git(args, { cwd, env: TEST_GIT_ENV });
-}
-
-/** A repository on `branch` with one commit holding `files`. */
-export async function initRepo(dir: string, files: Record<string, string>, branch = "main"): Promise<string> {
-  await testGit(dir, ["init", "-q", "-b", branch]);
-  for (const [name, content] of Object.entries(files)) await writeFile(join(dir, name), content);
-  await testGit(dir, ["add", "-A"]);
-  await testGit(dir, ["commit", "-q", "-m", "initial"]);
-  return testGit(dir, ["rev-parse", "HEAD"]);
-}
-
-/** True when `pid` no longer runs: no /proc entry, or only a zombie waiting to be reaped. */
-export function processGone(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const state = stat.charAt(stat.lastIndexOf(")") + 2);
-    return state === "Z" || state === "X";
-  } catch {
-    return !existsSync(`/proc/${pid}`);
-  }
-}
+export { initRepo, processGone, TEST_GIT_ENV, testGit } from "../../../test/support/workspace-fixtures";
 
 export interface RunningSidecar {
   client: SidecarClient;

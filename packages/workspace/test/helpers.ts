@@ -1,13 +1,7 @@
-/**
- * Test fixtures: temporary directories that are removed after each test, real
- * git repositories, and a check that a process is really gone.
- */
-import { existsSync, readFileSync } from "node:fs";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach } from "vitest";
-import { git } from "../src/git";
 
 const created: string[] = [];
 
@@ -21,38 +15,4 @@ export async function tempDir(prefix = "umbra-ws-test-"): Promise<string> {
   return dir;
 }
 
-export const TEST_GIT_ENV = {
-  ...process.env,
-  GIT_AUTHOR_NAME: "Test Author",
-  GIT_AUTHOR_EMAIL: "author@example.test",
-  GIT_COMMITTER_NAME: "Test Author",
-  GIT_COMMITTER_EMAIL: "author@example.test",
-  GIT_CONFIG_NOSYSTEM: "1",
-  GIT_CONFIG_GLOBAL: "/dev/null",
-};
-
-export function testGit(cwd: string, args: string[]): Promise<string> {
-  return git(args, { cwd, env: TEST_GIT_ENV });
-}
-
-/** A repository on `branch` with one commit holding `files`. */
-export async function initRepo(dir: string, files: Record<string, string>, branch = "main"): Promise<string> {
-  await testGit(dir, ["init", "-q", "-b", branch]);
-  for (const [name, content] of Object.entries(files)) await writeFile(join(dir, name), content);
-  await testGit(dir, ["add", "-A"]);
-  await testGit(dir, ["commit", "-q", "-m", "initial"]);
-  return testGit(dir, ["rev-parse", "HEAD"]);
-}
-
-/** True when `pid` no longer runs: no /proc entry, or only a zombie waiting to be reaped. */
-export function processGone(pid: number): boolean {
-  const statPath = `/proc/${pid}/stat`;
-  if (!existsSync(statPath)) return true;
-  try {
-    const stat = readFileSync(statPath, "utf8");
-    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
-    return state === "Z" || state === "X";
-  } catch {
-    return true;
-  }
-}
+export { initRepo, processGone, TEST_GIT_ENV, testGit } from "../../../test/support/workspace-fixtures";

@@ -36,17 +36,9 @@ import { WorkspaceError } from "../../errors";
 import { callApi, callApiAllowMissing } from "./kubernetes/errors";
 import { labelSelector, sandboxLabels, sandboxName, sidecarPod, tokenSecret } from "./kubernetes/manifests";
 import { podVmStatus } from "./kubernetes/pod-status";
-import type { VmHandle, VmListing, VmProvider, VmSpec, VmStatus } from "./types";
+import type { ProviderLogger, VmHandle, VmListing, VmProvider, VmSpec, VmStatus } from "./types";
 
 export { KubernetesApiError } from "./kubernetes/errors";
-
-/** The subset of a pino logger the provider uses. */
-export interface KubernetesProviderLogger {
-  info(fields: object, message?: string): void;
-  warn(fields: object, message?: string): void;
-  error(fields: object, message?: string): void;
-  child(bindings: Record<string, unknown>): KubernetesProviderLogger;
-}
 
 /** CPU and memory quantities in Kubernetes notation, e.g. `{ cpu: "250m", memory: "512Mi" }`. */
 export interface ResourceQuantities {
@@ -91,14 +83,14 @@ export interface KubernetesVmProviderOptions {
   /** Seconds the sidecar gets to stop when its pod is deleted. Default `5`. */
   deleteGracePeriodSeconds?: number;
   /** Structured logger (pino-compatible). Default: discards everything. */
-  logger?: KubernetesProviderLogger;
+  logger?: ProviderLogger;
 }
 
 const DEFAULT_REQUESTS = { cpu: "250m", memory: "512Mi" };
 const DEFAULT_LIMITS = { cpu: "2", memory: "2Gi" };
 const NAME_PREFIX = "umbra-vm-";
 
-const silentLogger: KubernetesProviderLogger = {
+const silentLogger: ProviderLogger = {
   info() {},
   warn() {},
   error() {},
@@ -129,7 +121,7 @@ export class KubernetesVmProvider implements VmProvider {
   private readonly readyTimeoutMs: number;
   private readonly pollIntervalMs: number;
   private readonly deleteGracePeriodSeconds: number;
-  private readonly log: KubernetesProviderLogger;
+  private readonly log: ProviderLogger;
   private readonly closing = new AbortController();
 
   constructor(options: KubernetesVmProviderOptions = {}) {

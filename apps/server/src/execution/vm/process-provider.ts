@@ -28,15 +28,7 @@ import { findOnPath } from "./process/bubblewrap";
 import { launchSandbox } from "./process/launch";
 import { hasLiveChildWithMarkers, isLiveProcess, isRunning, signalProcess, waitUntil } from "./process/proc";
 import { readRecord, type SandboxRecord, writeRecord } from "./process/sandbox-record";
-import type { VmHandle, VmListing, VmProvider, VmSpec, VmStatus } from "./types";
-
-/** The subset of a pino logger the provider uses. */
-export interface ProcessProviderLogger {
-  info(fields: object, message?: string): void;
-  warn(fields: object, message?: string): void;
-  error(fields: object, message?: string): void;
-  child(bindings: Record<string, unknown>): ProcessProviderLogger;
-}
+import type { ProviderLogger, VmHandle, VmListing, VmProvider, VmSpec, VmStatus } from "./types";
 
 export interface ProcessVmProviderOptions {
   /** Umbra's data directory; sandboxes live under `${dataDir}/vms/<taskId>/`. */
@@ -45,7 +37,7 @@ export interface ProcessVmProviderOptions {
   sidecarBundlePath: string;
   /** Confine sandboxes with bubblewrap. Default: true when `bwrap` is on PATH. */
   useBubblewrap?: boolean;
-  logger: ProcessProviderLogger;
+  logger: ProviderLogger;
   /** The node binary that runs the sidecar. Default: the server's own (process.execPath). */
   nodePath?: string;
   /** Milliseconds create() waits for the sidecar to listen. Default 15000. */
@@ -70,7 +62,7 @@ export class ProcessVmProvider implements VmProvider {
   private readonly nodePath: string;
   private readonly startTimeoutMs: number;
   private readonly killGraceMs: number;
-  private readonly log: ProcessProviderLogger;
+  private readonly log: ProviderLogger;
 
   constructor(options: ProcessVmProviderOptions) {
     this.vmsDir = join(resolve(options.dataDir), "vms");

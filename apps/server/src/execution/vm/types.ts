@@ -37,6 +37,14 @@ export interface VmListing {
   endpoint?: string;
 }
 
+/** The subset of a pino logger the providers use. */
+export interface ProviderLogger {
+  info(fields: object, message?: string): void;
+  warn(fields: object, message?: string): void;
+  error(fields: object, message?: string): void;
+  child(bindings: Record<string, unknown>): ProviderLogger;
+}
+
 export interface VmProvider {
   readonly name: "process" | "kubernetes";
   /** Starts a sandbox; returns once it is created (not necessarily ready). */
