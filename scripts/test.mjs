@@ -69,4 +69,17 @@ try {
 } catch {
   // no report: vitest failed before running; its exit status says so
 }
+// The reliability tests (fault injection, fuzzing, auth) append what they tried to
+// test-artifacts/reliability.jsonl; when this run wrote to it, RELIABILITY.md is made from it.
+const reliabilityLog = join("test-artifacts", "reliability.jsonl");
+if (existsSync(reliabilityLog)) {
+  let startedAt = 0;
+  try {
+    startedAt = JSON.parse(readFileSync(report, "utf8")).startTime ?? 0;
+  } catch {
+    // no vitest report: judge by the records alone
+  }
+  const { mtimeMs } = await import("node:fs").then((fs) => fs.statSync(reliabilityLog));
+  if (mtimeMs >= startedAt) spawnSync(process.execPath, ["scripts/reliability-report.mjs"], { stdio: "inherit" });
+}
 process.exit(result.status ?? 1);

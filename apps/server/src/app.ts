@@ -5,12 +5,13 @@
  * injected, which is how the tests drive it.
  */
 import { existsSync } from "node:fs";
+import type { Socket } from "node:net";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import fastifyStatic from "@fastify/static";
 import { type Database, openDatabase, type TaskRow } from "@repo/db";
 import { getStepsForMode } from "@repo/types";
-import Fastify, { type FastifyError, type FastifyInstance } from "fastify";
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import { createAgentRunner } from "./agent";
 import type { AgentRunner } from "./agent/types";
 import type { ServerConfig } from "./config";
@@ -73,13 +74,20 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
     (await openDatabase({
       databaseUrl: config.databaseUrl,
       dataDir: config.dataDir,
-      onPoolError: (error) => log.warn({ err: error }, "db.pool.error"),
+      // Message and code only: pg attaches the whole client object to its errors.
+      onPoolError: (error) =>
+        log.warn({ err: { message: error.message, code: (error as { code?: string }).code } }, "db.pool.error"),
     }));
   const { db } = database;
 
   const fastify = Fastify({
     // Request logs only at warn and above; lifecycle events carry the useful detail.
     loggerInstance: log.child({ component: "http" }, { level: "warn" }),
+    clientErrorHandler: answerMalformedRequest,
+    // Errors raised before routing (a path that is not valid percent-encoding) get the API's shape too.
+    frameworkErrors: (error, _request, reply) => {
+      (reply as FastifyReply).code(400).send({ error: { code: "VALIDATION_ERROR", message: error.message } });
+    },
   }) as unknown as FastifyInstance;
   const io = createSocketServer(fastify.server, {
     apiToken: config.apiToken,
@@ -159,6 +167,7 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
     isActive: (taskId) => lifecycle.isActive(taskId),
     log: log.child({ component: "recovery" }),
     intervalMs: config.healthCheckIntervalMs,
+    dataDir: config.dataDir,
   });
 
   installHttpBasics(fastify, config);
@@ -216,12 +225,40 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
   return server;
 }
 
+/**
+ * Whether a request needs the API token. Decided on the route the request
+ * matched, not on the raw URL: the router decodes the path, so
+ * `/%61pi/tasks` reaches `/api/tasks` while its raw URL does not start with
+ * `/api`. Requests that matched no route are judged on the raw URL (an
+ * unknown `/api/...` path answers 401, not 404, without a token).
+ */
+function needsToken(request: FastifyRequest): boolean {
+  const path = request.routeOptions.url ?? request.url;
+  return path.startsWith("/api") || path.startsWith("/metrics");
+}
+
+/**
+ * A request Node's HTTP parser refused (an unknown method, a broken request
+ * line or header) is answered in the API's error shape too, then the
+ * connection is closed.
+ */
+function answerMalformedRequest(error: NodeJS.ErrnoException, socket: Socket): void {
+  if (error.code === "ECONNRESET" || socket.destroyed) return;
+  if (socket.writable) {
+    const body = JSON.stringify({ error: { code: "VALIDATION_ERROR", message: "malformed HTTP request" } });
+    socket.write(
+      `HTTP/1.1 400 Bad Request\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy();
+}
+
 /** Auth, the error shape, and JSON-only 404s under /api. */
 function installHttpBasics(fastify: FastifyInstance, config: ServerConfig): void {
   if (config.apiToken) {
     const expected = config.apiToken;
     fastify.addHook("onRequest", async (request) => {
-      if (!request.url.startsWith("/api") && !request.url.startsWith("/metrics")) return;
+      if (!needsToken(request)) return;
       const header = request.headers.authorization ?? "";
       const token = header.startsWith("Bearer ") ? header.slice(7) : "";
       if (!token || !tokenMatches(token, expected)) throw new UnauthorizedError();

@@ -9,6 +9,7 @@ import type { TaskRow } from "@repo/db";
 import {
   type ClientToServerEvents,
   type InitializationProgress,
+  type JoinTaskAck,
   JoinTaskPayloadSchema,
   type ServerToClientEvents,
   type StreamChunk,
@@ -74,8 +75,9 @@ export function createSocketServer(http: HttpServer, deps: SocketDeps): UmbraSoc
     });
   }
   io.on("connection", (socket) => {
-    socket.on("join-task", async (payload, ack) => {
-      const reply = typeof ack === "function" ? ack : () => {};
+    // Arguments are what the client sent: the acknowledgement is the last one, whatever came before it.
+    socket.on("join-task", async (...args: unknown[]) => {
+      const [payload, reply] = payloadAndAck<JoinTaskAck>(args);
       const parsed = JoinTaskPayloadSchema.safeParse(payload);
       if (!parsed.success || !TaskIdSchema.safeParse(parsed.data.taskId).success) {
         reply({ ok: false, error: { code: "VALIDATION_ERROR", message: "join-task needs {taskId: <uuid>}" } });
@@ -94,8 +96,8 @@ export function createSocketServer(http: HttpServer, deps: SocketDeps): UmbraSoc
         }
       }
     });
-    socket.on("leave-task", async (payload, ack) => {
-      const reply = typeof ack === "function" ? ack : () => {};
+    socket.on("leave-task", async (...args: unknown[]) => {
+      const [payload, reply] = payloadAndAck<{ ok: boolean }>(args);
       const parsed = JoinTaskPayloadSchema.safeParse(payload);
       if (!parsed.success) {
         reply({ ok: false });
@@ -106,4 +108,17 @@ export function createSocketServer(http: HttpServer, deps: SocketDeps): UmbraSoc
     });
   });
   return io;
+}
+
+/**
+ * The payload (the first argument unless it is the callback) and the
+ * acknowledgement callback (the last argument when it is a function; a no-op
+ * otherwise). A client that sends no payload, or extra arguments, still gets
+ * its answer instead of waiting forever.
+ */
+function payloadAndAck<Reply>(args: unknown[]): [unknown, (reply: Reply) => void] {
+  const last = args.at(-1);
+  const ack = typeof last === "function" ? (last as (reply: Reply) => void) : () => {};
+  const payload = typeof args[0] === "function" ? undefined : args[0];
+  return [payload, ack];
 }

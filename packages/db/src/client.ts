@@ -32,7 +32,7 @@ export interface OpenDatabaseOptions {
   dataDir?: string;
   /** Maximum Postgres pool size. Default 10. */
   poolSize?: number;
-  /** Called when an idle Postgres client errors (e.g. the server restarted). */
+  /** Called when a Postgres connection errors (e.g. the server restarted or ended it). */
   onPoolError?: (error: Error) => void;
 }
 
@@ -66,7 +66,11 @@ async function openPglite(dataDir: string | undefined): Promise<Database> {
 async function openPostgres(url: string, options: OpenDatabaseOptions): Promise<Database> {
   await migratePostgres(url);
   const pool = new pg.Pool({ connectionString: url, max: options.poolSize ?? 10 });
-  pool.on("error", (error) => options.onPoolError?.(error));
+  // A connection can die while its client is checked out (between the statements of a transaction,
+  // say); pg-pool listens for errors on idle clients only, and an 'error' event nobody listens to
+  // ends the process. Every client gets a listener; the statement in flight fails on its own.
+  pool.on("connect", (client) => client.on("error", (error) => options.onPoolError?.(error)));
+  pool.on("error", () => {}); // an idle client's error, already reported by its own listener
   const db = drizzlePg(pool, { schema });
   let closed = false;
   return {

@@ -23,6 +23,9 @@ interface GitOptions {
   maxBuffer?: number;
 }
 
+/** The identity of the server's own git processes (also how a later server recognises orphans of a dead one). */
+export const SERVER_GIT_EMAIL = "umbra@umbra.local";
+
 const GIT_ENV = {
   GIT_TERMINAL_PROMPT: "0",
   GIT_ASKPASS: "/bin/false",
@@ -30,9 +33,9 @@ const GIT_ENV = {
   GIT_SSH_COMMAND: "ssh -o BatchMode=yes -o ConnectTimeout=15",
   GIT_CONFIG_NOSYSTEM: "1",
   GIT_AUTHOR_NAME: "Umbra",
-  GIT_AUTHOR_EMAIL: "umbra@umbra.local",
+  GIT_AUTHOR_EMAIL: SERVER_GIT_EMAIL,
   GIT_COMMITTER_NAME: "Umbra",
-  GIT_COMMITTER_EMAIL: "umbra@umbra.local",
+  GIT_COMMITTER_EMAIL: SERVER_GIT_EMAIL,
   LANG: "C",
 };
 

@@ -13,18 +13,24 @@ import type { MessageRole, StreamChunk } from "@repo/types";
 import { asc, eq, sql } from "drizzle-orm";
 import type { AgentOutput, ConversationMessage } from "../agent/types";
 import type { Clock } from "../utils/clock";
+import { DB_READ_RETRY_DEADLINE_MS, DB_RETRY_DEADLINE_MS, retryTransient } from "../utils/db-retry";
 
 export interface MessageLogDeps {
   db: Db;
   clock: Clock;
   emitChunk(taskId: string, chunk: StreamChunk): void;
+  /** How long a write is retried while the database connection is lost, in ms. Default 60000. */
+  retryDeadlineMs?: number;
 }
 
 export class MessageLog {
   constructor(private readonly deps: MessageLogDeps) {}
 
   list(taskId: string): Promise<MessageRow[]> {
-    return this.deps.db.select().from(messages).where(eq(messages.taskId, taskId)).orderBy(asc(messages.sequence));
+    return retryTransient(
+      () => this.deps.db.select().from(messages).where(eq(messages.taskId, taskId)).orderBy(asc(messages.sequence)),
+      { deadlineMs: DB_READ_RETRY_DEADLINE_MS },
+    );
   }
 
   async history(taskId: string): Promise<ConversationMessage[]> {
@@ -39,26 +45,35 @@ export class MessageLog {
     metadata: Record<string, unknown> | null = null,
   ): Promise<MessageRow> {
     const id = randomUUID();
-    const [row] = await this.deps.db
-      .insert(messages)
-      .values({
-        id,
-        taskId,
-        role,
-        content,
-        metadata,
-        createdAt: this.deps.clock.now(),
-        sequence: sql`(SELECT coalesce(max(${messages.sequence}), 0) + 1 FROM ${messages} WHERE ${messages.taskId} = ${taskId})`,
-      })
-      .returning();
+    const [row] = await this.retrying(() =>
+      this.deps.db
+        .insert(messages)
+        .values({
+          id,
+          taskId,
+          role,
+          content,
+          metadata,
+          createdAt: this.deps.clock.now(),
+          sequence: sql`(SELECT coalesce(max(${messages.sequence}), 0) + 1 FROM ${messages} WHERE ${messages.taskId} = ${taskId})`,
+        })
+        .returning(),
+    );
     return row!;
   }
 
   async update(id: string, content: string, metadata?: Record<string, unknown> | null): Promise<void> {
-    await this.deps.db
-      .update(messages)
-      .set(metadata === undefined ? { content } : { content, metadata })
-      .where(eq(messages.id, id));
+    await this.retrying(() =>
+      this.deps.db
+        .update(messages)
+        .set(metadata === undefined ? { content } : { content, metadata })
+        .where(eq(messages.id, id)),
+    );
+  }
+
+  /** Writes survive a dropped database connection (see db-retry.ts); a lost message is lost work. */
+  private retrying<T>(fn: () => Promise<T>): Promise<T> {
+    return retryTransient(fn, { deadlineMs: this.deps.retryDeadlineMs ?? DB_RETRY_DEADLINE_MS });
   }
 
   /** An AgentOutput for one turn; call `close()` when the turn ends. */

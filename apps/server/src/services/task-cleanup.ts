@@ -14,6 +14,7 @@
  *   may still exist) until a teardown succeeds.
  */
 import { randomUUID } from "node:crypto";
+import { hostname } from "node:os";
 import type { TaskRow } from "@repo/db";
 import { TaskStatus } from "@repo/types";
 import { errorMessage } from "../errors";
@@ -31,15 +32,39 @@ export interface TaskCleanupDeps {
   intervalMs: number;
   /** How long a claim holds before another worker may take it over, in ms. Default 5 minutes. */
   leaseMs?: number;
-  /** Tasks claimed per pass. Default 50. */
+  /** Most tasks claimed by one query (never more than free teardown slots). Default 50. */
   batchSize?: number;
   /** Teardowns run at once. Default 4. */
   concurrency?: number;
-  /** Identifies this worker in claims. Default: random. */
+  /** Identifies this worker in claims. Default: cleanupWorkerId(). */
   workerId?: string;
   subscribe(listener: (change: TaskChange) => void): () => void;
   log: Logger;
   onCleaned?(taskId: string): void;
+}
+
+/**
+ * A worker id that says where the worker runs, `cleanup:<host>:<pid>:<random>`,
+ * so that a server starting on the same host can tell that a claim belongs to
+ * a process that no longer exists (see TaskRecovery) instead of waiting out
+ * its lease.
+ */
+export function cleanupWorkerId(): string {
+  return `cleanup:${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+}
+
+/** Host and pid of a worker id made by cleanupWorkerId(); null for any other id. */
+export function parseCleanupWorkerId(workerId: string): { host: string; pid: number } | null {
+  const match = /^cleanup:(.+):(\d+):[0-9a-f]{8}$/.exec(workerId);
+  return match ? { host: match[1]!, pid: Number(match[2]) } : null;
+}
+
+/** Ids of the cleanup services running in this process (a process may host more than one server). */
+const runningWorkers = new Set<string>();
+
+/** True when `workerId` is a cleanup service running in this process now. */
+export function isRunningInThisProcess(workerId: string): boolean {
+  return runningWorkers.has(workerId);
 }
 
 const RETRY_BASE_MS = 5_000;
@@ -53,16 +78,19 @@ export class TaskCleanupService {
   private unsubscribe: (() => void) | null = null;
   private running: Promise<void> | null = null;
   private rerun = false;
+  /** Wakes a pass that waits for its teardowns, so it claims what fell due meanwhile. */
+  private wake: (() => void) | null = null;
   private stopped = true;
 
   constructor(private readonly deps: TaskCleanupDeps) {
-    this.workerId = deps.workerId ?? `cleanup-${randomUUID()}`;
+    this.workerId = deps.workerId ?? cleanupWorkerId();
   }
 
   /** Starts the service: processes what is already due, then waits for deadlines. */
   start(): void {
     if (!this.stopped) return;
     this.stopped = false;
+    runningWorkers.add(this.workerId);
     this.unsubscribe = this.deps.subscribe((change) => {
       const at = change.task.scheduledCleanupAt?.getTime();
       if (at !== undefined && (this.timerAt === null || at < this.timerAt)) this.armAt(at);
@@ -74,6 +102,7 @@ export class TaskCleanupService {
   /** Stops timers and waits for a cleanup in flight to finish. */
   async stop(): Promise<void> {
     this.stopped = true;
+    runningWorkers.delete(this.workerId);
     this.unsubscribe?.();
     this.timer?.cancel();
     this.backstop?.cancel();
@@ -86,6 +115,7 @@ export class TaskCleanupService {
   trigger(): Promise<void> {
     if (this.running) {
       this.rerun = true;
+      this.wake?.();
       return this.running;
     }
     this.running = (async () => {
@@ -104,21 +134,37 @@ export class TaskCleanupService {
     while (this.running) await this.running;
   }
 
-  /** One pass: claim every due task and clean it up; then arm the timer for the next deadline. */
+  /**
+   * One pass: cleans up due tasks, `concurrency` at a time, until none is
+   * due; then arms the timer for the next deadline. Tasks are claimed only
+   * when a teardown slot is free, and again whenever one frees up or a
+   * deadline passes (trigger()), so a task that falls due during a long pass
+   * starts as soon as there is room instead of after the whole pass — and a
+   * claim is never held by a task still waiting for a slot.
+   */
   async runOnce(): Promise<number> {
     const { status, batchSize = 50, concurrency = 4, leaseMs = 5 * 60_000 } = this.deps;
     let cleaned = 0;
+    const inFlight = new Set<Promise<void>>();
     for (;;) {
-      const claimed = await status.claimDueCleanups(this.workerId, leaseMs, batchSize);
-      if (claimed.length === 0) break;
-      const queue = [...claimed];
-      const workers = Array.from({ length: Math.min(concurrency, queue.length) }, async () => {
-        for (let id = queue.shift(); id; id = queue.shift()) {
-          if (await this.cleanupTask(id)) cleaned++;
-        }
+      const free = concurrency - inFlight.size;
+      const claimed = free > 0 ? await status.claimDueCleanups(this.workerId, leaseMs, Math.min(batchSize, free)) : [];
+      for (const id of claimed) {
+        const work: Promise<void> = this.cleanupTask(id)
+          .then((archived) => {
+            if (archived) cleaned++;
+          })
+          .finally(() => inFlight.delete(work));
+        inFlight.add(work);
+      }
+      // The timer fired for a deadline just claimed; point it at the next one, which may pass during this pass.
+      if (claimed.length > 0 && !this.stopped) await this.armForNextDeadline();
+      if (inFlight.size === 0) break;
+      const woken = new Promise<void>((resolve) => {
+        this.wake = resolve;
       });
-      await Promise.all(workers);
-      if (claimed.length < batchSize) break;
+      await Promise.race([...inFlight, woken]);
+      this.wake = null;
     }
     if (!this.stopped) await this.armForNextDeadline();
     return cleaned;

@@ -17,6 +17,7 @@ import type { WorkspaceManager } from "../execution/types";
 import type { TaskInitializationEngine } from "../initialization";
 import type { Logger } from "../logger";
 import { RepositoryStore } from "../repository/repository-store";
+import { DB_READ_RETRY_DEADLINE_MS, retryTransient } from "../utils/db-retry";
 import type { TaskStatusStore } from "../utils/task-status";
 import type { MessageLog } from "./message-log";
 import type { TurnRunner } from "./turn-runner";
@@ -46,13 +47,13 @@ export class TaskLifecycle {
   constructor(private readonly deps: TaskLifecycleDeps) {}
 
   async get(taskId: string): Promise<TaskRow> {
-    const [row] = await this.deps.db.select().from(tasks).where(eq(tasks.id, taskId));
+    const [row] = await readRetrying(() => this.deps.db.select().from(tasks).where(eq(tasks.id, taskId)));
     if (!row) throw new NotFoundError("task", taskId);
     return row;
   }
 
   list(): Promise<TaskRow[]> {
-    return this.deps.db.select().from(tasks).orderBy(desc(tasks.createdAt), desc(tasks.id));
+    return readRetrying(() => this.deps.db.select().from(tasks).orderBy(desc(tasks.createdAt), desc(tasks.id)));
   }
 
   /** Creates the task (INITIALIZING / INACTIVE) and starts initializing it at once. */
@@ -224,6 +225,11 @@ export class TaskLifecycle {
       });
     this.active.set(taskId, { controller, done });
   }
+}
+
+/** Reads step over a connection the database dropped (see db-retry.ts). */
+function readRetrying<T>(read: () => Promise<T>): Promise<T> {
+  return retryTransient(read, { deadlineMs: DB_READ_RETRY_DEADLINE_MS });
 }
 
 function titleFrom(message: string): string {

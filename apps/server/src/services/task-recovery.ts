@@ -3,6 +3,11 @@
  * workspaces honest.
  *
  * At start-up (before the API opens):
+ * - processes the dead server left running in the data directory (git in
+ *   the repository store, agent commands in local workspaces) are ended
+ *   first, so they cannot race what follows (see orphan-processes.ts);
+ * - a cleanup claim held by a process of this host that no longer runs is
+ *   released, so the cleanup runs again now instead of after its lease;
  * - a task left INITIALIZING restarts its initialization from scratch, with
  *   the last user message, after removing what the dead run had created;
  * - a task left RUNNING is marked STOPPED with an explanation; in local mode
@@ -19,9 +24,10 @@
  * RUNNING tasks of the database (several processes share cleanup safely,
  * through claims, but not in-flight turns).
  */
+import { hostname } from "node:os";
 import { type Db, type TaskRow, tasks, vmSessions } from "@repo/db";
 import { InitStatus, TaskStatus } from "@repo/types";
-import { and, eq, inArray } from "drizzle-orm";
+import { and, eq, inArray, isNotNull } from "drizzle-orm";
 import { errorMessage, InvalidTransitionError } from "../errors";
 import type { WorkspaceManager } from "../execution/types";
 import { UMBRA_LABELS, UMBRA_MANAGED_BY, type VmProvider } from "../execution/vm/types";
@@ -29,6 +35,8 @@ import type { Logger } from "../logger";
 import type { Clock, TimerHandle } from "../utils/clock";
 import type { TaskStatusStore } from "../utils/task-status";
 import type { MessageLog } from "./message-log";
+import { endOrphanedProcesses } from "./orphan-processes";
+import { isRunningInThisProcess, parseCleanupWorkerId } from "./task-cleanup";
 
 export const INTERRUPTED_TURN_MESSAGE =
   "The server stopped while the agent was working; the turn was interrupted. Send a follow-up to continue.";
@@ -48,9 +56,13 @@ export interface TaskRecoveryDeps {
   log: Logger;
   /** Period of the orphan and health sweeps, in ms. */
   intervalMs: number;
+  /** The server's data directory, searched for processes of a dead server at start-up. Unset: no search. */
+  dataDir?: string;
 }
 
 export interface RecoveryReport {
+  endedProcesses: number[];
+  releasedClaims: string[];
   restartedInitializations: string[];
   stoppedTurns: string[];
   endedSessions: string[];
@@ -67,12 +79,21 @@ export class TaskRecovery {
   /** Recovers what a dead process left behind. Run once, before serving requests. */
   async recoverAtStartup(): Promise<RecoveryReport> {
     const report: RecoveryReport = {
+      endedProcesses: [],
+      releasedClaims: [],
       restartedInitializations: [],
       stoppedTurns: [],
       endedSessions: [],
       reapedOrphans: [],
       deadWorkspaces: [],
     };
+    if (this.deps.dataDir) {
+      report.endedProcesses = await endOrphanedProcesses(this.deps.dataDir);
+      if (report.endedProcesses.length > 0) {
+        this.deps.log.warn({ pids: report.endedProcesses }, "recovery.orphan_processes.ended");
+      }
+    }
+    report.releasedClaims = await this.releaseClaimsOfDeadWorkers();
     const stuck = await this.deps.db
       .select()
       .from(tasks)
@@ -162,6 +183,31 @@ export class TaskRecovery {
     this.deps.restart(task.id, lastUserMessage.content);
   }
 
+  /**
+   * Releases cleanup claims whose worker ran on this host in a process that is
+   * gone (it crashed mid-cleanup) — or that had this process's pid without
+   * being one of its running services (a restarted container's server gets
+   * the same pid). The task keeps its passed deadline, so the cleanup service
+   * picks it up as soon as it starts. Claims of other hosts, and of other
+   * pids that run (possibly reused), are left to their lease.
+   */
+  private async releaseClaimsOfDeadWorkers(): Promise<string[]> {
+    const { db, clock, status, log } = this.deps;
+    const claimed = await db.select().from(tasks).where(isNotNull(tasks.cleanupClaimedBy));
+    const released: string[] = [];
+    for (const task of claimed) {
+      const claimer = task.cleanupClaimedBy!;
+      const worker = parseCleanupWorkerId(claimer);
+      if (!worker || worker.host !== hostname()) continue;
+      const alive = worker.pid === process.pid ? isRunningInThisProcess(claimer) : processExists(worker.pid);
+      if (alive) continue;
+      await status.releaseCleanupClaim(task.id, claimer, task.scheduledCleanupAt ?? clock.now());
+      released.push(task.id);
+      log.warn({ taskId: task.id, worker: claimer }, "recovery.cleanup_claim.released");
+    }
+    return released;
+  }
+
   /** Ends active VM sessions whose sandbox is gone; their tasks become INACTIVE. */
   private async endSessionsOfMissingSandboxes(): Promise<string[]> {
     const { provider, db, clock, status, log } = this.deps;
@@ -240,5 +286,14 @@ export class TaskRecovery {
       }
     }
     return dead;
+  }
+}
+
+function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
   }
 }

@@ -93,7 +93,9 @@ export class TurnRunner {
       error = saveError ?? stopReason;
     } else if (result.status === "FAILED" || saveError) {
       final = TaskStatus.FAILED;
-      error = saveError ?? (result as { error: string }).error;
+      // Both, when both failed: a dead sandbox breaks the command first, then the save.
+      const agentError = result.status === "FAILED" ? result.error : null;
+      error = [agentError, saveError].filter(Boolean).join("; ");
     } else {
       final = TaskStatus.COMPLETED;
     }

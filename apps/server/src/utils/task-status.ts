@@ -15,6 +15,7 @@ import { InitStatus, isInitStep, type TaskMode, TaskStatus } from "@repo/types";
 import { and, eq, inArray, isNull, type SQL, sql } from "drizzle-orm";
 import { InvalidTransitionError, NotFoundError } from "../errors";
 import type { Clock } from "./clock";
+import { DB_RETRY_DEADLINE_MS, retryTransient } from "./db-retry";
 import { KeyedMutex } from "./keyed-mutex";
 
 const { INITIALIZING, RUNNING, STOPPED, COMPLETED, FAILED, ARCHIVED } = TaskStatus;
@@ -115,12 +116,17 @@ export interface TaskStatusDeps {
   clock: Clock;
   /** Hears every committed change, in order per task. Must not throw. */
   onChange?: TaskChangeListener;
+  /** How long a write is retried while the database connection is lost, in ms. Default 60000. */
+  retryDeadlineMs?: number;
 }
 
 export type TaskStatusStore = ReturnType<typeof createTaskStatusStore>;
 
-export function createTaskStatusStore({ db, clock, onChange }: TaskStatusDeps) {
+export function createTaskStatusStore({ db, clock, onChange, retryDeadlineMs = DB_RETRY_DEADLINE_MS }: TaskStatusDeps) {
   const mutex = new KeyedMutex();
+  // A write lost to a dropped connection is run again (see db-retry.ts): a task must not stay
+  // INITIALIZING or RUNNING because the database blinked while its status moved.
+  const retrying = <T>(fn: () => Promise<T>) => retryTransient(fn, { deadlineMs: retryDeadlineMs });
 
   /**
    * Locks the row, lets `plan` decide the update (or throw), applies it with
@@ -134,19 +140,21 @@ export function createTaskStatusStore({ db, clock, onChange }: TaskStatusDeps) {
   ): Promise<TaskRow> {
     return mutex.run(taskId, async () => {
       const now = clock.now();
-      const { previous, task } = await db.transaction(async (tx) => {
-        const [row] = await tx.select().from(tasks).where(eq(tasks.id, taskId)).for("update");
-        if (!row) throw new NotFoundError("task", taskId);
-        const { update, guard } = plan(row, now);
-        const [updated] = await tx
-          .update(tasks)
-          .set({ ...update, version: row.version + 1, updatedAt: now })
-          .where(and(eq(tasks.id, taskId), eq(tasks.version, row.version), guard))
-          .returning();
-        if (!updated) throw new InvalidTransitionError(taskId, "status", row.status, update.status ?? row.status);
-        await recordHistory(tx, row, updated, now, reason);
-        return { previous: row, task: updated };
-      });
+      const { previous, task } = await retrying(() =>
+        db.transaction(async (tx) => {
+          const [row] = await tx.select().from(tasks).where(eq(tasks.id, taskId)).for("update");
+          if (!row) throw new NotFoundError("task", taskId);
+          const { update, guard } = plan(row, now);
+          const [updated] = await tx
+            .update(tasks)
+            .set({ ...update, version: row.version + 1, updatedAt: now })
+            .where(and(eq(tasks.id, taskId), eq(tasks.version, row.version), guard))
+            .returning();
+          if (!updated) throw new InvalidTransitionError(taskId, "status", row.status, update.status ?? row.status);
+          await recordHistory(tx, row, updated, now, reason);
+          return { previous: row, task: updated };
+        }),
+      );
       if (
         previous.status !== task.status ||
         previous.initStatus !== task.initStatus ||
@@ -316,11 +324,20 @@ export function createTaskStatusStore({ db, clock, onChange }: TaskStatusDeps) {
       .where(and(eq(tasks.id, taskId), eq(tasks.cleanupClaimedBy, workerId)));
   }
 
-  /** The earliest pending cleanup deadline, or null. */
+  /**
+   * When the next pending cleanup can be claimed, or null: its deadline, or,
+   * while another worker's claim on it holds, the end of that lease. (Its
+   * deadline has passed but nothing can be claimed before the lease ends; a
+   * timer armed at the deadline would fire again at once, forever.)
+   */
   async function nextCleanupDeadline(): Promise<Date | null> {
+    const now = clock.now().toISOString();
     const [row] = await queryRows<{ at: string | Date | null }>(
       db,
-      sql`SELECT min(scheduled_cleanup_at) AS at FROM tasks WHERE scheduled_cleanup_at IS NOT NULL`,
+      sql`SELECT min(CASE WHEN cleanup_claimed_by IS NOT NULL AND cleanup_lease_until >= ${now}
+                          THEN cleanup_lease_until + interval '1 millisecond'
+                          ELSE scheduled_cleanup_at END) AS at
+          FROM tasks WHERE scheduled_cleanup_at IS NOT NULL`,
     );
     return row?.at ? new Date(row.at) : null;
   }
@@ -333,30 +350,37 @@ export function createTaskStatusStore({ db, clock, onChange }: TaskStatusDeps) {
   /** Inserts a new task as INITIALIZING / INACTIVE, with its first history row. */
   async function createTask(input: NewTaskInput): Promise<TaskRow> {
     const now = clock.now();
-    return db.transaction(async (tx) => {
-      const [row] = await tx
-        .insert(tasks)
-        .values({
-          id: input.id,
-          title: input.title,
-          mode: input.mode,
-          repoUrl: input.repoUrl,
-          baseBranch: input.baseBranch ?? null,
-          branch: input.branch ?? null,
-          status: INITIALIZING,
-          initStatus: InitStatus.INACTIVE,
-          createdAt: now,
-          updatedAt: now,
-        })
-        .returning();
-      if (!row) throw new Error("task insert returned no row");
-      await tx
-        .insert(taskStatusHistory)
-        .values([
-          { taskId: row.id, field: "status", fromValue: null, toValue: INITIALIZING, at: now, reason: "task created" },
+    return retrying(() =>
+      db.transaction(async (tx) => {
+        const [row] = await tx
+          .insert(tasks)
+          .values({
+            id: input.id,
+            title: input.title,
+            mode: input.mode,
+            repoUrl: input.repoUrl,
+            baseBranch: input.baseBranch ?? null,
+            branch: input.branch ?? null,
+            status: INITIALIZING,
+            initStatus: InitStatus.INACTIVE,
+            createdAt: now,
+            updatedAt: now,
+          })
+          .returning();
+        if (!row) throw new Error("task insert returned no row");
+        await tx.insert(taskStatusHistory).values([
+          {
+            taskId: row.id,
+            field: "status",
+            fromValue: null,
+            toValue: INITIALIZING,
+            at: now,
+            reason: "task created",
+          },
         ]);
-      return row;
-    });
+        return row;
+      }),
+    );
   }
 
   return {

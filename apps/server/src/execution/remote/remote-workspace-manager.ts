@@ -40,6 +40,12 @@ export interface RemoteWorkspaceManagerOptions {
   readyTimeoutMs: number;
   /** Pause between health probes while waiting, in ms. Default 100. */
   readyPollMs?: number;
+  /**
+   * Limit of one health probe, in ms (WAIT_VM_READY's probes, isAlive). Default 5000.
+   * A sandbox that hangs instead of failing must not hold a step, a follow-up
+   * or a cleanup for the client's general request limit (two minutes).
+   */
+  probeTimeoutMs?: number;
   log: Logger;
 }
 
@@ -47,6 +53,8 @@ interface LiveVm {
   sessionId: string;
   externalId: string;
   client: SidecarClient;
+  /** The same sidecar with the short probe limit, for health probes. */
+  probe: SidecarClient;
 }
 
 export class RemoteWorkspaceManager implements WorkspaceManager {
@@ -96,10 +104,12 @@ export class RemoteWorkspaceManager implements WorkspaceManager {
       active: true,
       createdAt: clock.now(),
     });
+    const probeTimeoutMs = Math.min(this.options.probeTimeoutMs ?? 5000, this.options.readyTimeoutMs);
     this.vms.set(task.id, {
       sessionId,
       externalId: handle.externalId,
       client: new SidecarClient({ endpoint: handle.endpoint, token }),
+      probe: new SidecarClient({ endpoint: handle.endpoint, token, timeoutMs: probeTimeoutMs }),
     });
     log.info({ provider: handle.provider, externalId: handle.externalId }, "vm.created");
     return { ...base.patch, workspacePath: handle.endpoint };
@@ -113,7 +123,7 @@ export class RemoteWorkspaceManager implements WorkspaceManager {
     while (Date.now() - started < readyTimeoutMs) {
       signal.throwIfAborted();
       try {
-        const health = await vm.client.health();
+        const health = await vm.probe.health();
         if (health.ok) return;
         lastSeen = `health answered ${JSON.stringify(health)}`;
       } catch (error) {
@@ -163,6 +173,12 @@ export class RemoteWorkspaceManager implements WorkspaceManager {
     return this.options.store.saveBundle(task.repoUrl, task.branch!, bundle);
   }
 
+  /**
+   * Destroys the task's sandboxes: those of its active VM sessions, and any
+   * other carrying its task label — one a crashed server started but never
+   * recorded in a session (it died between creating the sandbox and writing
+   * the row, or while the sandbox was starting).
+   */
   async teardown(task: TaskRow): Promise<void> {
     const { db, provider, clock, log } = this.options;
     const sessions = await db
@@ -174,6 +190,12 @@ export class RemoteWorkspaceManager implements WorkspaceManager {
       await db.update(vmSessions).set({ active: false, endedAt: clock.now() }).where(eq(vmSessions.id, session.id));
       log.info({ taskId: task.id, externalId: session.externalId }, "vm.destroyed");
     }
+    const destroyed = new Set(sessions.map((session) => session.externalId));
+    for (const vm of await provider.list({ [UMBRA_LABELS.taskId]: task.id })) {
+      if (destroyed.has(vm.externalId)) continue;
+      await provider.destroy(vm.externalId);
+      log.warn({ taskId: task.id, externalId: vm.externalId }, "vm.destroyed_unrecorded");
+    }
     this.vms.delete(task.id);
   }
 
@@ -181,7 +203,7 @@ export class RemoteWorkspaceManager implements WorkspaceManager {
     const vm = this.vms.get(task.id);
     if (!vm) return false;
     try {
-      return (await vm.client.health()).ok === true;
+      return (await vm.probe.health()).ok === true;
     } catch {
       return false;
     }

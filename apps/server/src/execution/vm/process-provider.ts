@@ -4,7 +4,9 @@
  * loopback port. The single-host default, and what the test-suite drives.
  *
  * Layout: `${dataDir}/vms/<taskId>/` holds `workspace/` (the only directory
- * the sandbox can write), `vm.json` (pid, port, labels, start time) and
+ * the sandbox can write), `vm.json` (pid, labels, start time; the port once
+ * the sidecar listens — the record is written as soon as the sandbox has a
+ * pid, so one whose server died while it started is still found) and
  * `sidecar.log` (the sidecar's stderr).
  *
  * Invariants:
@@ -100,6 +102,16 @@ export class ProcessVmProvider implements VmProvider {
     await mkdir(join(dir, "tmp"), { recursive: true, mode: 0o700 });
     const logFd = openSync(join(dir, "sidecar.log"), "a", 0o600);
     const markers = [`--umbra-sandbox=${spec.taskId}`];
+    const recordOf = (pid: number, launcherPid: number): SandboxRecord => ({
+      version: 1,
+      taskId: spec.taskId,
+      pid,
+      launcherPid,
+      labels: spec.labels,
+      startedAt: new Date().toISOString(),
+      bubblewrap: this.bubblewrap,
+      markers: [this.bundlePath, ...markers],
+    });
     try {
       const launched = await launchSandbox({
         workspace,
@@ -113,20 +125,11 @@ export class ProcessVmProvider implements VmProvider {
         bubblewrap: this.bubblewrap,
         logFd,
         startTimeoutMs: this.startTimeoutMs,
+        // Recorded before the sidecar listens, so a server that dies meanwhile leaves a sandbox list() finds.
+        onStarted: (pid, launcherPid) => writeRecord(dir, recordOf(pid, launcherPid)),
       });
       const endpoint = `http://127.0.0.1:${launched.port}`;
-      const record: SandboxRecord = {
-        version: 1,
-        taskId: spec.taskId,
-        pid: launched.pid,
-        launcherPid: launched.child.pid!,
-        port: launched.port,
-        endpoint,
-        labels: spec.labels,
-        startedAt: new Date().toISOString(),
-        bubblewrap: this.bubblewrap,
-        markers: [this.bundlePath, ...markers],
-      };
+      const record: SandboxRecord = { ...recordOf(launched.pid, launched.child.pid!), port: launched.port, endpoint };
       await writeRecord(dir, record);
       log.info({ pid: record.pid, port: record.port }, "process_vm.created");
       return { provider: this.name, externalId: spec.taskId, endpoint };

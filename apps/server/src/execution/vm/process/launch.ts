@@ -8,6 +8,9 @@
  *   server can exit (or crash) without taking it down.
  * - stderr goes to a log file in the sandbox directory; stdout is read only
  *   for the one "listening" line, then let go.
+ * - `onStarted` hears the sandbox's leader pid as soon as it is known, before
+ *   the sidecar listens, and launching waits for it: a server that dies
+ *   while the sidecar starts leaves a sandbox its successor can find.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { createInterface } from "node:readline";
@@ -33,6 +36,8 @@ export interface LaunchSpec {
   /** File descriptor of the log file that receives stderr. */
   logFd: number;
   startTimeoutMs: number;
+  /** Called once the leader pid (see LaunchedSandbox.pid) and the launcher's pid are known. */
+  onStarted?(pid: number, launcherPid: number): Promise<void>;
 }
 
 export interface LaunchedSandbox {
@@ -143,7 +148,11 @@ export async function launchSandbox(spec: LaunchSpec): Promise<LaunchedSandbox> 
         return leader;
       })
     : Promise.resolve(child.pid!);
-  const ready = Promise.all([firstMatch(child.stdout!, parseWith(ListeningLine), true), leaderKnown]);
+  const started = leaderKnown.then(async (pid) => {
+    await spec.onStarted?.(pid, child.pid!);
+    return pid;
+  });
+  const ready = Promise.all([firstMatch(child.stdout!, parseWith(ListeningLine), true), started]);
   try {
     const [listening, pid] = await Promise.race([ready, exited, timedOut]);
     return { child, pid, port: listening.port };

@@ -18,8 +18,9 @@ export const SandboxRecord = z.object({
   pid: z.number().int().positive(),
   /** The process the provider spawned (bwrap, or the sidecar when unsandboxed). */
   launcherPid: z.number().int().positive(),
-  port: z.number().int().positive(),
-  endpoint: z.string(),
+  /** Unset while the sandbox starts (recorded before its sidecar listens). */
+  port: z.number().int().positive().optional(),
+  endpoint: z.string().optional(),
   labels: z.record(z.string(), z.string()),
   startedAt: z.string(),
   bubblewrap: z.boolean(),
