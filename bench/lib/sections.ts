@@ -1,0 +1,15 @@
+/** Every benchmark section, in the order a full run takes them. */
+import { cleanupLagSection } from "../sections/cleanup-lag";
+import { concurrencySection } from "../sections/concurrency";
+import { dueQuerySection } from "../sections/due-query";
+import { followUpSection } from "../sections/follow-up";
+import { timeToActiveSection } from "../sections/time-to-active";
+import type { Section } from "./section";
+
+export const SECTIONS: readonly Section[] = [
+  timeToActiveSection,
+  followUpSection,
+  concurrencySection,
+  cleanupLagSection,
+  dueQuerySection,
+];

@@ -1,0 +1,196 @@
+/**
+ * Follow-up latency, warm against cold, and re-initialization against first
+ * initialization. The `shell` agent runs `true`, so no model time is counted.
+ *
+ * - Warm: the task is COMPLETED with its workspace ACTIVE; the figure is the
+ *   POST of the follow-up → `task-status-update` RUNNING on the socket.
+ * - Cold: the same after the workspace was cleaned up (remote: the cleanup
+ *   service at the end of a short warm window, TASK_CLEANUP_DELAY_MS; local:
+ *   the user's archive, there being no timer): POST → RUNNING, through a
+ *   whole re-initialization.
+ * - Re-initialization (follow-up POST → ACTIVE) is set against the first
+ *   initialization of the same task (create POST → ACTIVE), both with the
+ *   repository store warm.
+ *
+ * Each cycle: create a task, `warm` follow-ups, let it be cleaned up, one cold
+ * follow-up, delete the task.
+ */
+import { createLargeRepo, createSmallRepo, settleDisk } from "../lib/repos";
+import type { Row, Section, SectionResult } from "../lib/section";
+import { type BenchServer, type Mode, startBenchServer } from "../lib/server";
+import { formatMs, formatSummary, rounded, type Summary, summarize } from "../lib/stats";
+
+const CLEANUP_DELAY_MS = 1500;
+
+interface CycleSamples {
+  firstInitMs: number[];
+  firstRunningMs: number[];
+  warmMs: number[];
+  warmPostMs: number[];
+  coldMs: number[];
+  reinitMs: number[];
+  cleanupLagMs: number[];
+  notWarm: number;
+}
+
+function emptySamples(): CycleSamples {
+  return {
+    firstInitMs: [],
+    firstRunningMs: [],
+    warmMs: [],
+    warmPostMs: [],
+    coldMs: [],
+    reinitMs: [],
+    cleanupLagMs: [],
+    notWarm: 0,
+  };
+}
+
+async function runCycle(s: BenchServer, repoUrl: string, warmCount: number, into: CycleSamples): Promise<void> {
+  const { client } = s;
+  settleDisk();
+  let mono0 = performance.now();
+  const task = await s.createTask(repoUrl, "true");
+  const ack = await client.join(task.id);
+  if (ack.ok && ack.task.initStatus === "ACTIVE") throw new Error("joined after ACTIVE; cannot time the first init");
+  const firstActive = await client.waitFor(task.id, (e) => e.initStatus === "ACTIVE");
+  const firstRunning = await client.waitForStatus(task.id, "RUNNING");
+  into.firstInitMs.push(firstActive.monoMs - mono0);
+  into.firstRunningMs.push(firstRunning.monoMs - mono0);
+  let completed = await client.waitForStatus(task.id, "COMPLETED");
+
+  for (let i = 0; i < warmCount; i++) {
+    const from = client.count(task.id);
+    mono0 = performance.now();
+    const answer = await s.followUp(task.id, "true");
+    const posted = performance.now();
+    if (answer.status !== "RUNNING") into.notWarm++;
+    const running = await client.waitForStatus(task.id, "RUNNING", { from });
+    into.warmMs.push(running.monoMs - mono0);
+    into.warmPostMs.push(posted - mono0);
+    completed = await client.waitForStatus(task.id, "COMPLETED", { from });
+  }
+
+  let from = client.count(task.id);
+  if (s.mode === "remote") {
+    const archived = await client.waitForStatus(task.id, "ARCHIVED", { from });
+    const deadline = Date.parse(completed.event.scheduledCleanupAt!);
+    into.cleanupLagMs.push(archived.wallMs - deadline);
+  } else {
+    await s.archive(task.id);
+    await client.waitForStatus(task.id, "ARCHIVED", { from });
+  }
+
+  from = client.count(task.id);
+  mono0 = performance.now();
+  await s.followUp(task.id, "true");
+  const active = await client.waitFor(task.id, (e) => e.initStatus === "ACTIVE", { from });
+  const running = await client.waitForStatus(task.id, "RUNNING", { from });
+  into.reinitMs.push(active.monoMs - mono0);
+  into.coldMs.push(running.monoMs - mono0);
+  await client.waitForStatus(task.id, "COMPLETED", { from });
+  await s.deleteTask(task.id);
+}
+
+interface SeriesResult {
+  mode: Mode;
+  repo: "small" | "large";
+  warm: Summary;
+  warmPost: Summary;
+  cold: Summary;
+  firstInit: Summary;
+  firstRunning: Summary;
+  reinit: Summary;
+  cleanupLag: Summary;
+  notWarm: number;
+}
+
+async function runSeries(
+  mode: Mode,
+  repo: "small" | "large",
+  repoUrl: string,
+  cycles: number,
+  warmCount: number,
+  log: (m: string) => void,
+): Promise<SeriesResult> {
+  const s = await startBenchServer(mode, { env: { TASK_CLEANUP_DELAY_MS: String(CLEANUP_DELAY_MS) } });
+  const samples = emptySamples();
+  try {
+    // One unmeasured task fetches and indexes the repository, so every measured initialization finds the store warm.
+    await runCycle(s, repoUrl, 1, emptySamples());
+    for (let i = 0; i < cycles; i++) await runCycle(s, repoUrl, warmCount, samples);
+  } finally {
+    await s.close();
+  }
+  const result: SeriesResult = {
+    mode,
+    repo,
+    warm: summarize(samples.warmMs),
+    warmPost: summarize(samples.warmPostMs),
+    cold: summarize(samples.coldMs),
+    firstInit: summarize(samples.firstInitMs),
+    firstRunning: summarize(samples.firstRunningMs),
+    reinit: summarize(samples.reinitMs),
+    cleanupLag: summarize(samples.cleanupLagMs),
+    notWarm: samples.notWarm,
+  };
+  log(
+    `${mode} ${repo}: warm ${formatSummary(result.warm)}; cold ${formatSummary(result.cold)}; ` +
+      `first init p50 ${formatMs(result.firstInit.p50)}, re-init p50 ${formatMs(result.reinit.p50)}`,
+  );
+  return result;
+}
+
+export const followUpSection: Section = {
+  name: "follow-up",
+  title: "Follow-up latency and re-initialization",
+  async run({ quick, log }): Promise<SectionResult> {
+    const small = createSmallRepo();
+    const large = createLargeRepo();
+    const series = [
+      await runSeries("remote", "small", small.path, quick ? 3 : 10, quick ? 3 : 5, log),
+      await runSeries("remote", "large", large.path, quick ? 1 : 3, quick ? 2 : 3, log),
+      await runSeries("local", "small", small.path, quick ? 2 : 5, quick ? 3 : 5, log),
+    ];
+    const rows: Row[] = [];
+    for (const x of series) {
+      const label = `${x.mode}, ${x.repo === "small" ? "small repo" : "5,000 files"}`;
+      const primary = x.mode === "remote" && x.repo === "small";
+      rows.push({
+        metric: `${label}: warm follow-up (POST → RUNNING)`,
+        value: formatSummary(x.warm),
+        ...(primary ? { target: "p50 < 25 ms", met: x.warm.p50 < 25 } : {}),
+      });
+      rows.push({ metric: `${label}: cold follow-up (POST → RUNNING)`, value: formatSummary(x.cold) });
+      rows.push({
+        metric: `${label}: cold / warm (p50)`,
+        value: `${(x.cold.p50 / x.warm.p50).toFixed(0)}×`,
+        ...(primary ? { target: "shown" } : {}),
+      });
+      rows.push({
+        metric: `${label}: re-init vs first init (→ ACTIVE, p50)`,
+        value: `${formatMs(x.reinit.p50)} vs ${formatMs(x.firstInit.p50)} (${(x.reinit.p50 / x.firstInit.p50).toFixed(2)}×)`,
+      });
+    }
+    return {
+      rows,
+      data: {
+        cleanupDelayMs: CLEANUP_DELAY_MS,
+        series: series.map((x) => ({
+          mode: x.mode,
+          repo: x.repo,
+          warmFollowUpToRunningMs: rounded(x.warm),
+          warmFollowUpPostAnsweredMs: rounded(x.warmPost),
+          coldFollowUpToRunningMs: rounded(x.cold),
+          coldOverWarmP50: Math.round((x.cold.p50 / x.warm.p50) * 10) / 10,
+          firstInitToActiveMs: rounded(x.firstInit),
+          firstInitToRunningMs: rounded(x.firstRunning),
+          reinitToActiveMs: rounded(x.reinit),
+          reinitOverFirstInitP50: Math.round((x.reinit.p50 / x.firstInit.p50) * 100) / 100,
+          cleanupLagMs: rounded(x.cleanupLag),
+          followUpsThatWereNotWarm: x.notWarm,
+        })),
+      },
+    };
+  },
+};
