@@ -4,7 +4,6 @@
  * asserting status, initStatus and scheduledCleanupAt at every step. The
  * 10-minute warm window is driven by a manual clock, never by sleeping.
  */
-import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { openDatabase } from "@repo/db";
 import type { TaskDto } from "@repo/types";
@@ -18,6 +17,7 @@ import {
   readTask,
   vmSessionsOf,
 } from "../../../test/support/lifecycle";
+import { readSandboxRecord } from "../../../test/support/sandbox-probe";
 import { EventRecorder, startTestServer, type TestServer } from "../../../test/support/server";
 import { loadConfig } from "../src/config";
 import { createWorkspaceManager } from "../src/execution";
@@ -32,12 +32,6 @@ const STEPS = {
 } as const;
 
 type Mode = "remote" | "local";
-
-function sidecarPid(t: TestServer, externalId: string): number | null {
-  const record = join(t.dataDir, "vms", externalId, "vm.json");
-  if (!existsSync(record)) return null;
-  return (JSON.parse(readFileSync(record, "utf8")) as { pid: number }).pid;
-}
 
 describe.each(["remote", "local"] as Mode[])("seed lifecycle flows in %s mode", (mode) => {
   const clock = new ManualClock(Date.UTC(2026, 10, 25, 12));
@@ -131,7 +125,7 @@ describe.each(["remote", "local"] as Mode[])("seed lifecycle flows in %s mode", 
 
   it(`final cleanup: ${mode === "remote" ? "ARCHIVED / INACTIVE / nothing scheduled, the sandbox destroyed" : "none in local mode; the workspace stays ACTIVE"}`, async () => {
     const [session] = await vmSessionsOf(t, task.id);
-    const pid = mode === "remote" ? sidecarPid(t, session!.externalId) : null;
+    const pid = mode === "remote" ? (readSandboxRecord(t.dataDir, session!.externalId)?.pid ?? null) : null;
     recorder.clear();
     clock.advance(10 * MINUTE - 1);
     await t.server.cleanup?.whenIdle();

@@ -1,15 +1,8 @@
-/**
- * Remote mode under pressure: a follow-up racing the cleanup deadline, two
- * follow-ups at once, archive during a turn, a sidecar that dies while the
- * task is idle, and a server restart past a deadline. Real sandboxed sidecar
- * processes, a manual clock for the warm window.
- */
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import type { DiffResponse, TaskDto } from "@repo/types";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createRepo, tempDir } from "../../../test/support/git";
 import { eventually, pidAlive, readTask, vmSessionsOf } from "../../../test/support/lifecycle";
+import { readSandboxRecord } from "../../../test/support/sandbox-probe";
 import { EventRecorder, startTestServer, type TestServer } from "../../../test/support/server";
 import { ManualClock } from "../src/utils/clock";
 
@@ -17,7 +10,9 @@ const MINUTE = 60_000;
 const REMOTE = { AGENT_MODE: "remote", VM_READY_TIMEOUT_MS: "20000" };
 
 function sidecarPid(dataDir: string, taskId: string): number {
-  return (JSON.parse(readFileSync(join(dataDir, "vms", taskId, "vm.json"), "utf8")) as { pid: number }).pid;
+  const record = readSandboxRecord(dataDir, taskId);
+  if (!record) throw new Error(`task ${taskId} has no sandbox record`);
+  return record.pid;
 }
 
 async function createAndFinish(t: TestServer, recorder: EventRecorder, message: string): Promise<TaskDto> {
