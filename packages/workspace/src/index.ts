@@ -5,4 +5,5 @@ export { DEFAULT_PATH, killProcessGroup, minimalEnvironment, runInProcessGroup }
 export * from "./sidecar-client";
 export type { SidecarHealth } from "./sidecar-protocol";
 export * as sidecarProtocol from "./sidecar-protocol";
+export { tokenMatches } from "./token";
 export * from "./types";

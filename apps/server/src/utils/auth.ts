@@ -1,11 +1,7 @@
-/** Constant-time token comparison: both sides are hashed first so lengths never leak. */
-import { createHash, timingSafeEqual } from "node:crypto";
+/** Token handling: constant-time comparison (shared with the sidecar) and the hash stored for per-VM tokens. */
+import { createHash } from "node:crypto";
 
-const digest = (value: string) => createHash("sha256").update(value).digest();
-
-export function tokenMatches(given: string, expected: string): boolean {
-  return timingSafeEqual(digest(given), digest(expected));
-}
+export { tokenMatches } from "@repo/workspace";
 
 export function hashToken(token: string): string {
   return createHash("sha256").update(token).digest("hex");
