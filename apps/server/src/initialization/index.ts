@@ -81,10 +81,6 @@ export class TaskInitializationEngine {
 
   constructor(private readonly deps: InitializationEngineDeps) {}
 
-  isInitializing(taskId: string): boolean {
-    return this.running.has(taskId);
-  }
-
   /** Provisions the task's workspace; resolves with the task at ACTIVE. */
   initialize(taskId: string, signal: AbortSignal): Promise<TaskRow> {
     if (this.running.has(taskId)) return Promise.reject(new TaskBusyError(taskId, TaskStatus.INITIALIZING));

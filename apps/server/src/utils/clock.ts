@@ -68,8 +68,4 @@ export class ManualClock implements Clock {
     const target = typeof time === "number" ? time : time.getTime();
     this.advance(Math.max(0, target - this.current));
   }
-
-  get pendingTimers(): number {
-    return this.timers.size;
-  }
 }

@@ -393,8 +393,6 @@ export function createTaskStatusStore({ db, clock, onChange, retryDeadlineMs = D
     claimDueCleanups,
     releaseCleanupClaim,
     nextCleanupDeadline,
-    /** Runs `fn` in this task's write order (after pending writes, before later ones). */
-    serialize: <T>(taskId: string, fn: () => Promise<T>) => mutex.run(taskId, fn),
   };
 }
 
