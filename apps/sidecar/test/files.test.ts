@@ -56,14 +56,15 @@ describe("file operations through the sidecar", () => {
     ["git internals", ".git/config"],
   ])("refuses %s with a WorkspacePathError", async (_name, path) => {
     const { client } = sidecar;
+    // One request at a time: a rejection nobody awaits yet would count as unhandled.
     for (const attempt of [
-      client.readFile(path),
-      client.writeFile(path, "x"),
-      client.listDir(path),
-      client.editFile(path, "a", "b"),
-      client.grep("root", { path }),
+      () => client.readFile(path),
+      () => client.writeFile(path, "x"),
+      () => client.listDir(path),
+      () => client.editFile(path, "a", "b"),
+      () => client.grep("root", { path }),
     ]) {
-      const error = await rejection(attempt);
+      const error = await rejection(attempt());
       expect(error).toBeInstanceOf(WorkspacePathError);
       expect((error as WorkspacePathError).path).toBe(path);
     }
