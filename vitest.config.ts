@@ -8,6 +8,7 @@ export default defineConfig({
       "apps/sidecar/test/**/*.test.ts",
       "apps/web/test/**/*.test.{ts,tsx}",
     ],
+    globalSetup: ["test/support/global-setup.ts"],
     testTimeout: 30_000,
     hookTimeout: 60_000,
     pool: "forks",

@@ -8,7 +8,7 @@
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { TaskDto } from "@repo/types";
-import { ProcessVmProvider } from "../../apps/server/src/execution/vm/process-provider";
+import { ProcessVmProvider } from "../../apps/server/src/execution/vm/process/process-provider";
 import { UMBRA_LABELS, UMBRA_MANAGED_BY } from "../../apps/server/src/execution/vm/types";
 import { createLogger } from "../../apps/server/src/logger";
 import { SIDECAR_BUNDLE_PATH } from "../../apps/sidecar/build";

@@ -53,6 +53,7 @@ const EnvSchema = z.object({
   OPENAI_API_KEY: optionalString,
   ANTHROPIC_API_KEY: optionalString,
   AGENT_COMMAND: optionalString,
+  SIDECAR_BUNDLE: optionalString,
   K8S_NAMESPACE: z.string().default("umbra"),
   K8S_IMAGE: z.string().default("umbra-sidecar:latest"),
   K8S_RUNTIME_CLASS: z.string().default("kata-fc"),
@@ -86,6 +87,8 @@ export interface ServerConfig {
   llm?: LlmConfig;
   agentCommand?: string;
   kubernetes: { namespace: string; image: string; runtimeClassName: string };
+  /** The built sidecar the `process` provider runs. Default: the `@repo/sidecar/bundle` package export. */
+  sidecarBundle?: string;
   logLevel: string;
 }
 
@@ -128,6 +131,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
     llm,
     agentCommand: e.AGENT_COMMAND,
     kubernetes: { namespace: e.K8S_NAMESPACE, image: e.K8S_IMAGE, runtimeClassName: e.K8S_RUNTIME_CLASS },
+    sidecarBundle: e.SIDECAR_BUNDLE,
     logLevel: e.LOG_LEVEL,
   };
 }

@@ -14,7 +14,7 @@ import {
   KubernetesApiError,
   KubernetesVmProvider,
   type KubernetesVmProviderOptions,
-} from "../src/execution/vm/kubernetes-provider";
+} from "../src/execution/vm/kubernetes/kubernetes-provider";
 import { UMBRA_LABELS, type VmSpec } from "../src/execution/vm/types";
 
 const NAMESPACES = ["umbra", "default"];

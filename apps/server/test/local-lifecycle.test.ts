@@ -6,7 +6,7 @@ import { databaseTargets, type TestDatabase } from "../../../test/support/databa
 import { createRepo, git, tempDir } from "../../../test/support/git";
 import { holdFirstStep } from "../../../test/support/lifecycle";
 import { EventRecorder, startTestServer, type TestServer } from "../../../test/support/server";
-import { LocalWorkspaceManager } from "../src/execution/local-workspace-manager";
+import { LocalWorkspaceManager } from "../src/execution/local/local-workspace-manager";
 import { RepositoryStore } from "../src/repository/repository-store";
 
 const targets = await databaseTargets();

@@ -7,7 +7,7 @@ import { SidecarClient } from "@repo/workspace";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ensureSidecarBundle } from "../../sidecar/build";
 import { findOnPath } from "../src/execution/vm/process/bubblewrap";
-import { ProcessVmProvider } from "../src/execution/vm/process-provider";
+import { ProcessVmProvider } from "../src/execution/vm/process/process-provider";
 import type { ProviderLogger } from "../src/execution/vm/types";
 import { UMBRA_LABELS, UMBRA_MANAGED_BY, type VmHandle } from "../src/execution/vm/types";
 

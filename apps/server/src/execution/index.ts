@@ -4,20 +4,9 @@
  * sandboxes from the configured VM provider.
  */
 import { join } from "node:path";
-import type { Db } from "@repo/db";
 import type { ServerConfig } from "../config";
-import type { Logger } from "../logger";
-import type { RepositoryStore } from "../repository/repository-store";
-import type { Clock } from "../utils/clock";
-import { LocalWorkspaceManager } from "./local-workspace-manager";
-import type { WorkspaceManager } from "./types";
-
-export interface WorkspaceManagerDeps {
-  db: Db;
-  clock: Clock;
-  store: RepositoryStore;
-  log: Logger;
-}
+import { LocalWorkspaceManager } from "./local/local-workspace-manager";
+import type { WorkspaceManager, WorkspaceManagerDeps } from "./types";
 
 /** The agent mode of the running server. */
 export function getAgentMode(config: Pick<ServerConfig, "mode">): "local" | "remote" {

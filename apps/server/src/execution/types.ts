@@ -4,10 +4,12 @@
  * remote sandbox); the initialization engine and the turn runner only ever
  * see this interface. `execution/index.ts` picks the implementation.
  */
-import type { TaskRow } from "@repo/db";
+import type { Db, TaskRow } from "@repo/db";
 import type { InitStatus, TaskMode } from "@repo/types";
 import type { ToolExecutor } from "@repo/workspace";
 import type { Logger } from "../logger";
+import type { RepositoryStore } from "../repository/repository-store";
+import type { Clock } from "../utils/clock";
 import type { TaskFieldsPatch } from "../utils/task-status";
 import type { VmProvider } from "./vm/types";
 
@@ -42,4 +44,12 @@ export interface WorkspaceManager {
   isAlive(task: TaskRow): Promise<boolean>;
   /** Releases manager-level resources at shutdown (does not destroy workspaces). */
   close?(): Promise<void>;
+}
+
+/** What a workspace manager is built from (see execution/index.ts). */
+export interface WorkspaceManagerDeps {
+  db: Db;
+  clock: Clock;
+  store: RepositoryStore;
+  log: Logger;
 }

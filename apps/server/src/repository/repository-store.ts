@@ -13,9 +13,41 @@ import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { GitError, type GitRunOptions, git, gitBuffer } from "@repo/workspace";
 import { WorkspaceError } from "../errors";
 import { KeyedMutex } from "../utils/keyed-mutex";
-import { runGit } from "./git";
+
+/** The identity of the server's own git processes (also how a later server recognises orphans of a dead one). */
+export const SERVER_GIT_EMAIL = "umbra@umbra.local";
+
+/** The store's git environment: built from nothing, so no user or system config or credential leaks in. */
+const STORE_GIT_ENV = {
+  PATH: process.env.PATH ?? "/usr/bin:/bin",
+  HOME: process.env.HOME ?? "/tmp",
+  GIT_CONFIG_NOSYSTEM: "1",
+  GIT_AUTHOR_NAME: "Umbra",
+  GIT_AUTHOR_EMAIL: SERVER_GIT_EMAIL,
+  GIT_COMMITTER_NAME: "Umbra",
+  GIT_COMMITTER_EMAIL: SERVER_GIT_EMAIL,
+  LANG: "C",
+};
+/** How long one store operation may take before git is killed, ms (a fetch gets longer). */
+const STORE_GIT_TIMEOUT_MS = 120_000;
+
+type StoreGitOptions = Omit<GitRunOptions, "env">;
+const storeArgs = (args: string[]) => ["-c", "protocol.file.allow=always", "-c", "core.hooksPath=/dev/null", ...args];
+const withStoreEnv = (options: StoreGitOptions): GitRunOptions => ({
+  timeoutMs: STORE_GIT_TIMEOUT_MS,
+  ...options,
+  env: STORE_GIT_ENV,
+});
+/** git in the store, with the store's environment; throws GitError. */
+function runGit(args: string[], options: StoreGitOptions): Promise<string> {
+  return git(storeArgs(args), withStoreEnv(options));
+}
+function runGitBuffer(args: string[], options: StoreGitOptions): Promise<Buffer> {
+  return gitBuffer(storeArgs(args), withStoreEnv(options));
+}
 
 export interface DiffSummary {
   files: { path: string; additions: number; deletions: number }[];
@@ -129,7 +161,7 @@ export class RepositoryStore {
   async createBundle(repoUrl: string, branch: string): Promise<Buffer> {
     const mirror = this.mirrorPath(repoUrl);
     return this.mutex.run(mirror, () =>
-      runGit(["bundle", "create", "-", `refs/heads/${branch}`], { cwd: mirror, encoding: "buffer" }),
+      runGitBuffer(["bundle", "create", "-", `refs/heads/${branch}`], { cwd: mirror }),
     );
   }
 
@@ -168,7 +200,7 @@ export class RepositoryStore {
     const mirror = this.mirrorPath(repoUrl);
     const range = [baseSha, `refs/heads/${branch}`];
     const numstat = await runGit(["diff", "--numstat", "-z", ...range], { cwd: mirror });
-    const patch = await runGit(["diff", "--no-color", ...range], { cwd: mirror, maxBuffer: 64 * 1024 * 1024 });
+    const patch = await runGit(["diff", "--no-color", ...range], { cwd: mirror });
     return { files: parseNumstat(numstat), patch };
   }
 
@@ -176,7 +208,7 @@ export class RepositoryStore {
   async listFiles(repoUrl: string, sha: string): Promise<{ path: string; size: number }[]> {
     const out = await runGit(["ls-tree", "-r", "-z", "--long", sha], {
       cwd: this.mirrorPath(repoUrl),
-      maxBuffer: 256 * 1024 * 1024,
+      maxOutputBytes: 256 * 1024 * 1024,
     });
     const files: { path: string; size: number }[] = [];
     for (const entry of out.split("\0")) {
@@ -189,11 +221,10 @@ export class RepositoryStore {
   /** Streams `git cat-file --batch` contents of the given paths at `sha`. */
   async readFiles(repoUrl: string, sha: string, paths: string[]): Promise<Map<string, Buffer>> {
     const input = paths.map((p) => `${sha}:${p}`).join("\n");
-    const out = await runGit(["cat-file", "--batch"], {
+    const out = await runGitBuffer(["cat-file", "--batch"], {
       cwd: this.mirrorPath(repoUrl),
       input: `${input}\n`,
-      encoding: "buffer",
-      maxBuffer: 1024 * 1024 * 1024,
+      maxOutputBytes: 1024 * 1024 * 1024,
     });
     const contents = new Map<string, Buffer>();
     let offset = 0;
@@ -247,12 +278,8 @@ function normalizeRepoUrl(repoUrl: string): string {
 }
 
 function gitReason(error: unknown): string {
-  const message = error instanceof Error ? error.message : String(error);
-  const line = message
-    .split("\n")
-    .map((l) => l.replace(/^fatal:\s*/, "").trim())
-    .find((l) => l.length > 0 && !l.startsWith("git "));
-  return line ?? message;
+  if (error instanceof GitError) return error.reason;
+  return error instanceof Error ? error.message : String(error);
 }
 
 function parseNumstat(out: string): DiffSummary["files"] {

@@ -19,7 +19,7 @@
 import { readdir, readFile, readlink } from "node:fs/promises";
 import { join } from "node:path";
 import { AGENT_GIT_IDENTITY } from "@repo/workspace";
-import { SERVER_GIT_EMAIL } from "../repository/git";
+import { SERVER_GIT_EMAIL } from "../repository/repository-store";
 
 const SERVER_EMAILS = new Set([SERVER_GIT_EMAIL, AGENT_GIT_IDENTITY.email]);
 

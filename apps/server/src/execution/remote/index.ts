@@ -3,9 +3,10 @@
  * VM_PROVIDER: sandboxed sidecar processes on this host, or pods on Kubernetes.
  */
 import type { ServerConfig } from "../../config";
-import type { WorkspaceManagerDeps } from "../index";
-import { KubernetesVmProvider } from "../vm/kubernetes-provider";
-import { ProcessVmProvider } from "../vm/process-provider";
+import type { WorkspaceManagerDeps } from "../types";
+import { KubernetesVmProvider } from "../vm/kubernetes/kubernetes-provider";
+import { ProcessVmProvider } from "../vm/process/process-provider";
+import { locateSidecarBundle } from "../vm/process/sidecar-bundle";
 import type { VmProvider } from "../vm/types";
 import { RemoteWorkspaceManager } from "./remote-workspace-manager";
 
@@ -20,8 +21,11 @@ export async function createVmProvider(config: ServerConfig, deps: WorkspaceMana
       logger,
     });
   }
-  const { ensureSidecarBundle } = await import("../../../../sidecar/build");
-  return new ProcessVmProvider({ dataDir: config.dataDir, sidecarBundlePath: await ensureSidecarBundle(), logger });
+  return new ProcessVmProvider({
+    dataDir: config.dataDir,
+    sidecarBundlePath: locateSidecarBundle(config.sidecarBundle),
+    logger,
+  });
 }
 
 export async function createRemoteWorkspaceManager(

@@ -32,13 +32,13 @@ import {
   type V1Pod,
   type V1ResourceRequirements,
 } from "@kubernetes/client-node";
-import { WorkspaceError } from "../../errors";
-import { callApi, callApiAllowMissing } from "./kubernetes/errors";
-import { labelSelector, sandboxLabels, sandboxName, sidecarPod, tokenSecret } from "./kubernetes/manifests";
-import { podVmStatus } from "./kubernetes/pod-status";
-import type { ProviderLogger, VmHandle, VmListing, VmProvider, VmSpec, VmStatus } from "./types";
+import { WorkspaceError } from "../../../errors";
+import type { ProviderLogger, VmHandle, VmListing, VmProvider, VmSpec, VmStatus } from "../types";
+import { callApi, callApiAllowMissing } from "./errors";
+import { labelSelector, sandboxLabels, sandboxName, sidecarPod, tokenSecret } from "./manifests";
+import { podVmStatus } from "./pod-status";
 
-export { KubernetesApiError } from "./kubernetes/errors";
+export { KubernetesApiError } from "./errors";
 
 /** CPU and memory quantities in Kubernetes notation, e.g. `{ cpu: "250m", memory: "512Mi" }`. */
 export interface ResourceQuantities {

@@ -25,12 +25,12 @@
 import { closeSync, openSync } from "node:fs";
 import { mkdir, readdir, readFile, rm } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { WorkspaceError } from "../../errors";
-import { findOnPath } from "./process/bubblewrap";
-import { launchSandbox } from "./process/launch";
-import { hasLiveChildWithMarkers, isLiveProcess, isRunning, signalProcess, waitUntil } from "./process/proc";
-import { readRecord, type SandboxRecord, writeRecord } from "./process/sandbox-record";
-import type { ProviderLogger, VmHandle, VmListing, VmProvider, VmSpec, VmStatus } from "./types";
+import { WorkspaceError } from "../../../errors";
+import type { ProviderLogger, VmHandle, VmListing, VmProvider, VmSpec, VmStatus } from "../types";
+import { findOnPath } from "./bubblewrap";
+import { launchSandbox } from "./launch";
+import { hasLiveChildWithMarkers, isLiveProcess, isRunning, signalProcess, waitUntil } from "./proc";
+import { readRecord, type SandboxRecord, writeRecord } from "./sandbox-record";
 
 export interface ProcessVmProviderOptions {
   /** Umbra's data directory; sandboxes live under `${dataDir}/vms/<taskId>/`. */

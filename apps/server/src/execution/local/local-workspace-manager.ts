@@ -9,10 +9,10 @@ import { join } from "node:path";
 import type { TaskRow } from "@repo/db";
 import { InitStatus } from "@repo/types";
 import { LocalExecutor, type ToolExecutor } from "@repo/workspace";
-import { WorkspaceError } from "../errors";
-import type { RepositoryStore } from "../repository/repository-store";
-import { resolveTaskBase } from "./task-branch";
-import type { StepContext, WorkspaceManager } from "./types";
+import { WorkspaceError } from "../../errors";
+import type { RepositoryStore } from "../../repository/repository-store";
+import { resolveTaskBase } from "../task-branch";
+import type { StepContext, WorkspaceManager } from "../types";
 
 export class LocalWorkspaceManager implements WorkspaceManager {
   readonly mode = "local" as const;

@@ -1,0 +1,69 @@
+import { PassThrough } from "node:stream";
+import { describe, expect, it } from "vitest";
+import { GitError, git, gitBuffer, runGit } from "../src/git";
+import { initRepo, TEST_GIT_ENV, tempDir } from "./helpers";
+
+describe("the git runner", () => {
+  it("reports a non-zero exit with its code and stderr, and throws only from git()", async () => {
+    const dir = await tempDir();
+    const result = await runGit(["rev-parse", "--verify", "no-such-ref"], { cwd: dir, env: TEST_GIT_ENV });
+    expect(result.exitCode).toBe(128);
+    expect(result.stderr).toMatch(/not a git repository/);
+    const error = await git(["rev-parse", "--verify", "no-such-ref"], { cwd: dir, env: TEST_GIT_ENV }).catch(
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(GitError);
+    expect((error as GitError).exitCode).toBe(128);
+    expect((error as GitError).reason).toMatch(/^not a git repository/);
+  });
+
+  it("never prompts for credentials: a repository that asks for them fails at once", async () => {
+    const dir = await tempDir();
+    // An http URL on a closed loopback port: git would ask for a password if it got a 401; here it must just fail.
+    const result = await runGit(["ls-remote", "http://127.0.0.1:9/none.git"], {
+      cwd: dir,
+      env: { ...TEST_GIT_ENV, GIT_TERMINAL_PROMPT: "1" },
+      timeoutMs: 20_000,
+    });
+    expect(result.exitCode).not.toBe(0);
+    expect(result.timedOut).toBe(false);
+  });
+
+  it("kills git at its time limit", async () => {
+    const dir = await tempDir();
+    const result = await runGit(["-c", "alias.wait=!sleep 30", "wait"], {
+      cwd: dir,
+      env: TEST_GIT_ENV,
+      timeoutMs: 200,
+    });
+    expect(result.timedOut).toBe(true);
+    expect(result.exitCode).toBeNull();
+  });
+
+  it("kills git when it writes more than the output limit, and streams when asked to", async () => {
+    const repo = await tempDir();
+    await initRepo(repo, { "big.txt": "x".repeat(200_000) });
+    const limited = await gitBuffer(["cat-file", "-p", "HEAD:big.txt"], {
+      cwd: repo,
+      env: TEST_GIT_ENV,
+      maxOutputBytes: 1000,
+    }).catch((e: unknown) => e);
+    expect(limited).toBeInstanceOf(GitError);
+    expect((limited as GitError).outputLimited).toBe(true);
+
+    const sink = new PassThrough();
+    let streamed = 0;
+    sink.on("data", (chunk: Buffer) => {
+      streamed += chunk.length;
+    });
+    const result = await runGit(["cat-file", "-p", "HEAD:big.txt"], {
+      cwd: repo,
+      env: TEST_GIT_ENV,
+      maxOutputBytes: 1000,
+      stdout: sink,
+    });
+    expect(result.exitCode).toBe(0);
+    expect(result.stdout.length).toBe(0);
+    expect(streamed).toBe(200_000);
+  });
+});
