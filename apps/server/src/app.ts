@@ -15,7 +15,9 @@ import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, ty
 import { createAgentRunner } from "./agent";
 import type { AgentRunner } from "./agent/types";
 import type { ServerConfig } from "./config";
-import { AppError, NotFoundError, UnauthorizedError } from "./errors";
+import { createEnvironments } from "./environments";
+import type { EnvironmentCache } from "./environments/environment-cache";
+import { AppError, CapacityError, NotFoundError, UnauthorizedError } from "./errors";
 import { createWorkspaceManager } from "./execution";
 import type { WorkspaceManager } from "./execution/types";
 import { TaskInitializationEngine } from "./initialization";
@@ -23,6 +25,7 @@ import { createLogger, type Logger } from "./logger";
 import { Metrics } from "./metrics";
 import { RepositoryIndexer } from "./repository/indexer";
 import { RepositoryStore } from "./repository/repository-store";
+import { registerEnvironmentRoutes } from "./routes/environments";
 import { registerTaskRoutes } from "./routes/tasks";
 import { MessageLog } from "./services/message-log";
 import { TaskCleanupService } from "./services/task-cleanup";
@@ -31,6 +34,7 @@ import { TaskLifecycle } from "./services/task-lifecycle";
 import { TaskRecovery } from "./services/task-recovery";
 import type { TaskRepository } from "./services/task-repository";
 import { TurnRunner } from "./services/turn-runner";
+import { WorkspaceCapacity } from "./services/workspace-capacity";
 import { WorkspaceTeardown } from "./services/workspace-teardown";
 import { createSocketServer, TaskEvents, type UmbraSocketServer } from "./socket";
 import { tokenMatches } from "./utils/auth";
@@ -62,6 +66,9 @@ export interface UmbraServer {
   turns: TurnRunner;
   cleanup: TaskCleanupService | null;
   recovery: TaskRecovery;
+  capacity: WorkspaceCapacity;
+  /** Null when ENVIRONMENT_CACHE_MAX_MB is 0. */
+  environmentCache: EnvironmentCache | null;
   workspaces: WorkspaceManager;
   /** Base URL once listening, e.g. http://127.0.0.1:3000. */
   url: string;
@@ -107,12 +114,14 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
     (await createWorkspaceManager(config, { db, clock, store, log: log.child({ component: "workspace" }) }));
   const agent = options.agent ?? createAgentRunner(config);
   const messages = new MessageLog({ db, clock, emitChunk: (taskId, chunk) => events.streamChunk(taskId, chunk) });
+  const environments = await createEnvironments(config, { db, clock, log, metrics, workspaces });
   const engine = new TaskInitializationEngine({
     status,
     workspaces,
     indexer,
     store,
     tasks,
+    dependencies: environments.installer,
     onProgress: (taskId, progress) => events.initProgress(taskId, progress),
     log: log.child({ component: "init" }),
   });
@@ -123,6 +132,7 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
     agent,
     messages,
     indexer,
+    environments: environments.forTasks,
     emitTurnEnd: (taskId, outcome, error) => {
       metrics.increment("umbra_turns_total", "Agent turns finished.");
       events.streamChunk(taskId, { type: "turn-end", status: outcome, error });
@@ -130,7 +140,21 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
     log: log.child({ component: "turn" }),
   });
   const teardown = new WorkspaceTeardown({ status, workspaces, tasks, log });
-  const lifecycle = new TaskLifecycle({ tasks, status, turns, workspaces, teardown, claims, store, log });
+  const capacity = new WorkspaceCapacity({
+    db,
+    mode: workspaces.mode,
+    max: workspaces.mode === "remote" ? config.maxActiveWorkspaces : null,
+    tasks,
+    status,
+    changes,
+    runCleanup: () => cleanup?.trigger() ?? Promise.resolve(),
+    log: log.child({ component: "capacity" }),
+    onEvicted: () =>
+      metrics.increment("umbra_capacity_evictions_total", "Warm workspaces cleaned up early to make room."),
+    onRefused: () => metrics.increment("umbra_capacity_refusals_total", "Requests refused with 429 CAPACITY."),
+  });
+  registerCapacityMetrics(metrics, capacity);
+  const lifecycle = new TaskLifecycle({ tasks, status, turns, workspaces, teardown, claims, store, capacity, log });
   const cleanup =
     workspaces.mode === "remote"
       ? new TaskCleanupService({
@@ -163,12 +187,14 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
 
   installHttpBasics(fastify, config);
   registerTaskRoutes(fastify, { tasks, lifecycle, messages, store });
+  registerEnvironmentRoutes(fastify, { secrets: environments.secrets, environments: environments.store });
   fastify.get("/api/health", async () => ({ ok: true }));
   fastify.get("/api/config", async () => ({
     mode: workspaces.mode,
     steps: getStepsForMode(workspaces.mode),
     cleanupDelayMs: config.cleanupDelayMs,
     agent: agent.kind,
+    capacity: { active: await capacity.active(), max: capacity.max },
   }));
   fastify.get("/metrics", async (_request, reply) =>
     reply.type("text/plain; version=0.0.4").send(await metrics.render(db)),
@@ -188,10 +214,13 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
     turns,
     cleanup,
     recovery,
+    capacity,
+    environmentCache: environments.cache,
     workspaces,
     url: "",
     async listen() {
       await recovery.recoverAtStartup();
+      await environments.cache?.init();
       await fastify.listen({ port: config.port, host: config.host });
       const address = fastify.server.address();
       const port = typeof address === "object" && address ? address.port : config.port;
@@ -217,6 +246,18 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
     },
   };
   return server;
+}
+
+function registerCapacityMetrics(metrics: Metrics, capacity: WorkspaceCapacity): void {
+  metrics.increment("umbra_capacity_evictions_total", "Warm workspaces cleaned up early to make room.", 0);
+  metrics.increment("umbra_capacity_refusals_total", "Requests refused with 429 CAPACITY.", 0);
+  metrics.register("umbra_workspaces_active", "gauge", "Live workspaces (being made or ACTIVE).", () =>
+    capacity.active(),
+  );
+  if (capacity.max !== null) {
+    const max = capacity.max;
+    metrics.register("umbra_workspaces_max", "gauge", "MAX_ACTIVE_WORKSPACES.", () => max);
+  }
 }
 
 /**
@@ -259,6 +300,7 @@ function installHttpBasics(fastify: FastifyInstance, config: ServerConfig): void
     });
   }
   fastify.setErrorHandler((error: FastifyError | AppError, request, reply) => {
+    if (error instanceof CapacityError) reply.header("retry-after", String(error.retryAfterSeconds));
     if (error instanceof AppError) {
       return reply.code(error.httpStatus).send({ error: { code: error.code, message: error.message } });
     }

@@ -2,6 +2,7 @@
  * Server configuration from the environment (SPEC §4), parsed with zod.
  * An invalid value stops start-up with a message naming the variable.
  */
+import { availableParallelism, totalmem } from "node:os";
 import { resolve } from "node:path";
 import { AGENT_KINDS, type AgentKind, type TaskMode } from "@repo/types";
 import { z } from "zod";
@@ -70,6 +71,9 @@ const EnvSchema = z.object({
   K8S_NAMESPACE: z.string().default("umbra"),
   K8S_IMAGE: z.string().default("umbra-sidecar:latest"),
   K8S_RUNTIME_CLASS: z.string().default("kata-fc"),
+  MAX_ACTIVE_WORKSPACES: integer(defaultMaxActiveWorkspaces(), 1),
+  ENVIRONMENT_CACHE_MAX_MB: integer(10_240, 0),
+  SETUP_TIMEOUT_MS: integer(1_800_000, 1000),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
 
@@ -102,6 +106,16 @@ export interface ServerConfig {
   llm?: LlmConfig;
   agentCommand?: string;
   kubernetes: { namespace: string; image: string; runtimeClassName: string };
+  /**
+   * Most live workspaces (remote mode: sandboxes being made or ACTIVE) at
+   * once. Default: one per 2 GiB of this machine's memory (a sandbox's default
+   * memory limit), at most 4 per CPU core, at least 1.
+   */
+  maxActiveWorkspaces: number;
+  /** Bound of the environment cache under DATA_DIR, MiB; 0 turns caching off. Default 10240. */
+  environmentCacheMaxMb: number;
+  /** Longest a setup script may run, ms. Default 1800000 (30 minutes). */
+  setupTimeoutMs: number;
   /** The built sidecar the `process` provider runs. Default: the `@repo/sidecar/bundle` package export. */
   sidecarBundle?: string;
   logLevel: string;
@@ -148,8 +162,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
     agentCommand: e.AGENT_COMMAND,
     kubernetes: { namespace: e.K8S_NAMESPACE, image: e.K8S_IMAGE, runtimeClassName: e.K8S_RUNTIME_CLASS },
     sidecarBundle: e.SIDECAR_BUNDLE,
+    maxActiveWorkspaces: e.MAX_ACTIVE_WORKSPACES,
+    environmentCacheMaxMb: e.ENVIRONMENT_CACHE_MAX_MB,
+    setupTimeoutMs: e.SETUP_TIMEOUT_MS,
     logLevel: e.LOG_LEVEL,
   };
+}
+
+/** MAX_ACTIVE_WORKSPACES' default for this machine (see ServerConfig.maxActiveWorkspaces). */
+export function defaultMaxActiveWorkspaces(memoryBytes = totalmem(), cores = availableParallelism()): number {
+  return Math.max(1, Math.min(Math.floor(memoryBytes / 2 ** 31), cores * 4));
 }
 
 function resolveLlm(e: z.infer<typeof EnvSchema>): LlmConfig | undefined {

@@ -64,6 +64,17 @@ export class InvalidTransitionError extends AppError {
   }
 }
 
+/** Every live workspace is busy: the request cannot have one now. Answered 429 with Retry-After. */
+export class CapacityError extends AppError {
+  constructor(
+    message: string,
+    /** When trying again may succeed, in seconds. */
+    readonly retryAfterSeconds: number,
+  ) {
+    super("CAPACITY", 429, message);
+  }
+}
+
 /** A provisioning or workspace operation failed. `retryable` says whether trying again may help. */
 export class WorkspaceError extends Error {
   constructor(

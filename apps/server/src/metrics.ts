@@ -1,13 +1,26 @@
 /**
  * GET /metrics in Prometheus text format: task counts by status and
- * initStatus (read from the database, so every server process agrees) and
- * this process's counters.
+ * initStatus (read from the database, so every server process agrees),
+ * this process's counters, and readings other components register (the
+ * environment cache, workspace capacity).
  */
 import { type Db, queryRows } from "@repo/db";
 import { sql } from "drizzle-orm";
 
+interface Reading {
+  type: "gauge" | "counter";
+  help: string;
+  read(): number | Promise<number>;
+}
+
 export class Metrics {
   private readonly counters = new Map<string, { help: string; value: number }>();
+  private readonly readings = new Map<string, Reading>();
+
+  /** A value read at every scrape. */
+  register(name: string, type: Reading["type"], help: string, read: Reading["read"]): void {
+    this.readings.set(name, { type, help, read });
+  }
 
   increment(name: string, help: string, by = 1): void {
     const counter = this.counters.get(name) ?? { help, value: 0 };
@@ -27,6 +40,9 @@ export class Metrics {
     ];
     for (const [name, { help, value }] of this.counters) {
       lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} counter`, `${name} ${value}`);
+    }
+    for (const [name, { type, help, read }] of this.readings) {
+      lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`, `${name} ${await read()}`);
     }
     const memory = process.memoryUsage();
     lines.push("# TYPE umbra_process_resident_memory_bytes gauge", `umbra_process_resident_memory_bytes ${memory.rss}`);

@@ -84,9 +84,10 @@ describe("bad input answers with the error shape and changes nothing", () => {
     expect((await t.api("GET", "/api/health")).body).toEqual({ ok: true });
     expect((await t.api("GET", "/api/config")).body).toEqual({
       mode: "local",
-      steps: ["PREPARE_WORKSPACE", "INDEX_REPOSITORY"],
+      steps: ["PREPARE_WORKSPACE", "INSTALL_DEPENDENCIES", "INDEX_REPOSITORY"],
       cleanupDelayMs: 600_000,
       agent: "shell",
+      capacity: { active: expect.any(Number), max: null },
     });
     const metrics = await fetch(`${t.url}/metrics`);
     expect(metrics.headers.get("content-type")).toContain("text/plain");

@@ -55,7 +55,7 @@ const dataDirs = new DataDirs();
 afterAll(() => dataDirs.cleanUp());
 
 describe("local mode: SIGKILL of the server", () => {
-  const LOCAL_STEPS = ["INACTIVE", "PREPARE_WORKSPACE", "INDEX_REPOSITORY", "ACTIVE"];
+  const LOCAL_STEPS = ["INACTIVE", "PREPARE_WORKSPACE", "INSTALL_DEPENDENCIES", "INDEX_REPOSITORY", "ACTIVE"];
   let gated: GatedGitServer | undefined;
   afterAll(async () => {
     await gated?.close();
@@ -177,7 +177,15 @@ describe("local mode: SIGKILL of the server", () => {
 });
 
 describe("remote mode: SIGKILL of the server, and of a sidecar", () => {
-  const REMOTE_STEPS = ["INACTIVE", "CREATE_VM", "WAIT_VM_READY", "VERIFY_VM_WORKSPACE", "INDEX_REPOSITORY", "ACTIVE"];
+  const REMOTE_STEPS = [
+    "INACTIVE",
+    "CREATE_VM",
+    "WAIT_VM_READY",
+    "VERIFY_VM_WORKSPACE",
+    "INSTALL_DEPENDENCIES",
+    "INDEX_REPOSITORY",
+    "ACTIVE",
+  ];
   const env = {
     AGENT_MODE: "remote",
     TASK_CLEANUP_DELAY_MS: "1500",

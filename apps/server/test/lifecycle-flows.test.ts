@@ -28,8 +28,8 @@ import { ManualClock } from "../src/utils/clock";
 
 const MINUTE = 60_000;
 const STEPS = {
-  remote: ["CREATE_VM", "WAIT_VM_READY", "VERIFY_VM_WORKSPACE", "INDEX_REPOSITORY"],
-  local: ["PREPARE_WORKSPACE", "INDEX_REPOSITORY"],
+  remote: ["CREATE_VM", "WAIT_VM_READY", "VERIFY_VM_WORKSPACE", "INSTALL_DEPENDENCIES", "INDEX_REPOSITORY"],
+  local: ["PREPARE_WORKSPACE", "INSTALL_DEPENDENCIES", "INDEX_REPOSITORY"],
 } as const;
 
 type Mode = "remote" | "local";

@@ -64,6 +64,7 @@ describe.each(targets)("local mode end to end on $name", (target) => {
     await recorder.waitForStatus("COMPLETED");
     await recorder.waitFor((e) => e.name === "stream-chunk" && e.payload.type === "turn-end");
     expect(recorder.statusTrail()).toEqual([
+      "INITIALIZING/INSTALL_DEPENDENCIES",
       "INITIALIZING/INDEX_REPOSITORY",
       "INITIALIZING/ACTIVE",
       "RUNNING/ACTIVE",
@@ -74,10 +75,13 @@ describe.each(targets)("local mode end to end on $name", (target) => {
         ? [`${e.payload.type}:${e.payload.currentStep ?? ""}:${e.payload.stepNumber ?? ""}`]
         : [],
     );
+    // No setup script: INSTALL_DEPENDENCIES completes at once, with no log.
     expect(progress).toEqual([
       "step-complete:PREPARE_WORKSPACE:1",
-      "step-start:INDEX_REPOSITORY:2",
-      "step-complete:INDEX_REPOSITORY:2",
+      "step-start:INSTALL_DEPENDENCIES:2",
+      "step-complete:INSTALL_DEPENDENCIES:2",
+      "step-start:INDEX_REPOSITORY:3",
+      "step-complete:INDEX_REPOSITORY:3",
       "init-complete::",
     ]);
     const chunks = recorder.events.flatMap((e) => (e.name === "stream-chunk" ? [e.payload] : []));
@@ -200,6 +204,7 @@ describe.each(targets)("local mode end to end on $name", (target) => {
     expect(recorder.statusTrail()).toEqual([
       "INITIALIZING/INACTIVE",
       "INITIALIZING/PREPARE_WORKSPACE",
+      "INITIALIZING/INSTALL_DEPENDENCIES",
       "INITIALIZING/INDEX_REPOSITORY",
       "INITIALIZING/ACTIVE",
       "RUNNING/ACTIVE",

@@ -63,8 +63,8 @@ const SPEC_MOVES: Record<string, ExpectedMove> = {
 
 /** The steps of each mode, in order, as SPEC §1 lists them. */
 const SPEC_STEPS: Record<TaskMode, InitStatus[]> = {
-  local: ["PREPARE_WORKSPACE", "INDEX_REPOSITORY"],
-  remote: ["CREATE_VM", "WAIT_VM_READY", "VERIFY_VM_WORKSPACE", "INDEX_REPOSITORY"],
+  local: ["PREPARE_WORKSPACE", "INSTALL_DEPENDENCIES", "INDEX_REPOSITORY"],
+  remote: ["CREATE_VM", "WAIT_VM_READY", "VERIFY_VM_WORKSPACE", "INSTALL_DEPENDENCIES", "INDEX_REPOSITORY"],
 };
 
 const WORKER = "worker-1";
@@ -287,7 +287,15 @@ describe.each(targets)("task status machine on $name", (target) => {
     changes.length = 0;
     const task = await s.createTask({ id: randomUUID(), title: "lifecycle", mode: "remote", repoUrl: "/repo" });
     expect([task.status, task.initStatus, task.scheduledCleanupAt]).toEqual(["INITIALIZING", "INACTIVE", null]);
-    for (const step of ["CREATE_VM", "WAIT_VM_READY", "VERIFY_VM_WORKSPACE", "INDEX_REPOSITORY", "ACTIVE"] as const) {
+    const walk = [
+      "CREATE_VM",
+      "WAIT_VM_READY",
+      "VERIFY_VM_WORKSPACE",
+      "INSTALL_DEPENDENCIES",
+      "INDEX_REPOSITORY",
+      "ACTIVE",
+    ] as const;
+    for (const step of walk) {
       expect((await s.setInitStatus(task.id, step))?.initStatus).toBe(step);
     }
     expect((await s.startTurn(task.id))?.status).toBe("RUNNING");
@@ -310,6 +318,7 @@ describe.each(targets)("task status machine on $name", (target) => {
       "INITIALIZING/CREATE_VM",
       "INITIALIZING/WAIT_VM_READY",
       "INITIALIZING/VERIFY_VM_WORKSPACE",
+      "INITIALIZING/INSTALL_DEPENDENCIES",
       "INITIALIZING/INDEX_REPOSITORY",
       "INITIALIZING/ACTIVE",
       "RUNNING/ACTIVE",

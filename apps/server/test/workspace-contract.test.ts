@@ -6,12 +6,12 @@
  * sidecar bundle. The same tests run against all three.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Database, openDatabase, type TaskRow } from "@repo/db";
 import { getStepsForMode, type InitStatus, type TaskMode } from "@repo/types";
-import { WorkspacePathError } from "@repo/workspace";
+import { isWorkspaceArchiver, type ToolExecutor, WorkspaceOperationError, WorkspacePathError } from "@repo/workspace";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type FakeKubernetes, type RunContainer, startFakeKubernetes } from "../../../test/support/fake-kubernetes";
 import { createRepo, git, tempDir } from "../../../test/support/git";
@@ -110,6 +110,17 @@ const subjects: Subject[] = [
   },
 ];
 
+/** The stdout of a command in the workspace. */
+async function output(executor: ToolExecutor, command: string): Promise<string> {
+  let out = "";
+  await executor.runCommand(command, {
+    onOutput: (stream, text) => {
+      if (stream === "stdout") out += text;
+    },
+  });
+  return out;
+}
+
 describe.each(subjects)("workspace contract: $name", (subject) => {
   let database: Database;
   let status: TaskStatusStore;
@@ -118,13 +129,14 @@ describe.each(subjects)("workspace contract: $name", (subject) => {
   const dataDir = tempDir("umbra-contract-");
   const repo = createRepo({ "README.md": "# Contract\n", "src/main.txt": "alpha\nbeta\n" });
 
-  /** Runs the mode's provisioning steps (the engine's job, minus indexing) and leaves the task ACTIVE. */
+  /** Runs the mode's provisioning steps (the engine's job, minus setup and indexing) and leaves the task ACTIVE. */
   async function provision(): Promise<TaskRow> {
     if (task.status !== "INITIALIZING") task = (await status.beginReinitialization(task.id)) ?? task;
     for (const step of getStepsForMode(subject.mode)) {
       task = (await status.setInitStatus(task.id, step as InitStatus)) ?? task;
-      if (step === "INDEX_REPOSITORY") continue;
-      const patch = await manager.runStep(step, { task, signal: new AbortController().signal, log });
+      if (step === "INSTALL_DEPENDENCIES" || step === "INDEX_REPOSITORY") continue;
+      const context = { task, signal: new AbortController().signal, log, output: () => {} };
+      const patch = await manager.runStep(step, context);
       if (patch && Object.keys(patch).length > 0) task = (await status.updateTaskFields(task.id, patch)) ?? task;
     }
     task = (await status.setInitStatus(task.id, "ACTIVE")) ?? task;
@@ -208,6 +220,39 @@ describe.each(subjects)("workspace contract: $name", (subject) => {
     const result = await running;
     expect(result.aborted).toBe(true);
     expect(Date.now() - started).toBeLessThan(3000);
+  });
+
+  it("packs workspace paths into an archive on this machine and unpacks it back, files, modes and links", async () => {
+    const executor = await manager.executor(task);
+    if (!isWorkspaceArchiver(executor)) throw new Error("the executor cannot move archives");
+    await executor.runCommand(
+      "mkdir -p deps/bin && printf 'lib\\n' > deps/lib.txt && printf '#!/bin/sh\\necho tool ran\\n' > deps/bin/tool" +
+        " && chmod +x deps/bin/tool && ln -s lib.txt deps/link && printf 'one\\n' > extra.log",
+    );
+    const file = join(dataDir, `deps-${subject.name.replace("/", "-")}.tar`);
+    const bytes = await executor.packPaths(["deps/", "extra.log"], file);
+    expect(bytes).toBe(statSync(file).size);
+    await executor.runCommand("rm -rf deps extra.log");
+    await executor.unpackArchive(file);
+    expect(await executor.readFile("deps/lib.txt")).toBe("lib\n");
+    expect(await executor.readFile("extra.log")).toBe("one\n");
+    expect(await output(executor, "./deps/bin/tool && readlink deps/link")).toBe("tool ran\nlib.txt\n");
+    await executor.runCommand("rm -rf deps extra.log");
+    rmSync(file);
+  });
+
+  it("refuses to pack a path outside the workspace, and an archive past its size limit", async () => {
+    const executor = await manager.executor(task);
+    if (!isWorkspaceArchiver(executor)) throw new Error("the executor cannot move archives");
+    const file = join(dataDir, `refused-${subject.name.replace("/", "-")}.tar`);
+    await expect(executor.packPaths(["../outside"], file)).rejects.toBeInstanceOf(WorkspacePathError);
+    await executor.runCommand("ln -s /etc escape && head -c 50000 /dev/zero > big.bin");
+    await expect(executor.packPaths(["escape/hostname"], file)).rejects.toBeInstanceOf(WorkspacePathError);
+    const tooLarge = await executor.packPaths(["big.bin"], file, { limitBytes: 10_000 }).catch((error) => error);
+    expect(tooLarge).toBeInstanceOf(WorkspaceOperationError);
+    expect((tooLarge as WorkspaceOperationError).code).toBe("TOO_LARGE");
+    await executor.runCommand("rm -f escape big.bin");
+    rmSync(file, { force: true });
   });
 
   it("saves committed and uncommitted work to the repository store", async () => {

@@ -7,7 +7,14 @@ import { createReadStream, createWriteStream } from "node:fs";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { type LocalExecutor, sidecarProtocol as protocol, readHead } from "@repo/workspace";
+import {
+  type LocalExecutor,
+  packListTo,
+  sidecarProtocol as protocol,
+  readHead,
+  tarFileList,
+  unpackInto,
+} from "@repo/workspace";
 import { HttpError, readJson, sendJson } from "./http";
 import { bundleBranch, bundleScratch, receiveBranch } from "./workspace-git";
 
@@ -15,6 +22,8 @@ import { bundleBranch, bundleScratch, receiveBranch } from "./workspace-git";
 const JSON_LIMIT = 32 * 1024 * 1024;
 /** Limit for an uploaded git bundle, bytes. */
 const BUNDLE_LIMIT = 2 * 1024 * 1024 * 1024;
+/** Limit for an uploaded environment archive, bytes. */
+const ARCHIVE_LIMIT = 16 * 1024 * 1024 * 1024;
 
 export interface RouteContext {
   req: IncomingMessage;
@@ -102,6 +111,31 @@ async function gitBundle({ req, res, executor }: RouteContext) {
   }
 }
 
+/** A tar archive of workspace paths (a cached environment being saved). Paths are checked before any byte goes out. */
+async function archivePack({ req, res, executor }: RouteContext) {
+  const { paths } = await readJson(req, protocol.ArchivePackRequest, JSON_LIMIT);
+  const list = await tarFileList(executor.root, paths);
+  res.writeHead(200, { "content-type": "application/x-tar", "cache-control": "no-store" });
+  await packListTo(executor.root, list, res);
+}
+
+/** Extracts the tar archive in the body into the workspace (a cached environment being restored). */
+async function archiveUnpack({ req, res, executor }: RouteContext) {
+  const counter = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      received += chunk.length;
+      if (received > ARCHIVE_LIMIT)
+        callback(new HttpError(413, "PAYLOAD_TOO_LARGE", `archive exceeds ${ARCHIVE_LIMIT} bytes`));
+      else callback(null, chunk);
+    },
+  });
+  let received = 0;
+  req.pipe(counter);
+  req.once("error", (error) => counter.destroy(error));
+  await unpackInto(executor.root, counter);
+  sendJson(res, 200, { ok: true });
+}
+
 export const routes: ReadonlyMap<string, Route> = new Map<string, Route>([
   ["GET /health", health],
   [
@@ -144,4 +178,6 @@ export const routes: ReadonlyMap<string, Route> = new Map<string, Route>([
   ["POST /git/receive", gitReceive],
   ["POST /git/commit", gitCommit],
   ["POST /git/bundle", gitBundle],
+  ["POST /archive/pack", archivePack],
+  ["POST /archive/unpack", archiveUnpack],
 ]);

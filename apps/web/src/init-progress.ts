@@ -58,6 +58,9 @@ export function reduceInitProgress(state: LiveInitProgress, event: Initializatio
         failedStep: event.currentStep ?? state.current,
         error: event.error ?? event.message ?? "Initialization failed",
       };
+    case "step-log":
+      // The setup log's pieces; the stepper's state does not change with them.
+      return state;
   }
 }
 

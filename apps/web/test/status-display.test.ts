@@ -36,18 +36,20 @@ function expected(status: TaskStatus, init: InitStatus, mode: TaskMode): Expecte
   const warm = mode === "remote" && init === "ACTIVE" ? "Workspace kept warm for 9:59" : null;
   const stepText: Record<TaskMode, Partial<Record<InitStatus, string>>> = {
     local: {
-      PREPARE_WORKSPACE: "Step 1 of 2: Preparing workspace",
-      INDEX_REPOSITORY: "Step 2 of 2: Indexing repository",
+      PREPARE_WORKSPACE: "Step 1 of 3: Preparing workspace",
+      INSTALL_DEPENDENCIES: "Step 2 of 3: Installing dependencies",
+      INDEX_REPOSITORY: "Step 3 of 3: Indexing repository",
       CREATE_VM: "Creating sandbox",
       WAIT_VM_READY: "Waiting for sandbox",
       VERIFY_VM_WORKSPACE: "Verifying workspace",
     },
     remote: {
       PREPARE_WORKSPACE: "Preparing workspace",
-      CREATE_VM: "Step 1 of 4: Creating sandbox",
-      WAIT_VM_READY: "Step 2 of 4: Waiting for sandbox",
-      VERIFY_VM_WORKSPACE: "Step 3 of 4: Verifying workspace",
-      INDEX_REPOSITORY: "Step 4 of 4: Indexing repository",
+      CREATE_VM: "Step 1 of 5: Creating sandbox",
+      WAIT_VM_READY: "Step 2 of 5: Waiting for sandbox",
+      VERIFY_VM_WORKSPACE: "Step 3 of 5: Verifying workspace",
+      INSTALL_DEPENDENCIES: "Step 4 of 5: Installing dependencies",
+      INDEX_REPOSITORY: "Step 5 of 5: Indexing repository",
     },
   };
   switch (status) {
@@ -109,8 +111,8 @@ const combinations = TASK_STATUSES.flatMap((status) =>
 );
 
 describe("describeStatus", () => {
-  it("covers all 6 × 7 × 2 combinations", () => {
-    expect(combinations).toHaveLength(84);
+  it("covers all 6 × 8 × 2 combinations", () => {
+    expect(combinations).toHaveLength(96);
   });
 
   it.each(combinations)("%s / %s in %s mode reads as the rules say", (status, init, mode) => {
@@ -127,7 +129,7 @@ describe("describeStatus", () => {
       reinitializing: true,
     });
     expect(result.label).toBe("Re-initializing workspace");
-    expect(result.detail).toBe("Step 1 of 4: Creating sandbox");
+    expect(result.detail).toBe("Step 1 of 5: Creating sandbox");
   });
 
   it("uses the configured steps for the step counter", () => {

@@ -22,6 +22,7 @@ import {
   primaryKey,
   text,
   timestamp,
+  unique,
   uniqueIndex,
   uuid,
 } from "drizzle-orm/pg-core";
@@ -173,8 +174,50 @@ export const repoIndexFiles = pgTable(
   ],
 );
 
+/**
+ * The secrets store. `value_sealed` is the SecretBox seal of the value, bound
+ * to the secret's name and scope; the plain value is never stored. One secret
+ * per (name, scope); a null `repo_url` is the server-wide scope.
+ */
+export const secrets = pgTable(
+  "secrets",
+  {
+    id: uuid("id").primaryKey(),
+    name: text("name").notNull(),
+    /** The repository the secret is for (normalized repoUrl), or null for every repository. */
+    repoUrl: text("repo_url"),
+    valueSealed: text("value_sealed").notNull(),
+    createdAt: timestamptz("created_at").notNull(),
+    updatedAt: timestamptz("updated_at").notNull(),
+  },
+  (t) => [unique("secrets_name_scope").on(t.name, t.repoUrl).nullsNotDistinct()],
+);
+
+/** A repository's environment: how INSTALL_DEPENDENCIES sets its workspaces up, and what its sandboxes may reach. */
+export const environments = pgTable(
+  "environments",
+  {
+    /** Normalized repoUrl. */
+    repoUrl: text("repo_url").primaryKey(),
+    setupScript: text("setup_script"),
+    env: jsonb("env").$type<Record<string, string>>().notNull().default({}),
+    /** off | allowlist | on; null = the server's SANDBOX_NETWORK. */
+    network: text("network"),
+    /** null = the server's SANDBOX_ALLOWED_DOMAINS. */
+    allowedDomains: jsonb("allowed_domains").$type<string[]>(),
+    /** Names of the secrets the agent's commands get. */
+    agentSecrets: jsonb("agent_secrets").$type<string[]>().notNull().default([]),
+    cache: boolean("cache").notNull().default(true),
+    createdAt: timestamptz("created_at").notNull(),
+    updatedAt: timestamptz("updated_at").notNull(),
+  },
+  (t) => [check("environments_network", sql`${t.network} IS NULL OR ${t.network} IN ('off', 'allowlist', 'on')`)],
+);
+
 export type TaskRow = typeof tasks.$inferSelect;
 export type NewTaskRow = typeof tasks.$inferInsert;
 export type MessageRow = typeof messages.$inferSelect;
 export type VmSessionRow = typeof vmSessions.$inferSelect;
 export type TaskStatusHistoryRow = typeof taskStatusHistory.$inferSelect;
+export type SecretRow = typeof secrets.$inferSelect;
+export type EnvironmentRow = typeof environments.$inferSelect;

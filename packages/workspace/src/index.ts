@@ -1,3 +1,4 @@
+export * from "./archive";
 export * from "./git";
 export * from "./local-executor";
 export { confinePath, resolveLexically } from "./paths";

@@ -15,6 +15,7 @@ import { createHash } from "node:crypto";
 import { mkdir, readdir, readFile, stat, lstat as statLink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
+import { packPathsToFile, unpackFileInto, type WorkspaceArchiver } from "./archive";
 import { confinedGitEnv, git, runGit, workspaceGitVariables } from "./git";
 import { byName, grepFiles } from "./grep";
 import { confinePath } from "./paths";
@@ -58,7 +59,7 @@ function countOccurrences(text: string, search: string): number {
   return text.split(search).length - 1;
 }
 
-export class LocalExecutor implements ToolExecutor {
+export class LocalExecutor implements ToolExecutor, WorkspaceArchiver {
   readonly root: string;
   private readonly options: LocalExecutorOptions;
   private homeReady: Promise<string> | undefined;
@@ -191,6 +192,14 @@ export class LocalExecutor implements ToolExecutor {
       message,
     ]);
     return { sha: await run(["rev-parse", "HEAD"]), committed: true };
+  }
+
+  packPaths(paths: readonly string[], file: string, options: { limitBytes?: number } = {}): Promise<number> {
+    return packPathsToFile(this.root, paths, file, options);
+  }
+
+  unpackArchive(file: string): Promise<void> {
+    return unpackFileInto(this.root, file);
   }
 
   /** The environment of every command: minimal base, executor extras, then per-call extras. */

@@ -12,7 +12,12 @@
  * - The token is only ever sent in the Authorization header, never logged or
  *   put into error messages.
  */
+import { createReadStream, createWriteStream } from "node:fs";
+import { stat } from "node:fs/promises";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import type { z } from "zod";
+import { byteLimit, type WorkspaceArchiver } from "./archive";
 import {
   CommitReply,
   EditFileReply,
@@ -37,6 +42,8 @@ export interface SidecarClientOptions {
   token: string;
   /** Limit for each request except /exec (which runs until the command ends), in milliseconds. Default 120000. */
   timeoutMs?: number;
+  /** Limit for moving an archive in or out (/archive/*), in milliseconds. Default 600000. */
+  transferTimeoutMs?: number;
 }
 
 /** The sidecar could not be reached, answered with an error that is not a workspace error, or broke the protocol. */
@@ -91,15 +98,17 @@ async function* ndjsonLines(body: ReadableStream<Uint8Array>): AsyncGenerator<st
   }
 }
 
-export class SidecarClient implements ToolExecutor {
+export class SidecarClient implements ToolExecutor, WorkspaceArchiver {
   private readonly endpoint: string;
   private readonly token: string;
   private readonly timeoutMs: number;
+  private readonly transferTimeoutMs: number;
 
   constructor(options: SidecarClientOptions) {
     this.endpoint = options.endpoint.replace(/\/+$/, "");
     this.token = options.token;
     this.timeoutMs = options.timeoutMs ?? 120_000;
+    this.transferTimeoutMs = options.transferTimeoutMs ?? 600_000;
   }
 
   health(): Promise<SidecarHealth> {
@@ -150,6 +159,41 @@ export class SidecarClient implements ToolExecutor {
       throw new SidecarError(response.status, "BAD_REPLY", `bundle reply lacks a valid ${HEAD_HEADER}`);
     const bundle = Buffer.from(await this.guard(response.arrayBuffer()));
     return { head: head.data, bundle };
+  }
+
+  /** Writes the tar archive of `paths` in the workspace to `file` on this machine; returns its size. */
+  async packPaths(paths: readonly string[], file: string, options: { limitBytes?: number } = {}): Promise<number> {
+    const response = await this.send(
+      "POST",
+      "/archive/pack",
+      { json: { paths } },
+      AbortSignal.timeout(this.transferTimeoutMs),
+    );
+    if (!response.body) throw new SidecarError(response.status, "BAD_REPLY", "pack reply has no body");
+    let bytes = 0;
+    const counter = byteLimit(options.limitBytes ?? Number.POSITIVE_INFINITY, (n) => {
+      bytes = n;
+    });
+    const body = Readable.fromWeb(response.body as import("node:stream/web").ReadableStream);
+    try {
+      await pipeline(body, counter, createWriteStream(file, { mode: 0o600 }));
+    } catch (error) {
+      if (error instanceof WorkspaceOperationError) throw error;
+      throw new SidecarError(0, "CONNECTION_LOST", "the archive from the sidecar broke off", { cause: error });
+    }
+    return bytes;
+  }
+
+  /** Sends the tar archive `file` of this machine and extracts it into the workspace. */
+  async unpackArchive(file: string): Promise<void> {
+    const { size } = await stat(file);
+    const response = await this.send(
+      "POST",
+      "/archive/unpack",
+      { stream: createReadStream(file), contentType: "application/x-tar", contentLength: size },
+      AbortSignal.timeout(this.transferTimeoutMs),
+    );
+    await this.parseJson(response, OkReply);
   }
 
   async runCommand(command: string, options: RunCommandOptions = {}): Promise<CommandResult> {
@@ -226,7 +270,7 @@ export class SidecarClient implements ToolExecutor {
   private async send(
     method: "GET" | "POST",
     route: string,
-    payload: { json?: unknown; body?: Uint8Array; contentType?: string },
+    payload: { json?: unknown; body?: Uint8Array; stream?: Readable; contentType?: string; contentLength?: number },
     signal?: AbortSignal,
     path?: string,
   ): Promise<Response> {
@@ -238,6 +282,10 @@ export class SidecarClient implements ToolExecutor {
     } else if (payload.body) {
       headers["content-type"] = payload.contentType ?? "application/octet-stream";
       body = payload.body as RequestInit["body"];
+    } else if (payload.stream) {
+      headers["content-type"] = payload.contentType ?? "application/octet-stream";
+      if (payload.contentLength !== undefined) headers["content-length"] = String(payload.contentLength);
+      body = Readable.toWeb(payload.stream) as RequestInit["body"];
     }
     const response = await this.guard(
       fetch(`${this.endpoint}${route}`, {
@@ -245,7 +293,9 @@ export class SidecarClient implements ToolExecutor {
         headers,
         body,
         signal: signal ?? AbortSignal.timeout(this.timeoutMs),
-      }),
+        // A streamed body must be sent half-duplex (fetch's rule for ReadableStream bodies).
+        ...(payload.stream ? { duplex: "half" } : {}),
+      } as RequestInit),
     );
     if (!response.ok) throw await errorFromResponse(response, path);
     return response;

@@ -40,6 +40,9 @@ export const BranchName = z
   .regex(/^[A-Za-z0-9._/-]+$/);
 export const BundleRequest = z.object({ branch: BranchName, message: z.string().min(1).optional() });
 
+/** Paths (relative to the workspace) whose tar archive /archive/pack answers with. */
+export const ArchivePackRequest = z.object({ paths: z.array(WorkspacePath).min(1).max(100_000) });
+
 export const OkReply = z.object({ ok: z.literal(true) });
 export const ReadFileReply = z.object({ content: z.string() });
 export const EditFileReply = z.object({ replacements: z.number().int().nonnegative() });

@@ -19,6 +19,8 @@ export interface StepContext {
   /** Fires when the initialization is stopped; long waits must give up promptly. */
   signal: AbortSignal;
   log: Logger;
+  /** A piece of the step's own output (a setup log), already redacted; shown live as `step-log` progress. */
+  output(text: string): void;
 }
 
 export interface WorkspaceManager {
@@ -27,7 +29,8 @@ export interface WorkspaceManager {
   readonly vmProvider?: VmProvider;
   /**
    * Runs one provisioning step of getStepsForMode(mode) other than
-   * INDEX_REPOSITORY (which the engine owns). Returns task fields to record.
+   * INSTALL_DEPENDENCIES and INDEX_REPOSITORY (which the engine owns).
+   * Returns task fields to record.
    */
   runStep(step: InitStatus, context: StepContext): Promise<TaskFieldsPatch | undefined>;
   /** The tool executor of an ACTIVE task's workspace. */

@@ -17,6 +17,7 @@
  */
 import type { TaskRow } from "@repo/db";
 import { getStepsForMode, type InitializationProgress, InitStatus, STEP_DISPLAY_NAMES, TaskStatus } from "@repo/types";
+import type { DependencyInstaller } from "../environments/install-dependencies";
 import { errorMessage, StopRequest, TaskBusyError } from "../errors";
 import type { StepContext, WorkspaceManager } from "../execution/types";
 import type { Logger } from "../logger";
@@ -31,6 +32,7 @@ export interface StepDeps {
   workspaces: WorkspaceManager;
   indexer: RepositoryIndexer;
   store: RepositoryStore;
+  dependencies: DependencyInstaller;
 }
 
 export interface StepDefinition {
@@ -49,6 +51,13 @@ export const STEP_DEFINITIONS: Record<ProvisionStep, StepDefinition> = {
   CREATE_VM: workspaceStep(InitStatus.CREATE_VM),
   WAIT_VM_READY: workspaceStep(InitStatus.WAIT_VM_READY),
   VERIFY_VM_WORKSPACE: workspaceStep(InitStatus.VERIFY_VM_WORKSPACE),
+  INSTALL_DEPENDENCIES: {
+    name: STEP_DISPLAY_NAMES.INSTALL_DEPENDENCIES,
+    async run(context, { workspaces, dependencies }) {
+      await dependencies.install(context, await workspaces.executor(context.task));
+      return undefined;
+    },
+  },
   INDEX_REPOSITORY: {
     name: STEP_DISPLAY_NAMES.INDEX_REPOSITORY,
     async run({ task }, { indexer, store }) {
@@ -118,7 +127,8 @@ export class TaskInitializationEngine {
         const progress = { currentStep: step, stepName: definition.name, stepNumber: index + 1, totalSteps };
         onProgress(taskId, { type: "step-start", lastCompletedStep, ...progress });
         const stepStarted = Date.now();
-        const patch = await definition.run({ task, signal, log: log.child({ step }) }, this.deps);
+        const output = (text: string) => onProgress(taskId, { type: "step-log", ...progress, log: text });
+        const patch = await definition.run({ task, signal, log: log.child({ step }), output }, this.deps);
         if (patch && Object.keys(patch).length > 0) task = (await status.updateTaskFields(taskId, patch)) ?? task;
         lastCompletedStep = step;
         log.info({ step, ms: Date.now() - stepStarted }, "init.step.complete");

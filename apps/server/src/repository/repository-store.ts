@@ -273,7 +273,8 @@ export class RepositoryStore {
   }
 }
 
-function normalizeRepoUrl(repoUrl: string): string {
+/** The one spelling of a repository Umbra keys things by (mirrors, the index, environments, secrets). */
+export function normalizeRepoUrl(repoUrl: string): string {
   return repoUrl.trim().replace(/\/+$/, "");
 }
 

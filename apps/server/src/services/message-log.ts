@@ -6,6 +6,12 @@
  * Text deltas are streamed at once and persisted at boundaries (a tool call,
  * the end of the turn) and at most every `flushMs`, so a long answer costs a
  * handful of writes, not one per token.
+ *
+ * Secrets: once `redactSecrets` is given the task's secrets, every piece of
+ * output passes a streaming Redactor (one per stream) before it is emitted or
+ * stored, so no secret value reaches a `stream-chunk` or a message. A
+ * redactor holds back a few characters that may begin a secret; they are
+ * released into the same message before it ends.
  */
 import { randomUUID } from "node:crypto";
 import { type Db, type MessageRow, messages } from "@repo/db";
@@ -14,6 +20,7 @@ import { asc, eq, sql } from "drizzle-orm";
 import type { AgentOutput, ConversationMessage } from "../agent/types";
 import type { Clock } from "../utils/clock";
 import { DB_READ_RETRY_DEADLINE_MS, DB_RETRY_DEADLINE_MS, retryTransient } from "../utils/db-retry";
+import { type NamedSecret, Redactor } from "../utils/redaction";
 
 export interface MessageLogDeps {
   db: Db;
@@ -104,6 +111,15 @@ export class MessageLog {
 
 type OpenMessage = { id: string; role: MessageRole; content: string; metadata: Record<string, unknown> | null };
 
+type ChunkType = "text" | "stdout" | "stderr";
+const CHUNK_TYPES: readonly ChunkType[] = ["text", "stdout", "stderr"];
+/** The message each stream's output belongs to. */
+const STREAM_MESSAGE: Record<ChunkType, { role: MessageRole; kind: string }> = {
+  text: { role: "assistant", kind: "text" },
+  stdout: { role: "tool", kind: "command-output" },
+  stderr: { role: "tool", kind: "command-output" },
+};
+
 /**
  * Streams and persists one turn's output. Writes are chained so messages are
  * created in the order the agent produced them.
@@ -114,6 +130,11 @@ export class TurnOutput implements AgentOutput {
   private chain: Promise<unknown> = Promise.resolve();
   private lastFlush = 0;
   private failure: unknown = null;
+  private redactors: Record<ChunkType, Redactor> = {
+    text: new Redactor([]),
+    stdout: new Redactor([]),
+    stderr: new Redactor([]),
+  };
 
   constructor(
     private readonly log: MessageLog,
@@ -122,16 +143,27 @@ export class TurnOutput implements AgentOutput {
     private readonly flushMs: number,
   ) {}
 
+  /** From now on, every occurrence of these secrets' values becomes `[secret:NAME]`. Call before output starts. */
+  redactSecrets(secrets: readonly NamedSecret[]): void {
+    this.redactors = { text: new Redactor(secrets), stdout: new Redactor(secrets), stderr: new Redactor(secrets) };
+  }
+
+  /** `text` with the secrets replaced (for an error message that did not pass the stream). */
+  redact(text: string): string {
+    return this.redactors.text.redact(text);
+  }
+
   text(delta: string): void {
-    this.appendStreaming("assistant", { kind: "text" }, delta, "text");
+    this.stream("text", delta);
   }
 
   commandOutput(stream: "stdout" | "stderr", text: string): void {
-    this.appendStreaming("tool", { kind: "command-output" }, text, stream);
+    this.stream(stream, text);
   }
 
-  toolCall(call: { toolCallId: string; toolName: string; input: unknown }): void {
+  toolCall(raw: { toolCallId: string; toolName: string; input: unknown }): void {
     this.closeOpen();
+    const call = { ...raw, input: this.redactors.text.redactDeep(raw.input) };
     const message: OpenMessage = {
       id: "",
       role: "tool",
@@ -147,7 +179,8 @@ export class TurnOutput implements AgentOutput {
     });
   }
 
-  toolResult(result: { toolCallId: string; toolName: string; output: unknown; isError?: boolean }): void {
+  toolResult(raw: { toolCallId: string; toolName: string; output: unknown; isError?: boolean }): void {
+    const result = { ...raw, output: this.redactors.text.redactDeep(raw.output) };
     const message = this.tools.get(result.toolCallId);
     this.tools.delete(result.toolCallId);
     const content = typeof result.output === "string" ? result.output : JSON.stringify(result.output ?? null);
@@ -171,15 +204,20 @@ export class TurnOutput implements AgentOutput {
     if (this.failure) throw this.failure;
   }
 
-  private appendStreaming(
-    role: MessageRole,
-    metadata: Record<string, unknown>,
-    text: string,
-    chunkType: "text" | "stdout" | "stderr",
-  ): void {
+  /** A piece of one stream: redacted, then appended to the stream's message. */
+  private stream(chunkType: ChunkType, text: string): void {
     if (!text) return;
-    if (this.open && (this.open.role !== role || this.open.metadata?.kind !== metadata.kind)) this.closeOpen();
+    if (this.open && this.open.metadata?.kind !== STREAM_MESSAGE[chunkType].kind) this.closeOpen();
+    this.write(chunkType, this.redactors[chunkType].push(text));
+  }
+
+  /** Appends already-redacted text to the stream's message, opening one when needed. */
+  private write(chunkType: ChunkType, text: string): void {
+    if (!text) return;
+    const { role, kind } = STREAM_MESSAGE[chunkType];
+    if (this.open && (this.open.role !== role || this.open.metadata?.kind !== kind)) this.endOpen();
     if (!this.open) {
+      const metadata = { kind };
       const message: OpenMessage = { id: "", role, content: "", metadata };
       this.open = message;
       this.enqueue(async () => {
@@ -200,7 +238,13 @@ export class TurnOutput implements AgentOutput {
     });
   }
 
+  /** Releases what the redactors hold back, then ends the open message. */
   private closeOpen(): void {
+    for (const chunkType of CHUNK_TYPES) this.write(chunkType, this.redactors[chunkType].flush());
+    this.endOpen();
+  }
+
+  private endOpen(): void {
     const message = this.open;
     if (!message) return;
     this.open = null;

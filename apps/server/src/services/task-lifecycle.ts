@@ -19,6 +19,7 @@ import type { TaskStatusStore } from "../utils/task-status";
 import type { CleanupClaims } from "./cleanup-claims";
 import type { TaskRepository } from "./task-repository";
 import type { TurnRunner } from "./turn-runner";
+import type { WorkspaceCapacity } from "./workspace-capacity";
 import type { WorkspaceTeardown } from "./workspace-teardown";
 
 export interface TaskLifecycleDeps {
@@ -29,6 +30,8 @@ export interface TaskLifecycleDeps {
   teardown: WorkspaceTeardown;
   claims: CleanupClaims;
   store: RepositoryStore;
+  /** The cap on live workspaces: a new workspace is taken only through it. */
+  capacity: WorkspaceCapacity;
   log: Logger;
 }
 
@@ -37,26 +40,31 @@ export class TaskLifecycle {
 
   constructor(private readonly deps: TaskLifecycleDeps) {}
 
-  /** Creates the task (INITIALIZING / INACTIVE) and starts initializing it at once. */
+  /**
+   * Creates the task (INITIALIZING / INACTIVE) and starts initializing it at
+   * once. At the workspace cap, room is made first (CapacityError when none can be).
+   */
   async create(body: CreateTaskBody): Promise<TaskRow> {
     this.assertOpen();
-    const id = randomUUID();
-    const task = await this.deps.status.createTask({
-      id,
-      title: body.title ?? titleFrom(body.message),
-      mode: this.deps.workspaces.mode,
-      repoUrl: body.repoUrl,
-      baseBranch: body.baseBranch ?? null,
-      branch: RepositoryStore.branchFor(id),
+    return this.deps.capacity.withRoom(async () => {
+      const id = randomUUID();
+      const task = await this.deps.status.createTask({
+        id,
+        title: body.title ?? titleFrom(body.message),
+        mode: this.deps.workspaces.mode,
+        repoUrl: body.repoUrl,
+        baseBranch: body.baseBranch ?? null,
+        branch: RepositoryStore.branchFor(id),
+      });
+      await this.deps.turns.start(task, body.message, { initialize: true });
+      return task;
     });
-    await this.deps.turns.start(task, body.message, { initialize: true });
-    return task;
   }
 
   /**
    * A follow-up message. On a warm workspace the agent starts at once (the
    * cleanup is cancelled in the same write); otherwise the task re-initializes
-   * first. Busy tasks are refused with TaskBusyError.
+   * first, within the workspace cap. Busy tasks are refused with TaskBusyError.
    */
   async followUp(taskId: string, message: string): Promise<TaskRow> {
     this.assertOpen();
@@ -80,10 +88,12 @@ export class TaskLifecycle {
     task = await tasks.get(taskId);
     if (task.cleanupClaimedBy) task = await claims.waitForCleanup(taskId);
 
-    const reinit = await status.beginReinitialization(taskId);
-    if (!reinit) throw new TaskBusyError(taskId, (await tasks.get(taskId)).status);
-    await turns.start(reinit, message, { initialize: true });
-    return reinit;
+    return this.deps.capacity.withRoom(async () => {
+      const reinit = await status.beginReinitialization(taskId);
+      if (!reinit) throw new TaskBusyError(taskId, (await tasks.get(taskId)).status);
+      await turns.start(reinit, message, { initialize: true });
+      return reinit;
+    });
   }
 
   /**

@@ -9,6 +9,10 @@
  * FAILED or STOPPED (`endTurn`; in remote mode the warm window starts in the
  * same write). So a task that reads COMPLETED always has its work in the store.
  *
+ * The agent's commands get the repository environment's variables and the
+ * secrets it names for the agent (environments/task-environment.ts); every
+ * secret in scope is redacted from the turn's output and its error.
+ *
  * Work is tracked per task with an AbortController: stop() aborts it and
  * waits until it has ended (and saved), it never writes a status itself. At
  * most one piece of work runs per task in this process; the status moves
@@ -18,6 +22,7 @@ import type { TaskRow } from "@repo/db";
 import { TaskStatus } from "@repo/types";
 import type { ToolExecutor } from "@repo/workspace";
 import type { AgentRunner, AgentTurnResult, ConversationMessage } from "../agent/types";
+import { type TaskEnvironments, withCommandEnvironment } from "../environments/task-environment";
 import { errorMessage, StopRequest } from "../errors";
 import type { WorkspaceManager } from "../execution/types";
 import type { TaskInitializationEngine } from "../initialization";
@@ -34,6 +39,7 @@ export interface TurnRunnerDeps {
   agent: AgentRunner;
   messages: MessageLog;
   indexer: RepositoryIndexer;
+  environments: TaskEnvironments;
   emitTurnEnd(taskId: string, outcome: TurnOutcome, error?: string): void;
   log: Logger;
 }
@@ -135,11 +141,13 @@ export class TurnRunner {
     signal: AbortSignal,
     log: Logger,
   ): Promise<void> {
-    const { agent, workspaces, indexer } = this.deps;
+    const { agent, workspaces, indexer, environments } = this.deps;
     const started = Date.now();
     let result: AgentTurnResult;
     try {
-      const executor = warmExecutor ?? (await workspaces.executor(task));
+      const taskEnv = await environments.forRepository(task.repoUrl);
+      output.redactSecrets(taskEnv.secrets);
+      const executor = withCommandEnvironment(warmExecutor ?? (await workspaces.executor(task)), taskEnv.agentEnv);
       result = await agent.run({
         taskId: task.id,
         message,
@@ -153,7 +161,11 @@ export class TurnRunner {
             : Promise.resolve([]),
       });
     } catch (error) {
-      log.error({ err: error }, "turn.agent.error");
+      // The message only, redacted: an agent's error may quote the output that carried a secret.
+      log.error(
+        { err: { name: (error as Error)?.name, message: output.redact(errorMessage(error)) } },
+        "turn.agent.error",
+      );
       result = { status: "FAILED", error: `agent error: ${errorMessage(error)}` };
     }
     await output.close().catch((error) => log.error({ err: error }, "turn.output.persist.failed"));
@@ -166,7 +178,9 @@ export class TurnRunner {
       saveError = `saving the workspace failed: ${errorMessage(error)}`;
     }
     log.info({ ms: Date.now() - started, result: result.status, stopped: signal.aborted }, "turn.end");
-    const { outcome, error } = turnOutcome(result, signal, saveError);
+    const decided = turnOutcome(result, signal, saveError);
+    const { outcome } = decided;
+    const error = decided.error === undefined ? undefined : output.redact(decided.error);
     const ended = await this.deps.status.endTurn(task.id, outcome, error ?? null);
     if (!ended) log.warn({ outcome }, "turn.end.lost");
     this.deps.emitTurnEnd(task.id, outcome, error);

@@ -120,6 +120,7 @@ describe.skipIf(skip)("the web UI drives a task through its whole lifecycle in C
         CREATE_VM: "done",
         WAIT_VM_READY: "done",
         VERIFY_VM_WORKSPACE: "done",
+        INSTALL_DEPENDENCIES: "done",
         INDEX_REPOSITORY: "done",
       });
       const countdown = page.getByTestId("warm-countdown");
@@ -216,7 +217,11 @@ describe.skipIf(skip)("the web UI drives a task through its whole lifecycle in C
       await page.getByRole("button", { name: "Create task" }).click();
       await page.waitForURL(/\/tasks\//);
       await waitForStatus(page, "Ready for follow-up");
-      expect(await stepStates(page)).toEqual({ PREPARE_WORKSPACE: "done", INDEX_REPOSITORY: "done" });
+      expect(await stepStates(page)).toEqual({
+        PREPARE_WORKSPACE: "done",
+        INSTALL_DEPENDENCIES: "done",
+        INDEX_REPOSITORY: "done",
+      });
       expect(await page.getByTestId("warm-countdown").count()).toBe(0);
       await expect.poll(() => page.locator(".command-output").allTextContents()).toContain("wrote hello\n");
       await shot(page, "local-01-ready");

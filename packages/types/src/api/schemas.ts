@@ -11,6 +11,7 @@ export const ERROR_CODES = [
   "NOT_FOUND",
   "TASK_BUSY",
   "INVALID_TRANSITION",
+  "CAPACITY",
   "INTERNAL",
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
@@ -104,6 +105,8 @@ export const ConfigResponseSchema = z.object({
   steps: z.array(z.enum(INIT_STATUSES)),
   cleanupDelayMs: z.number().int(),
   agent: z.enum(AGENT_KINDS),
+  /** Live workspaces (being made or ACTIVE) against MAX_ACTIVE_WORKSPACES; `max` null = no cap (local mode). */
+  capacity: z.object({ active: z.number().int(), max: z.number().int().nullable() }).optional(),
 });
 export type ConfigResponse = z.infer<typeof ConfigResponseSchema>;
 

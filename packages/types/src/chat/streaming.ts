@@ -9,6 +9,7 @@ export const INIT_PROGRESS_TYPES = [
   "step-complete",
   "init-complete",
   "init-error",
+  "step-log",
 ] as const;
 export type InitProgressType = (typeof INIT_PROGRESS_TYPES)[number];
 
@@ -25,6 +26,12 @@ export interface InitializationProgress {
   totalSteps: number;
   message?: string;
   error?: string;
+  /**
+   * step-log: a piece of the running step's output (INSTALL_DEPENDENCIES'
+   * setup log), in order, secret values already replaced by `[secret:NAME]`.
+   * Not a line: pieces split anywhere; append them as they come.
+   */
+  log?: string;
 }
 
 export type StreamChunk =

@@ -10,15 +10,21 @@ export const STEP_DISPLAY_NAMES: Record<InitStatus, string> = {
   CREATE_VM: "Creating sandbox",
   WAIT_VM_READY: "Waiting for sandbox",
   VERIFY_VM_WORKSPACE: "Verifying workspace",
+  INSTALL_DEPENDENCIES: "Installing dependencies",
   INDEX_REPOSITORY: "Indexing repository",
   ACTIVE: "Workspace ready",
 };
 
-const LOCAL_STEPS: readonly InitStatus[] = [InitStatus.PREPARE_WORKSPACE, InitStatus.INDEX_REPOSITORY];
+const LOCAL_STEPS: readonly InitStatus[] = [
+  InitStatus.PREPARE_WORKSPACE,
+  InitStatus.INSTALL_DEPENDENCIES,
+  InitStatus.INDEX_REPOSITORY,
+];
 const REMOTE_STEPS: readonly InitStatus[] = [
   InitStatus.CREATE_VM,
   InitStatus.WAIT_VM_READY,
   InitStatus.VERIFY_VM_WORKSPACE,
+  InitStatus.INSTALL_DEPENDENCIES,
   InitStatus.INDEX_REPOSITORY,
 ];
 

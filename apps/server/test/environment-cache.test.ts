@@ -1,0 +1,101 @@
+import { createHash } from "node:crypto";
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { tempDir } from "../../../test/support/git";
+import { EnvironmentCache } from "../src/environments/environment-cache";
+import { createLogger } from "../src/logger";
+import { ManualClock } from "../src/utils/clock";
+
+const MINUTE = 60_000;
+const key = (name: string) => createHash("sha256").update(name).digest("hex");
+
+describe("environment cache", () => {
+  const dirs: string[] = [];
+  afterEach(() => {
+    for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+  });
+
+  function cache(maxBytes: number, clock = new ManualClock()) {
+    const dir = tempDir("umbra-envcache-");
+    dirs.push(dir);
+    return { dir, clock, cache: new EnvironmentCache({ dir, maxBytes, clock, log: createLogger("silent") }) };
+  }
+
+  /** Stores an entry whose archive is `bytes` bytes of `fill`. */
+  function store(c: EnvironmentCache, name: string, bytes: number, boundTo: string | null = null) {
+    return c.store({ key: key(name), repoUrl: "/repo", paths: ["deps/"], boundTo, setupMs: 1000 }, async (file) => {
+      writeFileSync(file, Buffer.alloc(bytes, name));
+      return bytes;
+    });
+  }
+
+  it("finds a stored entry, counts hits and misses, and reports its bytes", async () => {
+    const { cache: c } = cache(10_000);
+    expect(await c.lookup(key("a"), "/w")).toBeNull();
+    const stored = await store(c, "a", 300);
+    expect(stored?.bytes).toBe(300);
+    const found = await c.lookup(key("a"), "/w");
+    expect(found && readFileSync(found.file).length).toBe(300);
+    expect(found?.paths).toEqual(["deps/"]);
+    expect(c.counters).toMatchObject({ hits: 1, misses: 1, stores: 1, evictions: 0 });
+    expect([c.bytes, c.entries]).toEqual([300, 1]);
+  });
+
+  it("evicts the least recently used entries to stay within its bound", async () => {
+    const { cache: c, clock } = cache(1000);
+    await store(c, "old", 400);
+    clock.advance(MINUTE);
+    await store(c, "used", 400);
+    clock.advance(MINUTE);
+    // "old" is used now, so "used" becomes the least recently used one.
+    expect(await c.lookup(key("old"), "/w")).not.toBeNull();
+    clock.advance(MINUTE);
+    await store(c, "new", 400);
+    expect(await c.lookup(key("used"), "/w")).toBeNull();
+    expect(await c.lookup(key("old"), "/w")).not.toBeNull();
+    expect(await c.lookup(key("new"), "/w")).not.toBeNull();
+    expect(c.counters.evictions).toBe(1);
+    expect(c.bytes).toBe(800);
+  });
+
+  it("refuses an entry larger than the whole cache and leaves nothing behind", async () => {
+    const { cache: c, dir } = cache(100);
+    expect(await store(c, "huge", 101)).toBeNull();
+    expect(await c.lookup(key("huge"), "/w")).toBeNull();
+    expect(readdirSync(dir).filter((name) => name !== "tmp")).toEqual([]);
+  });
+
+  it("gives an entry that names its workspace's path only to that same path, one per path", async () => {
+    const { cache: c } = cache(10_000);
+    await store(c, "venv", 10, "/data/workspaces/one");
+    expect(await c.lookup(key("venv"), "/data/workspaces/two")).toBeNull();
+    await store(c, "venv", 20, "/data/workspaces/two");
+    expect((await c.lookup(key("venv"), "/data/workspaces/one"))?.bytes).toBe(10);
+    expect((await c.lookup(key("venv"), "/data/workspaces/two"))?.bytes).toBe(20);
+    expect(c.entries).toBe(2);
+  });
+
+  it("drops an entry that failed to restore", async () => {
+    const { cache: c, dir } = cache(10_000);
+    await store(c, "broken", 10);
+    await c.discard(key("broken"));
+    expect(await c.lookup(key("broken"), "/w")).toBeNull();
+    expect(existsSync(join(dir, `${key("broken")}.tar`))).toBe(false);
+    expect(c.entries).toBe(0);
+  });
+
+  it("sees entries stored by an earlier process in the same directory", async () => {
+    const first = cache(10_000);
+    await store(first.cache, "kept", 50);
+    const second = new EnvironmentCache({
+      dir: first.dir,
+      maxBytes: 10_000,
+      clock: first.clock,
+      log: createLogger("silent"),
+    });
+    await second.init();
+    expect([second.entries, second.bytes]).toEqual([1, 50]);
+    expect(await second.lookup(key("kept"), "/w")).not.toBeNull();
+  });
+});
