@@ -13,7 +13,8 @@ import type { MessageDto, TaskDto } from "@repo/types";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createRepo, git, tempDir } from "../../../test/support/git";
 import { type Gate, holdFirstStep } from "../../../test/support/lifecycle";
-import { EventRecorder, startTestServer, type TestServer } from "../../../test/support/server";
+import { recordRun } from "../../../test/support/recorded-run";
+import { startTestServer, type TestServer } from "../../../test/support/server";
 import { loadConfig } from "../src/config";
 import { createWorkspaceManager } from "../src/execution";
 import { createLogger } from "../src/logger";
@@ -24,14 +25,6 @@ type Mode = "local" | "remote";
 const STAMP_SETUP = ['echo "setup ran"', "mkdir -p deps", "od -An -N8 -tx8 /dev/urandom | tr -d ' ' > deps/stamp"].join(
   "\n",
 );
-
-interface Run {
-  task: TaskDto;
-  /** The agent's stdout in this run. */
-  output: string;
-  /** The INSTALL_DEPENDENCIES log of this run. */
-  setupLog: string;
-}
 
 describe.each(["local", "remote"] as Mode[])("environment setup and its cache in %s mode", (mode) => {
   let t: TestServer;
@@ -56,33 +49,7 @@ describe.each(["local", "remote"] as Mode[])("environment setup and its cache in
     await t.server.database.close();
   });
 
-  /** Starts work on a task (create or follow-up) and records all of it, from its first step to the end of its turn. */
-  async function run(start: () => Promise<TaskDto>): Promise<Run> {
-    const gate = arm();
-    const task = await start();
-    await gate.reached;
-    const recorder = new EventRecorder(t.url);
-    try {
-      await recorder.join(task.id);
-      gate.open();
-      const end = await recorder.waitFor(
-        (e) => e.name === "task-status-update" && (e.payload.status === "COMPLETED" || e.payload.status === "FAILED"),
-        60_000,
-      );
-      const final = (await t.api<{ task: TaskDto }>("GET", `/api/tasks/${task.id}`)).body.task;
-      if (end.name === "task-status-update") expect([final.status, final.errorMessage]).toEqual(["COMPLETED", null]);
-      const pieces = (type: "stdout" | "step-log") =>
-        recorder.events.flatMap((e) => {
-          if (type === "stdout")
-            return e.name === "stream-chunk" && e.payload.type === "stdout" ? [e.payload.text] : [];
-          return e.name === "init-progress" && e.payload.type === "step-log" ? [e.payload.log ?? ""] : [];
-        });
-      return { task: final, output: pieces("stdout").join(""), setupLog: pieces("step-log").join("") };
-    } finally {
-      recorder.close();
-    }
-  }
-
+  const run = (start: () => Promise<TaskDto>) => recordRun(t, arm, start);
   const create = (repoUrl: string, message: string) => () =>
     t.api<{ task: TaskDto }>("POST", "/api/tasks", { repoUrl, message }).then((r) => r.body.task);
   const followUp = (taskId: string, message: string) => () =>
