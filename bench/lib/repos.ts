@@ -46,7 +46,8 @@ export function removeTempDirs(): void {
   for (const dir of created.splice(0)) rmSync(dir, { recursive: true, force: true });
 }
 
-function commitRepo(dir: string, files: Map<string, string>): BenchRepo {
+/** Writes `files` into `dir` and commits them as a new repository on `main`. */
+export function commitRepo(dir: string, files: Map<string, string>): BenchRepo {
   git(dir, "init", "--quiet", "-b", "main");
   let bytes = 0;
   for (const [path, content] of files) {
