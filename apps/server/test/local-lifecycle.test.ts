@@ -226,7 +226,7 @@ describe.each(targets)("local mode end to end on $name", (target) => {
     expect(failed.initializationError).toMatch(/^Preparing workspace \(PREPARE_WORKSPACE\) failed: cannot fetch/);
     expect(failed.initializationError).toContain(missing);
     const error = recorder.events.find((e) => e.name === "init-progress" && e.payload.type === "init-error");
-    expect(error?.payload).toMatchObject({ currentStep: "PREPARE_WORKSPACE", stepNumber: 1, totalSteps: 2 });
+    expect(error?.payload).toMatchObject({ currentStep: "PREPARE_WORKSPACE", stepNumber: 1, totalSteps: 3 });
 
     // The repository appears; the retry (a follow-up) initializes from scratch and runs.
     const { mkdirSync, renameSync } = await import("node:fs");
