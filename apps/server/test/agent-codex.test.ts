@@ -252,15 +252,26 @@ describe("Codex CLI", () => {
       expect(result.status === "FAILED" && result.error).toMatch(/^Codex failed: .*context window/);
     });
 
-    it("stops the CLI promptly when the turn is stopped", async () => {
+    it("stops the CLI promptly when the turn is stopped, keeping the session for the next turn", async () => {
       const controller = new AbortController();
-      await fakeModel([{ text: "too late" }], () => {
+      await fakeModel([{ text: "too late" }, { text: "Resumed." }], (_request, index) => {
+        if (index > 0) return;
         controller.abort();
         // Hold the answer back: the CLI must be ended, not finish.
         return new Promise(() => {});
       });
-      const result = await runner().run(fixture.turn("hello", null, { signal: controller.signal }));
-      expect(result).toEqual({ status: "FAILED", error: "the turn was stopped" });
+      const stopped = await runner().run(fixture.turn("Plan the refactoring.", null, { signal: controller.signal }));
+      expect(stopped).toMatchObject({
+        status: "FAILED",
+        error: "the turn was stopped",
+        session: { id: expect.stringMatching(THREAD_ID) },
+      });
+
+      const next = await runner().run(fixture.turn("Go on.", stopped.session!));
+
+      expect(next).toMatchObject({ status: "COMPLETED", session: { id: stopped.session!.id } });
+      const [, second] = fake!.responseRequests();
+      expect(texts(second!, "user")).toContain("Plan the refactoring.");
     });
   });
 });

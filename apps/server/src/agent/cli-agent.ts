@@ -127,8 +127,9 @@ export async function runCli(turn: AgentTurn, run: CliRun): Promise<AgentTurnRes
   for (const line of lines.end()) handleLine(line);
   output.flush();
 
-  if (turn.signal.aborted) return stopped();
   const outcome = mapping.finish({ exitCode: result.exitCode, signal: result.signal, stderr });
+  // A stopped turn keeps its session: the CLI saved the conversation so far, and the next turn resumes it.
+  if (turn.signal.aborted) return { ...outcome, ...stopped() };
   if (mapping.fatalError) {
     return { ...outcome, status: "FAILED", error: redactor.redact(mapping.fatalError) };
   }

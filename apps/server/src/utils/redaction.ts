@@ -3,14 +3,20 @@
  * before the text is stored, streamed or logged.
  *
  * Invariants:
- * - Every occurrence of every non-empty secret is replaced. Where two secrets
- *   could match at one position the longer wins; matching goes left to right.
+ * - Every occurrence of every secret of at least MIN_SECRET_LENGTH characters
+ *   is replaced. Shorter values are left alone: no credential is that short,
+ *   and replacing every "k" of a text because a test key is "k" would garble
+ *   it. Where two secrets could match at one position the longer wins;
+ *   matching goes left to right.
  * - Streaming gives exactly what redacting the whole text at once gives,
  *   however the text is cut into chunks: a stream holds back the end of what
  *   it has seen only while that end could still grow into a secret, i.e. at
  *   most the longest secret's length - 1 characters, until the next chunk or
  *   `end()`.
  */
+
+/** Shorter values are not treated as secrets (see above). */
+export const MIN_SECRET_LENGTH = 8;
 
 export interface Secret {
   /** Shown in place of the value, e.g. ANTHROPIC_API_KEY. */
@@ -19,7 +25,7 @@ export interface Secret {
 }
 
 export class SecretRedactor {
-  /** Non-empty secrets, longest value first, so the first match at a position is the longest. */
+  /** The secrets long enough to redact, longest first, so the first match at a position is the longest. */
   private readonly secrets: Secret[];
   /** First characters of the secrets: positions starting with anything else are skipped at once. */
   private readonly firstChars: Set<string>;
@@ -28,7 +34,9 @@ export class SecretRedactor {
     const list = Array.isArray(secrets)
       ? secrets
       : Object.entries(secrets).map(([name, value]) => ({ name, value: value ?? "" }));
-    this.secrets = list.filter((s) => s.value.length > 0).sort((a, b) => b.value.length - a.value.length);
+    this.secrets = list
+      .filter((s) => s.value.length >= MIN_SECRET_LENGTH)
+      .sort((a, b) => b.value.length - a.value.length);
     this.firstChars = new Set(this.secrets.map((s) => s.value[0]!));
   }
 
