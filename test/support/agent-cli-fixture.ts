@@ -135,3 +135,20 @@ export function warnLeftOut(cli: AgentCli, reason: string): void {
   const bar = "!".repeat(78);
   console.warn(`\n${bar}\n!! ${cli} CLI NOT INSTALLED: its tests are left out\n!! ${reason}\n${bar}\n`);
 }
+
+/** An AgentOutput that records each call as `[method, ...arguments]`. */
+export function callRecorder(): { output: AgentOutput; calls: Array<[string, ...unknown[]]> } {
+  const calls: Array<[string, ...unknown[]]> = [];
+  return {
+    calls,
+    output: {
+      text: (text) => calls.push(["text", text]),
+      commandOutput: (stream, text) => calls.push(["commandOutput", stream, text]),
+      toolCall: (call) => calls.push(["toolCall", call]),
+      toolResult: (result) => calls.push(["toolResult", result]),
+    },
+  };
+}
+
+/** A CLI that exited normally with nothing on standard error. */
+export const cleanExit = { exitCode: 0, signal: null, stderr: "" };
