@@ -113,6 +113,22 @@ describe("reading the CLI's output", () => {
     expect(Date.now() - started).toBeLessThan(10_000);
   });
 
+  it("stops the CLI and fails the turn when reading an event fails, instead of throwing", async () => {
+    const result = await runCli(fixture.turn("unused", null), {
+      command: `printf '%s\\n' '{"n":1}'; exec sleep 30`,
+      env: {},
+      secrets: [],
+      mapping: () => ({
+        fatalError: null,
+        event: () => {
+          throw new Error("unexpected shape");
+        },
+        finish: () => ({ status: "COMPLETED" }),
+      }),
+    });
+    expect(result).toEqual({ status: "FAILED", error: "could not read the agent's events: unexpected shape" });
+  });
+
   it("redacts the secret from a failure", async () => {
     const result = await runCli(fixture.turn("unused", null), {
       command: `echo "bad key sk-abcdef123456" >&2; exit 3`,

@@ -14,7 +14,8 @@
  *   before it reaches the turn's output or the turn's error.
  * - When the event mapping declares the turn lost (a refused key), the CLI is
  *   stopped at once instead of retrying for minutes.
- * - run() never throws: a missing binary, a crash or a stop becomes FAILED.
+ * - run() never throws: a missing binary, a crash or a stop becomes FAILED,
+ *   and so does an event the mapping fails on (the CLI is stopped then).
  */
 import type { CommandResult } from "@repo/workspace";
 import { type Secret, SecretRedactor } from "../utils/redaction";
@@ -68,7 +69,7 @@ export function pipeMessageInto(message: string, cli: string): string {
   return `printf '%s' ${names.map((name) => `"$${name}"`).join(" ")} | { unset ${names.join(" ")}; exec ${cli}; }`;
 }
 
-/** The environment variables that carry the message for messagePipe. */
+/** The environment variables that carry the message for pipeMessageInto. */
 export function messageEnvironment(message: string): Record<string, string> {
   return Object.fromEntries(splitMessage(message).map((piece, i) => [`${MESSAGE_VARIABLE}_${i}`, piece]));
 }
@@ -95,6 +96,7 @@ export async function runCli(turn: AgentTurn, run: CliRun): Promise<AgentTurnRes
   const fatal = new AbortController();
   const signal = AbortSignal.any([turn.signal, fatal.signal]);
   let stderr = "";
+  let readError: string | null = null;
 
   const handleLine = (line: string) => {
     if (!line.trim()) return;
@@ -106,8 +108,13 @@ export async function runCli(turn: AgentTurn, run: CliRun): Promise<AgentTurnRes
       output.commandOutput("stdout", `${line}\n`);
       return;
     }
-    mapping.event(value);
-    if (mapping.fatalError && !fatal.signal.aborted) fatal.abort();
+    try {
+      mapping.event(value);
+    } catch (error) {
+      // Runs in the child's output handler, where a throw would take the server down.
+      readError ??= `could not read the agent's events: ${errorText(error)}`;
+    }
+    if ((mapping.fatalError || readError) && !fatal.signal.aborted) fatal.abort();
   };
 
   let result: CommandResult;
@@ -130,9 +137,8 @@ export async function runCli(turn: AgentTurn, run: CliRun): Promise<AgentTurnRes
   const outcome = mapping.finish({ exitCode: result.exitCode, signal: result.signal, stderr });
   // A stopped turn keeps its session: the CLI saved the conversation so far, and the next turn resumes it.
   if (turn.signal.aborted) return { ...outcome, ...stopped() };
-  if (mapping.fatalError) {
-    return { ...outcome, status: "FAILED", error: redactor.redact(mapping.fatalError) };
-  }
+  const fatalError = mapping.fatalError ?? readError;
+  if (fatalError) return { ...outcome, status: "FAILED", error: redactor.redact(fatalError) };
   return outcome.status === "FAILED" ? { ...outcome, error: redactor.redact(outcome.error) } : outcome;
 }
 
