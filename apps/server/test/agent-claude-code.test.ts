@@ -209,7 +209,7 @@ describe("Claude Code CLI", () => {
     });
 
     it("keeps the key out of every command line and redacts it from everything it reports", async () => {
-      const seen: { cli: number; withKey: string[][] } = { cli: 0, withKey: [] };
+      const seen: { cli: string[][]; withKey: string[][] } = { cli: [], withKey: [] };
       await fakeModel(
         [
           { toolUse: { name: "Bash", input: { command: 'echo "key=$ANTHROPIC_API_KEY"' } } },
@@ -219,7 +219,7 @@ describe("Claude Code CLI", () => {
           beforeReply: () => {
             // The CLI is running now, waiting for this answer.
             const all = processes();
-            seen.cli += all.filter((p) => p.argv.some((arg) => arg.includes(binary!))).length;
+            seen.cli.push(...all.filter((p) => p.argv[0] === binary).map((p) => p.argv));
             seen.withKey.push(...all.filter((p) => p.argv.some((arg) => arg.includes(KEY))).map((p) => p.argv));
           },
         },
@@ -228,7 +228,11 @@ describe("Claude Code CLI", () => {
       const result = await runner().run(fixture.turn("show me the key", null));
 
       expect(result.status).toBe("COMPLETED");
-      expect(seen.cli).toBeGreaterThan(0);
+      // The CLI was running, non-interactive, with its own prompts (and Codex its plugins) off.
+      expect(seen.cli.length).toBeGreaterThan(0);
+      expect(seen.cli[0]).toEqual(
+        expect.arrayContaining(["-p", "--output-format", "stream-json", "--dangerously-skip-permissions"]),
+      );
       expect(seen.withKey).toEqual([]);
       // The key did reach the model vendor, through the CLI's environment.
       expect(fake!.messageRequests()[0]!.headers["x-api-key"]).toBe(KEY);

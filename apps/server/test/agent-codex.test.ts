@@ -203,7 +203,7 @@ describe("Codex CLI", () => {
     });
 
     it("keeps the key out of every command line and of the commands it runs, and redacts it from what it reports", async () => {
-      const seen: { cli: number; withKey: string[][] } = { cli: 0, withKey: [] };
+      const seen: { cli: string[][]; withKey: string[][] } = { cli: [], withKey: [] };
       await fakeModel(
         [
           { functionCall: { name: "exec_command", arguments: { cmd: 'echo "key=$OPENAI_API_KEY"' } } },
@@ -212,7 +212,7 @@ describe("Codex CLI", () => {
         () => {
           // The CLI is running now, waiting for this answer.
           const all = processes();
-          seen.cli += all.filter((p) => p.argv.some((arg) => arg.includes(binary!))).length;
+          seen.cli.push(...all.filter((p) => p.argv[0] === binary).map((p) => p.argv));
           seen.withKey.push(...all.filter((p) => p.argv.some((arg) => arg.includes(KEY))).map((p) => p.argv));
         },
       );
@@ -220,7 +220,17 @@ describe("Codex CLI", () => {
       const result = await runner().run(fixture.turn("show me the key", null));
 
       expect(result.status).toBe("COMPLETED");
-      expect(seen.cli).toBeGreaterThan(0);
+      // The CLI was running, non-interactive, with its own prompts (and Codex its plugins) off.
+      expect(seen.cli.length).toBeGreaterThan(0);
+      expect(seen.cli[0]).toEqual(
+        expect.arrayContaining([
+          "exec",
+          "--json",
+          "--dangerously-bypass-approvals-and-sandbox",
+          "--disable",
+          "plugins",
+        ]),
+      );
       expect(seen.withKey).toEqual([]);
       // The key did reach the model vendor, through the CLI's environment.
       expect(fake!.responseRequests()[0]!.headers.authorization).toBe(`Bearer ${KEY}`);
