@@ -18,8 +18,11 @@ beforeEach(async () => {
 });
 
 afterEach(async () => {
-  expect(await processesLeftIn(fixture.workspace)).toEqual([]);
-  await fixture.cleanup();
+  try {
+    expect(await processesLeftIn(fixture.workspace)).toEqual([]);
+  } finally {
+    await fixture.cleanup();
+  }
 });
 
 /** Runs `cli` with `message` piped in, returning what it printed. */

@@ -44,8 +44,11 @@ beforeEach(async () => {
 afterEach(async () => {
   await fake?.close();
   // Whatever the turn started has ended with it (a stopped CLI within the executor's kill grace period).
-  expect(await processesLeftIn(fixture.workspace)).toEqual([]);
-  await fixture.cleanup();
+  try {
+    expect(await processesLeftIn(fixture.workspace)).toEqual([]);
+  } finally {
+    await fixture.cleanup();
+  }
 });
 
 async function fakeModel(
