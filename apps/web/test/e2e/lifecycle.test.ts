@@ -17,10 +17,13 @@ import { type BrowserContext, chromium } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   ARTIFACTS,
+  addedLines,
   createRepository,
   fillNewTaskForm,
   freePort,
+  installBannerWatch,
   installTimelineRecorder,
+  offlineBannerSeen,
   REPO_ROOT,
   type ServerHandle,
   sendFollowUp,
@@ -63,6 +66,7 @@ describe.skipIf(skip)("the web UI drives a task through its whole lifecycle in C
       colorScheme: "light",
     });
     await context.addInitScript(installTimelineRecorder);
+    await context.addInitScript(installBannerWatch);
   }, 180_000);
 
   afterAll(async () => {
@@ -108,7 +112,8 @@ describe.skipIf(skip)("the web UI drives a task through its whole lifecycle in C
       await page.getByRole("button", { name: "Create task" }).click();
       await page.waitForURL(/\/tasks\/[0-9a-f-]{36}$/);
       const taskId = page.url().split("/").at(-1)!;
-      await page.getByTestId("init-stepper").waitFor();
+      // The stepper lives in the Setup tab, which stays mounted (hidden once another tab shows).
+      await page.getByTestId("init-stepper").waitFor({ state: "attached" });
       await shot(page, "remote-03-initializing");
 
       // 3. The stepper walks the remote steps; the agent runs; the task is ready and warm.
@@ -128,6 +133,19 @@ describe.skipIf(skip)("the web UI drives a task through its whole lifecycle in C
       await expect.poll(() => countdown.textContent(), { timeout: 3_000 }).not.toBe(firstReading);
       await shot(page, "remote-04-ready-warm");
 
+      // The split layout: the conversation beside the workspace tabs, Changes shown once the agent ran.
+      const chatPane = (await page.locator(".pane--chat").boundingBox())!;
+      const workPane = (await page.locator(".pane--work").boundingBox())!;
+      expect(chatPane.x + chatPane.width).toBeLessThanOrEqual(workPane.x);
+      expect(Math.abs(chatPane.y - workPane.y)).toBeLessThan(2);
+      expect(await page.getByRole("tab", { selected: true }).textContent()).toMatch(/^Changes/);
+      expect(await page.getByRole("tablist", { name: "Workspace" }).getByRole("tab").allTextContents()).toEqual([
+        expect.stringMatching(/^Changes/),
+        "Files",
+        expect.stringMatching(/^Terminal/),
+        "Setup",
+      ]);
+
       // 4. A follow-up inside the warm window runs at once, without provisioning again.
       const beforeFollowUp = (await timeline(page)).length;
       await sendFollowUp(page, "echo more >> hello.txt");
@@ -140,9 +158,7 @@ describe.skipIf(skip)("the web UI drives a task through its whole lifecycle in C
       // 5. The diff shows both lines the agent wrote.
       const diff = page.getByTestId("diff");
       await expect.poll(() => diff.locator(".diff-files").textContent()).toContain("hello.txt");
-      await expect
-        .poll(() => diff.locator(".diff-line--add").allTextContents())
-        .toEqual(expect.arrayContaining(["+hello\n", "+more\n"]));
+      await expect.poll(() => addedLines(page)).toEqual(expect.arrayContaining(["+hello", "+more"]));
       await shot(page, "remote-05-follow-up-diff");
 
       // 6. Archive: the workspace goes, the status line says a message re-creates it.
@@ -162,9 +178,7 @@ describe.skipIf(skip)("the web UI drives a task through its whole lifecycle in C
       expect(reinitRun.some((entry) => entry.includes("| Re-initializing workspace |"))).toBe(true);
       expect(reinitRun.some((entry) => entry.includes("| Initializing workspace |"))).toBe(false);
       await expect.poll(() => page.getByTestId("warm-countdown").textContent()).toMatch(/Workspace kept warm for/);
-      await expect
-        .poll(() => diff.locator(".diff-line--add").allTextContents())
-        .toEqual(expect.arrayContaining(["+hello\n", "+more\n", "+again\n"]));
+      await expect.poll(() => addedLines(page)).toEqual(expect.arrayContaining(["+hello", "+more", "+again"]));
       await shot(page, "remote-08-ready-again");
 
       // 8. Nobody follows up: the cleanup archives the task, and the open page shows it.
@@ -185,11 +199,13 @@ describe.skipIf(skip)("the web UI drives a task through its whole lifecycle in C
       await page.emulateMedia({ colorScheme: "dark" });
       await page.goto(`${base}/tasks/${taskId}`);
       await waitForStatus(page, "Workspace archived");
-      await page.getByTestId("diff").locator(".diff-line--add").first().waitFor();
+      await expect.poll(() => addedLines(page)).toEqual(expect.arrayContaining(["+hello"]));
       await shot(page, "remote-11-dark-theme");
       await page.emulateMedia({ colorScheme: "light" });
 
       expect(problems).toEqual([]);
+      // The reconnect notice never flashed: the socket stayed up the whole time.
+      expect(await offlineBannerSeen(page)).toBe(false);
       await page.close();
     }, 240_000);
   });
@@ -233,8 +249,8 @@ describe.skipIf(skip)("the web UI drives a task through its whole lifecycle in C
       await expect.poll(() => page.locator(".message--user").count(), { timeout: 15_000 }).toBe(2);
       await waitForStatus(page, "Ready for follow-up");
       await expect
-        .poll(() => page.getByTestId("diff").locator(".diff-line--add").allTextContents(), { timeout: 15_000 })
-        .toEqual(expect.arrayContaining(["+hello\n", "+more\n"]));
+        .poll(() => addedLines(page), { timeout: 15_000 })
+        .toEqual(expect.arrayContaining(["+hello", "+more"]));
       await shot(page, "local-03-after-restart");
       await page.close();
     }, 180_000);

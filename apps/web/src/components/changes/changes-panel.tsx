@@ -10,13 +10,18 @@
  * first level when the change is big.
  */
 import "@git-diff-view/react/styles/diff-view-pure.css";
-import { DiffModeEnum, DiffView } from "@git-diff-view/react";
+import { DiffFile, DiffModeEnum, DiffView, disableCache } from "@git-diff-view/react";
 import type { DiffResponse } from "@repo/types";
 import { useVirtualizer } from "@tanstack/react-virtual";
-import { memo, useEffect, useMemo, useRef, useState } from "react";
+import { Component, memo, type ReactNode, useEffect, useMemo, useRef, useState } from "react";
+import { parsePatch } from "../../diff";
 import { buildTree, type DiffFileEntry, diffEntries, LARGE_FILE_LINES, type TreeNode } from "../../diff-files";
 import { languageOfPath } from "../../highlight";
 import { FileTree } from "./file-tree";
+
+// The viewer's file cache is keyed by content; every file here has empty content (only hunks are
+// known), so a shared cache mixes files up. Each DiffFile is built and kept by this panel instead.
+disableCache();
 
 type Mode = "unified" | "split";
 const MODE_KEY = "umbra.diffMode";
@@ -54,24 +59,54 @@ function useDarkTheme(): boolean {
 /** Split view needs room: below this width the toggle is off and the view is unified. */
 const SPLIT_MIN_WIDTH = 900;
 
-const FileDiff = memo(function FileDiff({ entry, mode, dark }: { entry: DiffFileEntry; mode: Mode; dark: boolean }) {
-  const lang = languageOfPath(entry.path);
-  const data = useMemo(
-    () => ({
-      oldFile: { fileName: entry.path, fileLang: lang },
-      newFile: { fileName: entry.path, fileLang: lang },
-      hunks: [entry.patch],
-    }),
-    [entry, lang],
+/** The patch as coloured lines: what a file shows if the viewer cannot render it. */
+function PlainPatch({ patch }: { patch: string }) {
+  const lines = parsePatch(patch).flatMap((section) => section.lines);
+  return (
+    <pre className="plain-patch">
+      {lines.map((line, index) => (
+        // biome-ignore lint/suspicious/noArrayIndexKey: lines of a patch never reorder
+        <span key={index} className={`plain-patch-line plain-patch-line--${line.kind}`}>
+          {line.text}
+          {"\n"}
+        </span>
+      ))}
+    </pre>
   );
+}
+
+/** Keeps one file's rendering failure inside that file: it falls back to the plain patch. */
+class FileBoundary extends Component<{ patch: string; children: ReactNode }, { failed: boolean }> {
+  override state = { failed: false };
+  static getDerivedStateFromError() {
+    return { failed: true };
+  }
+  override render() {
+    return this.state.failed ? <PlainPatch patch={this.props.patch} /> : this.props.children;
+  }
+}
+
+const FileDiff = memo(function FileDiff({ entry, mode, dark }: { entry: DiffFileEntry; mode: Mode; dark: boolean }) {
+  const highlight = entry.lines <= LARGE_FILE_LINES * 5;
+  // Both layouts are built up front: the viewer's own lazy building loses unified lines on some patches.
+  const file = useMemo(() => {
+    if (entry.binary || !entry.patch) return null;
+    const lang = languageOfPath(entry.path);
+    const built = new DiffFile(entry.path, "", entry.path, "", [entry.patch], lang, lang);
+    built.initTheme(dark ? "dark" : "light");
+    built.init();
+    built.buildUnifiedDiffLines();
+    built.buildSplitDiffLines();
+    return built;
+  }, [entry, dark]);
   if (entry.binary) return <p className="muted diff-note">Binary file — no text diff.</p>;
-  if (!entry.patch) return <p className="muted diff-note">No textual changes (mode or rename only).</p>;
+  if (!file) return <p className="muted diff-note">No textual changes (mode or rename only).</p>;
   return (
     <DiffView
-      data={data}
+      diffFile={file}
       diffViewMode={mode === "split" ? DiffModeEnum.Split : DiffModeEnum.Unified}
       diffViewTheme={dark ? "dark" : "light"}
-      diffViewHighlight={entry.lines <= LARGE_FILE_LINES * 5}
+      diffViewHighlight={highlight}
       diffViewWrap={false}
       diffViewFontSize={13}
     />
@@ -185,7 +220,9 @@ export default function ChangesPanel({ diff }: ChangesPanelProps) {
                   </header>
                   {expanded ? (
                     <div className="diff-file-body">
-                      <FileDiff entry={entry} mode={shownMode} dark={dark} />
+                      <FileBoundary patch={entry.patch}>
+                        <FileDiff entry={entry} mode={shownMode} dark={dark} />
+                      </FileBoundary>
                     </div>
                   ) : (
                     entry.lines > LARGE_FILE_LINES && (
