@@ -14,10 +14,10 @@ export interface HighlightToken {
 }
 
 type Highlighter = {
-  codeToTokens: (
+  codeToTokensWithThemes: (
     code: string,
     options: { lang: string; themes: { light: string; dark: string } },
-  ) => { tokens: { content: string; variants?: Record<string, { color?: string; fontStyle?: number }> }[][] };
+  ) => { content: string; variants?: Record<string, { color?: string; fontStyle?: number }> }[][];
   getLoadedLanguages: () => string[];
   loadLanguage: (lang: never) => Promise<void>;
 };
@@ -77,7 +77,7 @@ export async function highlight(code: string, lang: string): Promise<HighlightTo
   const { instance, languages } = await load();
   if (!languages.has(wanted)) return null;
   if (!instance.getLoadedLanguages().includes(wanted)) await instance.loadLanguage(wanted as never);
-  const { tokens } = instance.codeToTokens(code, { lang: wanted, themes: THEMES });
+  const tokens = instance.codeToTokensWithThemes(code, { lang: wanted, themes: THEMES });
   return tokens.map((line) =>
     line.map((token) => ({
       content: token.content,

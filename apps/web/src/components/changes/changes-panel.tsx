@@ -10,7 +10,7 @@
  * first level when the change is big.
  */
 import "@git-diff-view/react/styles/diff-view-pure.css";
-import { DiffFile, DiffModeEnum, DiffView, disableCache } from "@git-diff-view/react";
+import { DiffModeEnum, DiffView } from "@git-diff-view/react";
 import type { DiffResponse } from "@repo/types";
 import { useVirtualizer } from "@tanstack/react-virtual";
 import { Component, memo, type ReactNode, useEffect, useMemo, useRef, useState } from "react";
@@ -18,10 +18,6 @@ import { parsePatch } from "../../diff";
 import { buildTree, type DiffFileEntry, diffEntries, LARGE_FILE_LINES, type TreeNode } from "../../diff-files";
 import { languageOfPath } from "../../highlight";
 import { FileTree } from "./file-tree";
-
-// The viewer's file cache is keyed by content; every file here has empty content (only hunks are
-// known), so a shared cache mixes files up. Each DiffFile is built and kept by this panel instead.
-disableCache();
 
 type Mode = "unified" | "split";
 const MODE_KEY = "umbra.diffMode";
@@ -88,22 +84,21 @@ class FileBoundary extends Component<{ patch: string; children: ReactNode }, { f
 
 const FileDiff = memo(function FileDiff({ entry, mode, dark }: { entry: DiffFileEntry; mode: Mode; dark: boolean }) {
   const highlight = entry.lines <= LARGE_FILE_LINES * 5;
-  // Both layouts are built up front: the viewer's own lazy building loses unified lines on some patches.
-  const file = useMemo(() => {
-    if (entry.binary || !entry.patch) return null;
-    const lang = languageOfPath(entry.path);
-    const built = new DiffFile(entry.path, "", entry.path, "", [entry.patch], lang, lang);
-    built.initTheme(dark ? "dark" : "light");
-    built.init();
-    built.buildUnifiedDiffLines();
-    built.buildSplitDiffLines();
-    return built;
-  }, [entry, dark]);
+  const lang = languageOfPath(entry.path);
+  // Only the hunks are known (no file contents): the viewer shows the changed lines and their context.
+  const data = useMemo(
+    () => ({
+      oldFile: { fileName: entry.path, fileLang: lang },
+      newFile: { fileName: entry.path, fileLang: lang },
+      hunks: [entry.patch],
+    }),
+    [entry, lang],
+  );
   if (entry.binary) return <p className="muted diff-note">Binary file — no text diff.</p>;
-  if (!file) return <p className="muted diff-note">No textual changes (mode or rename only).</p>;
+  if (!entry.patch) return <p className="muted diff-note">No textual changes (mode or rename only).</p>;
   return (
     <DiffView
-      diffFile={file}
+      data={data}
       diffViewMode={mode === "split" ? DiffModeEnum.Split : DiffModeEnum.Unified}
       diffViewTheme={dark ? "dark" : "light"}
       diffViewHighlight={highlight}
