@@ -14,6 +14,20 @@ import { expect } from "vitest";
 export const REPO_ROOT = fileURLToPath(new URL("../../../../", import.meta.url));
 export const ARTIFACTS = join(REPO_ROOT, "test-artifacts", "e2e");
 
+/**
+ * Builds the web app as `npm start` serves it. NODE_ENV is set to production
+ * explicitly: the test runner's NODE_ENV=test would otherwise give React's
+ * development build (StrictMode double effects, larger bundle).
+ */
+export function buildWebApp(): void {
+  const build = spawnSync("npm", ["run", "build", "-w", "apps/web"], {
+    cwd: REPO_ROOT,
+    encoding: "utf8",
+    env: { ...process.env, NODE_ENV: "production" },
+  });
+  if (build.status !== 0) throw new Error(`building the web app failed:\n${build.stdout}\n${build.stderr}`);
+}
+
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const probe = createServer();

@@ -9,7 +9,6 @@
  * short warm window), in local mode (restarted under the open page), and with
  * an API token.
  */
-import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -18,13 +17,13 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   ARTIFACTS,
   addedLines,
+  buildWebApp,
   createRepository,
   fillNewTaskForm,
   freePort,
   installBannerWatch,
   installTimelineRecorder,
   offlineBannerSeen,
-  REPO_ROOT,
   type ServerHandle,
   sendFollowUp,
   shot,
@@ -49,8 +48,7 @@ describe.skipIf(skip)("the web UI drives a task through its whole lifecycle in C
   beforeAll(async () => {
     if (missingBrowser) throw new Error(`${CHROMIUM} is missing and UMBRA_TEST_REQUIRE_ALL=1`);
     mkdirSync(ARTIFACTS, { recursive: true });
-    const build = spawnSync("npm", ["run", "build", "-w", "apps/web"], { cwd: REPO_ROOT, encoding: "utf8" });
-    if (build.status !== 0) throw new Error(`building the web app failed:\n${build.stdout}\n${build.stderr}`);
+    buildWebApp();
     context = await chromium.launchPersistentContext(join(tmpRoot, "profile"), {
       executablePath: CHROMIUM,
       headless: true,

@@ -7,7 +7,6 @@
  * OpenAI-compatible endpoint on 127.0.0.1 — tool calls as rows, ANSI output
  * and a Markdown table. Screenshots go to test-artifacts/e2e/.
  */
-import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -16,6 +15,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { type OpenAiStub, startOpenAiStub } from "../../../../test/support/openai-stub";
 import {
   ARTIFACTS,
+  buildWebApp,
   CHROMIUM_ARGS,
   createRepository,
   freePort,
@@ -23,7 +23,6 @@ import {
   installBannerWatch,
   offlineBannerSeen,
   overflowingElements,
-  REPO_ROOT,
   type ServerHandle,
   shot,
   startServer,
@@ -65,8 +64,7 @@ describe.skipIf(skip)("the task workspace in Chromium", () => {
   beforeAll(async () => {
     if (missingBrowser) throw new Error(`${CHROMIUM} is missing and UMBRA_TEST_REQUIRE_ALL=1`);
     mkdirSync(ARTIFACTS, { recursive: true });
-    const build = spawnSync("npm", ["run", "build", "-w", "apps/web"], { cwd: REPO_ROOT, encoding: "utf8" });
-    if (build.status !== 0) throw new Error(`building the web app failed:\n${build.stdout}\n${build.stderr}`);
+    buildWebApp();
     browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
   }, 180_000);
 
