@@ -14,11 +14,11 @@ import { BranchesQuerySchema, TaskFilesQuerySchema, TaskIdSchema } from "@repo/t
 import type { FastifyInstance } from "fastify";
 import { NotFoundError, ValidationError, WorkspaceError } from "../errors";
 import { isTreePath, type RepositoryStore } from "../repository/repository-store";
-import type { TaskLifecycle } from "../services/task-lifecycle";
+import type { TaskRepository } from "../services/task-repository";
 import { parseBody } from "./tasks";
 
 export interface RepositoryRouteDeps {
-  lifecycle: TaskLifecycle;
+  tasks: Pick<TaskRepository, "get">;
   store: RepositoryStore;
 }
 
@@ -29,7 +29,7 @@ function taskIdFrom(params: unknown): string {
   return id;
 }
 
-export function registerRepositoryRoutes(app: FastifyInstance, { lifecycle, store }: RepositoryRouteDeps): void {
+export function registerRepositoryRoutes(app: FastifyInstance, { tasks, store }: RepositoryRouteDeps): void {
   app.get("/api/repositories/branches", async (request) => {
     const { repoUrl } = parseBody(BranchesQuerySchema, request.query);
     try {
@@ -41,7 +41,7 @@ export function registerRepositoryRoutes(app: FastifyInstance, { lifecycle, stor
   });
 
   app.get("/api/tasks/:id/files", async (request) => {
-    const task = await lifecycle.get(taskIdFrom(request.params));
+    const task = await tasks.get(taskIdFrom(request.params));
     const { path: raw } = parseBody(TaskFilesQuerySchema, request.query);
     const path = raw.replace(/^\/+|\/+$/g, "");
     if (!isTreePath(path)) throw new ValidationError("path must be a relative path inside the repository");
