@@ -81,7 +81,7 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
   child.stdout?.pipe(log);
   child.stderr?.pipe(log);
   const url = `http://127.0.0.1:${options.port}`;
-  const deadline = Date.now() + 120_000;
+  const deadline = Date.now() + 180_000;
   while (Date.now() < deadline) {
     if (child.exitCode !== null) {
       throw new Error(`the server exited with code ${child.exitCode} before it was healthy:\n${logTail(logFile)}`);
@@ -98,7 +98,7 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
     await new Promise((resolve) => setTimeout(resolve, 250));
   }
   await stopServer({ child, url, logFile });
-  throw new Error(`the server did not answer GET /api/health within 120 s:\n${logTail(logFile)}`);
+  throw new Error(`the server did not answer GET /api/health within 180 s:\n${logTail(logFile)}`);
 }
 
 /** Stops the server child by its PID: SIGTERM, then SIGKILL if it does not exit. */

@@ -84,7 +84,7 @@ describe.skipIf(skip)("the web UI drives a task through its whole lifecycle in C
         dataDir: join(tmpRoot, "remote-data"),
         env: { AGENT_MODE: "remote", TASK_CLEANUP_DELAY_MS: String(WARM_WINDOW_MS) },
       });
-    }, 90_000);
+    }, 200_000);
 
     afterAll(async () => {
       await stopServer(server);
@@ -218,7 +218,7 @@ describe.skipIf(skip)("the web UI drives a task through its whole lifecycle in C
       repo = createRepository(tmpRoot, "local-repo");
       port = await freePort();
       server = await startServer({ name: "local", port, dataDir, env: { AGENT_MODE: "local" } });
-    }, 90_000);
+    }, 200_000);
 
     afterAll(async () => {
       await stopServer(server);
@@ -265,7 +265,7 @@ describe.skipIf(skip)("the web UI drives a task through its whole lifecycle in C
         dataDir: join(tmpRoot, "token-data"),
         env: { AGENT_MODE: "local", API_TOKEN: token },
       });
-    }, 90_000);
+    }, 200_000);
 
     afterAll(async () => {
       await stopServer(server);

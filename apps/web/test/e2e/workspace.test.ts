@@ -104,7 +104,7 @@ describe.skipIf(skip)("the task workspace in Chromium", () => {
         dataDir: join(tmpRoot, "shell-data"),
         env: { AGENT_MODE: "local" },
       });
-    }, 180_000);
+    }, 200_000);
 
     afterAll(async () => {
       await stopServer(server);
@@ -307,7 +307,7 @@ describe.skipIf(skip)("the task workspace in Chromium", () => {
           LLM_BASE_URL: stub.baseUrl,
         },
       });
-    }, 180_000);
+    }, 200_000);
 
     afterAll(async () => {
       await stopServer(server);
