@@ -156,7 +156,9 @@ describe.skipIf(skip)("the web UI drives a task through its whole lifecycle in C
       // 5. The diff shows both lines the agent wrote.
       const diff = page.getByTestId("diff");
       await expect.poll(() => diff.locator(".diff-files").textContent()).toContain("hello.txt");
-      await expect.poll(() => addedLines(page)).toEqual(expect.arrayContaining(["+hello", "+more"]));
+      await expect
+        .poll(() => addedLines(page), { timeout: 30_000 })
+        .toEqual(expect.arrayContaining(["+hello", "+more"]));
       await shot(page, "remote-05-follow-up-diff");
 
       // 6. Archive: the workspace goes, the status line says a message re-creates it.
@@ -176,7 +178,9 @@ describe.skipIf(skip)("the web UI drives a task through its whole lifecycle in C
       expect(reinitRun.some((entry) => entry.includes("| Re-initializing workspace |"))).toBe(true);
       expect(reinitRun.some((entry) => entry.includes("| Initializing workspace |"))).toBe(false);
       await expect.poll(() => page.getByTestId("warm-countdown").textContent()).toMatch(/Workspace kept warm for/);
-      await expect.poll(() => addedLines(page)).toEqual(expect.arrayContaining(["+hello", "+more", "+again"]));
+      await expect
+        .poll(() => addedLines(page), { timeout: 30_000 })
+        .toEqual(expect.arrayContaining(["+hello", "+more", "+again"]));
       await shot(page, "remote-08-ready-again");
 
       // 8. Nobody follows up: the cleanup archives the task, and the open page shows it.
@@ -197,7 +201,8 @@ describe.skipIf(skip)("the web UI drives a task through its whole lifecycle in C
       await page.emulateMedia({ colorScheme: "dark" });
       await page.goto(`${base}/tasks/${taskId}`);
       await waitForStatus(page, "Workspace archived");
-      await expect.poll(() => addedLines(page)).toEqual(expect.arrayContaining(["+hello"]));
+      // The diff viewer is loaded on demand: wait for it as long as for any element to appear.
+      await expect.poll(() => addedLines(page), { timeout: 30_000 }).toEqual(expect.arrayContaining(["+hello"]));
       await shot(page, "remote-11-dark-theme");
       await page.emulateMedia({ colorScheme: "light" });
 
