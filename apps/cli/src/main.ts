@@ -10,7 +10,7 @@
 import { execFile } from "node:child_process";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { isBusy } from "@repo/types";
+import { isBusy, lastOutcome, statusWords } from "@repo/types";
 import { CheckoutError, checkoutTask } from "./checkout";
 import { ApiError, type Client, createClient, resolveTask, type Task } from "./client";
 import { followTask } from "./follow";
@@ -34,14 +34,12 @@ A task id may be any unique prefix. Environment: UMBRA_URL (default http://127.0
 BROWSER (the program "umbra open" uses; none = only print the URL).`;
 
 /** The exit code for a task that is no longer busy. */
-export function exitCodeFor(task: Pick<Task, "status" | "errorMessage" | "initializationError">): number {
-  switch (task.status) {
+export function exitCodeFor(task: Pick<Task, "status" | "lastOutcome">): number {
+  switch (lastOutcome(task)) {
     case "COMPLETED":
       return EXIT.ok;
     case "STOPPED":
       return EXIT.stopped;
-    case "ARCHIVED":
-      return task.errorMessage || task.initializationError ? EXIT.failed : EXIT.ok;
     default:
       return EXIT.failed;
   }
@@ -163,10 +161,7 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
           return EXIT.ok;
         }
         for (const task of tasks) {
-          const status =
-            task.status === "ARCHIVED"
-              ? `${exitCodeFor(task) === EXIT.ok ? "completed" : "failed"}·archived`
-              : task.status.toLowerCase();
+          const status = statusWords(task).toLowerCase();
           const repo = task.repoUrl.replace(/\/+$/, "").split(/[/:]/).slice(-2).join("/");
           out.write(
             `${task.id.slice(0, 8)}  ${status.padEnd(18)} ${age(task.createdAt).padStart(4)}  ${repo.padEnd(24)} ${task.title}\n`,

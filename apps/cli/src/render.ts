@@ -5,8 +5,9 @@
  * comes, and a closing line with the outcome. Colours only when the output
  * is a terminal (and NO_COLOR is unset); the text is the same either way.
  */
+
 import type { InitProgressEvent, MessageDto, StreamChunk } from "@repo/types";
-import { STEP_DISPLAY_NAMES } from "@repo/types";
+import { STEP_DISPLAY_NAMES, statusWords } from "@repo/types";
 import pc from "picocolors";
 import type { Task } from "./client";
 
@@ -50,7 +51,9 @@ export function toolLine(toolName: string, input: unknown): string {
 }
 
 /** The outcome words of a task that is no longer busy. */
-export function outcomeLine(task: Pick<Task, "status" | "errorMessage" | "initializationError">): string {
+export function outcomeLine(
+  task: Pick<Task, "status" | "errorMessage" | "initializationError" | "lastOutcome">,
+): string {
   switch (task.status) {
     case "COMPLETED":
       return "Completed — ready for follow-up";
@@ -58,10 +61,8 @@ export function outcomeLine(task: Pick<Task, "status" | "errorMessage" | "initia
       return `Failed: ${task.errorMessage ?? task.initializationError ?? "no reason given"}`;
     case "STOPPED":
       return `Stopped: ${task.errorMessage ?? "by request"}`;
-    case "ARCHIVED":
-      return "Archived";
     default:
-      return task.status;
+      return statusWords(task);
   }
 }
 

@@ -17,6 +17,7 @@ const TASK: Task = {
   scheduledCleanupAt: null,
   initializationError: null,
   errorMessage: null,
+  lastOutcome: null,
   createdAt: "2030-01-01T00:00:00.000Z",
   updatedAt: "2030-01-01T00:00:10.000Z",
 };

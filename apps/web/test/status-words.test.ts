@@ -1,28 +1,22 @@
+import { lastOutcome, statusWords } from "@repo/types";
 import { describe, expect, it } from "vitest";
-import { archivedWords, describeStatus, lastOutcome, stopDetail } from "../src/status-display";
+import { describeStatus, stopDetail } from "../src/status-display";
 
-const ARCHIVED = { status: "ARCHIVED" as const, initializationError: null };
+const ARCHIVED = { status: "ARCHIVED" as const };
 
 describe("words that tell the truth", () => {
   it.each([
-    [{ ...ARCHIVED, errorMessage: null }, "Completed · archived"],
-    [{ ...ARCHIVED, errorMessage: "command exited with code 2" }, "Failed · archived"],
-    [{ ...ARCHIVED, errorMessage: null, initializationError: "CREATE_VM: no sandbox" }, "Failed · archived"],
-    [{ ...ARCHIVED, errorMessage: "stopped by user" }, "Stopped · archived"],
-    [
-      {
-        ...ARCHIVED,
-        errorMessage:
-          "The server stopped while the agent was working; the turn was interrupted. Send a follow-up to continue.",
-      },
-      "Stopped · archived",
-    ],
-  ])("an archived task %o reads %s", (task, words) => {
-    expect(archivedWords(task)).toBe(words);
+    [{ ...ARCHIVED, lastOutcome: "COMPLETED" as const }, "Completed · archived"],
+    [{ ...ARCHIVED, lastOutcome: "FAILED" as const }, "Failed · archived"],
+    [{ ...ARCHIVED, lastOutcome: "STOPPED" as const }, "Stopped · archived"],
+    [{ ...ARCHIVED, lastOutcome: null }, "Archived"],
+    [{ status: "RUNNING" as const, lastOutcome: "COMPLETED" as const }, "Running"],
+  ])("a task %o reads %s", (task, words) => {
+    expect(statusWords(task)).toBe(words);
   });
 
   it("has no outcome for a task that is still busy", () => {
-    expect(lastOutcome({ status: "RUNNING", errorMessage: null, initializationError: null })).toBeNull();
+    expect(lastOutcome({ status: "RUNNING", lastOutcome: "FAILED" })).toBeNull();
   });
 
   it("says what stopped a task: the user, or the server's own reason", () => {

@@ -6,7 +6,7 @@
  * The list comes from the query cache, so coming back from a task shows it
  * at once while it refreshes.
  */
-import { isInitStep, STEP_DISPLAY_NAMES, TASK_STATUSES, type TaskStatus } from "@repo/types";
+import { isInitStep, lastOutcome, STEP_DISPLAY_NAMES, statusWords, TASK_STATUSES, type TaskStatus } from "@repo/types";
 import { useId, useMemo } from "react";
 import { errorText } from "../api";
 import { useTasksQuery } from "../api/queries";
@@ -17,7 +17,6 @@ import { useNow } from "../hooks/use-now";
 import { formatAge } from "../relative-time";
 import { repoName } from "../repositories";
 import { Link, navigate, setSearchParams, taskPath, useSearchParam } from "../router";
-import { archivedWords, lastOutcome } from "../status-display";
 
 type Filter = TaskStatus | "ALL";
 
@@ -44,7 +43,7 @@ function TaskRow({ task, now }: { task: Task; now: number }) {
   const outcome = task.status === "ARCHIVED" ? lastOutcome(task) : null;
   return (
     <li className="task-row" data-task-id={task.id}>
-      <span className="task-row-status" title={task.status === "ARCHIVED" ? archivedWords(task) : undefined}>
+      <span className="task-row-status" title={task.status === "ARCHIVED" ? statusWords(task) : undefined}>
         {outcome && (
           <span className={`outcome outcome--${outcome.toLowerCase()}`} data-testid="outcome">
             {STATUS_LABELS[outcome]} ·{" "}
