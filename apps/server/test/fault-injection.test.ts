@@ -234,7 +234,15 @@ describe("remote mode: SIGKILL of the server, and of a sidecar", () => {
     const cleaningHead = taskBranchHead(dataDir, cleaning.id)!;
     const cleaningRecord = listeningSandbox(dataDir, cleaning.id)!;
     freezeSandbox(cleaningRecord);
-    await waitForTask(first, cleaning.id, () => unreadBytesOnPort(cleaningRecord.port!) > 0, "had its cleanup probe");
+    // The health sweep probes sandboxes too: wait until the cleanup itself has claimed the task and is probing.
+    await waitForTask(
+      first,
+      cleaning.id,
+      () =>
+        logEvents(first, "cleanup.started").some((line) => line.taskId === cleaning.id) &&
+        unreadBytesOnPort(cleaningRecord.port!) > 0,
+      "had its cleanup claimed and probing",
+    );
     expect((await getTask(first, cleaning.id)).status).toBe("COMPLETED");
 
     // CREATE_VM held while the sandbox starts: its sidecar is frozen before it listens (no port recorded).
