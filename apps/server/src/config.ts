@@ -5,6 +5,13 @@
 import { resolve } from "node:path";
 import { AGENT_KINDS, type AgentKind, type TaskMode } from "@repo/types";
 import { z } from "zod";
+import {
+  defaultAllowedDomains,
+  NETWORK_MODES,
+  type NetworkPolicy,
+  parseEntry,
+} from "./execution/vm/egress/egress-policy";
+import type { SandboxLimits } from "./execution/vm/process/process-provider";
 
 const LOOPBACK_HOSTS = new Set(["127.0.0.1", "localhost", "::1", "[::1]"]);
 
@@ -54,6 +61,28 @@ const EnvSchema = z.object({
   ANTHROPIC_API_KEY: optionalString,
   AGENT_COMMAND: optionalString,
   SIDECAR_BUNDLE: optionalString,
+  ANTHROPIC_BASE_URL: optionalString.refine((url) => !url || URL.canParse(url), { message: "must be a URL" }),
+  OPENAI_BASE_URL: optionalString.refine((url) => !url || URL.canParse(url), { message: "must be a URL" }),
+  SANDBOX_NETWORK: z.enum(NETWORK_MODES, { message: "must be off, allowlist or on" }).default("allowlist"),
+  SANDBOX_ALLOWED_DOMAINS: optionalString,
+  SANDBOX_MEMORY_MB: integer(2048, 64),
+  SANDBOX_PIDS: integer(512, 16),
+  SANDBOX_CPUS: z
+    .string()
+    .trim()
+    .default("1")
+    .transform((value, ctx) => {
+      const parsed = Number(value);
+      if (!Number.isFinite(parsed) || parsed < 0.01 || parsed > 1024) {
+        ctx.addIssue({
+          code: "custom",
+          message: `must be a number of cores (e.g. 0.5, 2), got ${JSON.stringify(value)}`,
+        });
+        return z.NEVER;
+      }
+      return parsed;
+    }),
+  SANDBOX_DISK_MB: integer(10240, 64),
   K8S_NAMESPACE: z.string().default("umbra"),
   K8S_IMAGE: z.string().default("umbra-sidecar:latest"),
   K8S_RUNTIME_CLASS: z.string().default("kata-fc"),
@@ -89,6 +118,8 @@ export interface ServerConfig {
   kubernetes: { namespace: string; image: string; runtimeClassName: string };
   /** The built sidecar the `process` provider runs. Default: the `@repo/sidecar/bundle` package export. */
   sidecarBundle?: string;
+  /** Every sandbox's egress policy and resource limits (SANDBOX_*). */
+  sandbox: { network: NetworkPolicy; limits: SandboxLimits };
   logLevel: string;
 }
 
@@ -132,8 +163,37 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
     agentCommand: e.AGENT_COMMAND,
     kubernetes: { namespace: e.K8S_NAMESPACE, image: e.K8S_IMAGE, runtimeClassName: e.K8S_RUNTIME_CLASS },
     sidecarBundle: e.SIDECAR_BUNDLE,
+    sandbox: {
+      network: { mode: e.SANDBOX_NETWORK, allowedDomains: resolveAllowedDomains(e) },
+      limits: {
+        memoryMb: e.SANDBOX_MEMORY_MB,
+        pids: e.SANDBOX_PIDS,
+        cpus: e.SANDBOX_CPUS,
+        diskMb: e.SANDBOX_DISK_MB,
+      },
+    },
     logLevel: e.LOG_LEVEL,
   };
+}
+
+/** SANDBOX_ALLOWED_DOMAINS (comma or space separated), else the model endpoints and package registries. */
+function resolveAllowedDomains(e: z.infer<typeof EnvSchema>): string[] {
+  if (e.SANDBOX_ALLOWED_DOMAINS === undefined) {
+    return defaultAllowedDomains({
+      anthropicBaseUrl: e.ANTHROPIC_BASE_URL,
+      openaiBaseUrl: e.OPENAI_BASE_URL,
+      llmBaseUrl: e.LLM_BASE_URL,
+    });
+  }
+  const entries = e.SANDBOX_ALLOWED_DOMAINS.split(/[\s,]+/).filter(Boolean);
+  const invalid = entries.find((entry) => parseEntry(entry) === null);
+  if (invalid !== undefined) {
+    throw new ConfigError(
+      "SANDBOX_ALLOWED_DOMAINS",
+      `has ${JSON.stringify(invalid)}, which is not a host name, *.domain or address (with an optional :port)`,
+    );
+  }
+  return entries;
 }
 
 function resolveLlm(e: z.infer<typeof EnvSchema>): LlmConfig | undefined {

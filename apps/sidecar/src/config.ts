@@ -13,8 +13,8 @@
  *   without it commands run as the sidecar's own children.
  */
 import { closeSync, readFileSync } from "node:fs";
-import { z } from "zod";
 import { AgentBoxSpec } from "@repo/workspace";
+import { z } from "zod";
 
 export interface SidecarConfig {
   /** Absolute path of the workspace directory. */

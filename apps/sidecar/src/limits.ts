@@ -56,21 +56,26 @@ export class LimitWatch {
     return `killed: process limit ${this.spec.limits.pids ?? "?"} reached (every process of the agent was stopped)`;
   }
 
-  /** What limit, if any, ended or crippled a command that started at `before`. */
-  async verdict(before: LimitCounters): Promise<string | undefined> {
+  /**
+   * What limit, if any, ended or crippled a command that started at `before`;
+   * `sawDiskFull` when the volume was seen full while it ran.
+   */
+  async verdict(before: LimitCounters, sawDiskFull = false): Promise<string | undefined> {
     const after = await this.counters();
     if (after.oomKills > before.oomKills) {
       return `killed: memory limit ${this.spec.limits.memoryMb ?? "?"} MB reached`;
     }
     const pids = await this.pidsExceeded(before);
     if (pids) return pids;
-    if (this.spec.limits.diskMb !== undefined && (await this.diskFull())) {
+    if (sawDiskFull || (await this.diskFull())) {
       return `disk limit ${this.spec.limits.diskMb} MB reached: the workspace volume is full`;
     }
     return undefined;
   }
 
-  private async diskFull(): Promise<boolean> {
+  /** True when the disk limit is enforced and the volume has (next to) no room left. */
+  async diskFull(): Promise<boolean> {
+    if (this.spec.limits.diskMb === undefined) return false;
     try {
       const stats = await statfs(this.workspace);
       return stats.bavail * stats.bsize < FULL_DISK_BYTES;

@@ -20,7 +20,7 @@ import type { AddressInfo } from "node:net";
 import { createLocalExecutor, setGitLauncher } from "@repo/workspace";
 import { AgentBox } from "./agent-box";
 import { ConfigError, loadConfig, type SidecarConfig } from "./config";
-import { startEgressForwarder } from "./egress-forwarder";
+import { type EgressForwarder, startEgressForwarder, startLoopbackForward } from "./egress-forwarder";
 import { LimitWatch } from "./limits";
 import { createLogger, type Logger } from "./logger";
 import type { SandboxContext } from "./routes";
@@ -40,13 +40,23 @@ async function sandboxFor(config: SidecarConfig, log: Logger): Promise<Sandbox |
   if (!spec) return undefined;
   const box = new AgentBox(spec, config.workspace, log.child({ component: "agent-box" }));
   setGitLauncher(box.gitLauncher);
-  const forwarder = spec.egress ? await startEgressForwarder(spec.egress.port, spec.egress.socket, log) : null;
+  const forwarders: EgressForwarder[] = [];
+  if (spec.egress) {
+    forwarders.push(await startEgressForwarder(spec.egress.port, spec.egress.socket, log));
+    for (const forward of spec.loopbackForwards) {
+      try {
+        forwarders.push(await startLoopbackForward(forward.port, forward.target, spec.egress.socket, log));
+      } catch (error) {
+        log.error({ err: error, port: forward.port }, "egress.loopback_forward_failed");
+      }
+    }
+  }
   await box.ensure();
   return {
     context: { box, limits: new LimitWatch(spec, config.workspace) },
     close: () => {
       box.kill();
-      forwarder?.close();
+      for (const forwarder of forwarders) forwarder.close();
     },
   };
 }
@@ -99,7 +109,13 @@ async function main() {
     launcher: sandbox?.context.box.commandLauncher,
     env: config.agentBox?.env,
   });
-  const sidecar = createSidecarServer({ workspace: config.workspace, token: config.token, logger: log, executor, sandbox: sandbox?.context });
+  const sidecar = createSidecarServer({
+    workspace: config.workspace,
+    token: config.token,
+    logger: log,
+    executor,
+    sandbox: sandbox?.context,
+  });
   listen(sidecar, config, log);
 
   const stop = (signal: NodeJS.Signals) => {

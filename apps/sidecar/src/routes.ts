@@ -17,8 +17,8 @@ import { bundleBranch, bundleScratch, receiveBranch } from "./workspace-git";
 const JSON_LIMIT = 32 * 1024 * 1024;
 /** Limit for an uploaded git bundle, bytes. */
 const BUNDLE_LIMIT = 2 * 1024 * 1024 * 1024;
-/** How often a running command's sandbox is checked for refused forks (a fork bomb), ms. */
-const PIDS_POLL_MS = 250;
+/** How often a running command's sandbox is checked for refused forks (a fork bomb) and a full disk, ms. */
+const LIMIT_POLL_MS = 250;
 
 /** The agent's sandbox and the limits it runs under, when the sidecar is sandboxed. */
 export interface SandboxContext {
@@ -43,13 +43,17 @@ async function health({ res, executor }: RouteContext) {
   sendJson(res, 200, { ok: true, workspace: executor.root, head, branch });
 }
 
+type Counters = Awaited<ReturnType<LimitWatch["counters"]>>;
+
 /**
- * Watches a command for the process limit while it runs: refused forks mean a
- * fork bomb, which would hold the sandbox at its limit after the command
- * returns, so every agent process is stopped at once.
+ * Watches a command's sandbox while it runs: refused forks mean a fork bomb,
+ * which would hold the sandbox at its limit after the command returns, so
+ * every agent process is stopped at once; a full volume is remembered even if
+ * the command deletes what filled it.
  */
-function watchProcessLimit(sandbox: SandboxContext | undefined, before: Awaited<ReturnType<LimitWatch["counters"]>>) {
+function watchLimits(sandbox: SandboxContext | undefined, before: Counters) {
   let hit: string | null = null;
+  let diskFull = false;
   const timer = sandbox
     ? setInterval(() => {
         void sandbox.limits.pidsExceeded(before).then((message) => {
@@ -58,18 +62,22 @@ function watchProcessLimit(sandbox: SandboxContext | undefined, before: Awaited<
             sandbox.box.kill();
           }
         });
-      }, PIDS_POLL_MS)
+        void sandbox.limits.diskFull().then((full) => {
+          diskFull ||= full;
+        });
+      }, LIMIT_POLL_MS)
     : undefined;
   return {
     stop: () => clearInterval(timer),
     hit: () => hit,
+    sawDiskFull: () => diskFull,
   };
 }
 
 /** The limit a finished command hit, if any; a process limit also ends whatever the agent left running. */
-async function limitVerdict(sandbox: SandboxContext | undefined, before: Awaited<ReturnType<LimitWatch["counters"]>>) {
+async function limitVerdict(sandbox: SandboxContext | undefined, before: Counters, sawDiskFull: boolean) {
   if (!sandbox) return undefined;
-  const verdict = await sandbox.limits.verdict(before);
+  const verdict = await sandbox.limits.verdict(before, sawDiskFull);
   if (verdict && (await sandbox.limits.pidsExceeded(before))) sandbox.box.kill();
   return verdict;
 }
@@ -88,7 +96,7 @@ async function exec({ req, res, executor, track, sandbox }: RouteContext) {
     if (!res.destroyed) res.write(`${JSON.stringify(event)}\n`);
   };
   const before = sandbox ? await sandbox.limits.counters() : { oomKills: 0, pidsMax: 0 };
-  const processLimit = watchProcessLimit(sandbox, before);
+  const watch = watchLimits(sandbox, before);
   try {
     const result = await executor.runCommand(body.command, {
       signal: controller.signal,
@@ -96,13 +104,13 @@ async function exec({ req, res, executor, track, sandbox }: RouteContext) {
       timeoutMs: body.timeoutMs,
       onOutput: (stream, data) => send({ type: stream, data }),
     });
-    processLimit.stop();
-    const limit = processLimit.hit() ?? (await limitVerdict(sandbox, before));
+    watch.stop();
+    const limit = watch.hit() ?? (await limitVerdict(sandbox, before, watch.sawDiskFull()));
     if (limit) send({ type: "stderr", data: `\numbra: ${limit}\n` });
     send({ type: "exit", ...result, ...(limit ? { limit } : {}) });
     res.end();
   } finally {
-    processLimit.stop();
+    watch.stop();
     untrack();
   }
 }

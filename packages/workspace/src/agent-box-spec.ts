@@ -29,6 +29,15 @@ export const AgentBoxSpec = z.object({
   env: z.record(z.string(), z.string()),
   /** The egress forwarder: listen on 127.0.0.1:port, relay each connection to the unix socket. */
   egress: z.object({ port: z.number().int().min(1).max(65535), socket: AbsolutePath }).optional(),
+  /**
+   * Host-loopback endpoints the policy allows (a model server on the host's 127.0.0.1:port): the
+   * sidecar listens on the same port of the sandbox's own loopback and tunnels each connection
+   * through the egress proxy (CONNECT `target`), so the endpoint's URL works unchanged inside,
+   * also for programs that ignore HTTP_PROXY.
+   */
+  loopbackForwards: z
+    .array(z.object({ port: z.number().int().min(1).max(65535), target: z.string().min(1) }))
+    .default([]),
   /** The limits in force, for messages. */
   limits: z.object({
     memoryMb: z.number().int().positive().optional(),

@@ -25,6 +25,9 @@ export async function createVmProvider(config: ServerConfig, deps: WorkspaceMana
     dataDir: config.dataDir,
     sidecarBundlePath: locateSidecarBundle(config.sidecarBundle),
     logger,
+    network: config.sandbox.network,
+    limits: config.sandbox.limits,
+    onEgressDenied: deps.onEgressDenied,
   });
 }
 

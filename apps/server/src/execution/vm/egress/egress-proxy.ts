@@ -91,7 +91,10 @@ export class EgressProxy {
     const entry: Attached = { server: createServer(), socketPath, policy: new EgressPolicy(policy) };
     const log = this.options.logger.child({ taskId, component: "egress" });
     entry.server.on("request", (req, res) => void this.forward(taskId, entry, req, res));
-    entry.server.on("connect", (req, socket: Duplex, head: Buffer) => void this.tunnel(taskId, entry, req, socket, head));
+    entry.server.on(
+      "connect",
+      (req, socket: Duplex, head: Buffer) => void this.tunnel(taskId, entry, req, socket, head),
+    );
     entry.server.on("clientError", (_error, socket) => socket.destroy());
     await rm(socketPath, { force: true });
     await new Promise<void>((resolve, reject) => {
@@ -142,7 +145,9 @@ export class EgressProxy {
   }
 
   private report(denial: EgressDenial): void {
-    this.options.logger.child({ taskId: denial.taskId }).info({ host: denial.host, port: denial.port, reason: denial.reason }, "egress.denied");
+    this.options.logger
+      .child({ taskId: denial.taskId })
+      .info({ host: denial.host, port: denial.port, reason: denial.reason }, "egress.denied");
     try {
       this.options.onDenied?.(denial);
     } catch (error) {
@@ -211,7 +216,8 @@ export class EgressProxy {
     });
     upstream.on("timeout", () => upstream.destroy(new Error("upstream timed out")));
     upstream.on("error", () => {
-      if (!res.headersSent) res.writeHead(502, { "content-type": "text/plain", connection: "close" }).end("bad gateway\n");
+      if (!res.headersSent)
+        res.writeHead(502, { "content-type": "text/plain", connection: "close" }).end("bad gateway\n");
       else res.destroy();
     });
     req.pipe(upstream);

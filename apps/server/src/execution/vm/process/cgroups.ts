@@ -244,7 +244,9 @@ export class SandboxCgroupManager {
         await rmdir(dir);
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code !== "ENOENT") {
-          throw new Error(`cannot remove cgroup ${dir}${empty ? "" : " (processes remain)"}: ${(error as Error).message}`);
+          throw new Error(
+            `cannot remove cgroup ${dir}${empty ? "" : " (processes remain)"}: ${(error as Error).message}`,
+          );
         }
       }
     }

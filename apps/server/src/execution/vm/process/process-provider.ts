@@ -37,10 +37,10 @@ import { type EgressDenial, EgressProxy, type HostLookup } from "../egress/egres
 import type { ProviderLogger, VmHandle, VmListing, VmProvider, VmSpec, VmStatus } from "../types";
 import { bubblewrapArgs, INSIDE } from "./bubblewrap";
 import { SandboxCgroupManager } from "./cgroups";
-import { launchSandbox, type LaunchSpec } from "./launch";
+import { type LaunchSpec, launchSandbox } from "./launch";
 import { hasLiveChildWithMarkers, isLiveProcess, isRunning, signalProcess, waitUntil } from "./proc";
-import { readRecord, type SandboxRecord, writeRecord } from "./sandbox-record";
 import { detectHostSupport, type HostSupport, reportHostSupport } from "./sandbox-host";
+import { readRecord, type SandboxRecord, writeRecord } from "./sandbox-record";
 import {
   type PreparedSandbox,
   prepareSandbox,
@@ -65,7 +65,7 @@ export interface ProcessVmProviderOptions {
   logger: ProviderLogger;
   /** The node binary that runs the sidecar. Default: the server's own (process.execPath). */
   nodePath?: string;
-  /** Milliseconds create() waits for the sidecar to listen. Default 15000. */
+  /** Milliseconds create() waits for the sidecar to listen. Default 30000 (a busy host starting several). */
   startTimeoutMs?: number;
   /** Milliseconds destroy() waits after SIGTERM before SIGKILL. Default 2000. */
   killGraceMs?: number;
@@ -107,7 +107,7 @@ export class ProcessVmProvider implements VmProvider {
     this.vmsDir = join(resolve(options.dataDir), "vms");
     this.bundlePath = resolve(options.sidecarBundlePath);
     this.nodePath = options.nodePath ?? process.execPath;
-    this.startTimeoutMs = options.startTimeoutMs ?? 15_000;
+    this.startTimeoutMs = options.startTimeoutMs ?? 30_000;
     this.killGraceMs = options.killGraceMs ?? 2_000;
     this.host = detectHostSupport(options.useBubblewrap);
     this.log = options.logger.child({ provider: "process", bubblewrap: this.bubblewrap });
@@ -150,6 +150,7 @@ export class ProcessVmProvider implements VmProvider {
       const prepared = this.bubblewrap
         ? await prepareSandbox({
             taskId: spec.taskId,
+            network,
             paths,
             host: this.host,
             uids: this.uids,
@@ -190,9 +191,12 @@ export class ProcessVmProvider implements VmProvider {
       const logTail = await this.logTail(paths.dir);
       log.error({ err: error, logTail }, "process_vm.create_failed");
       await this.egress.detach(spec.taskId);
-      await releaseSandbox(paths.dir, spec.taskId, { uid: made.uid, cgroupDirs: made.cgroups?.dirs }, this.releaseDeps).catch(
-        (releaseError) => log.error({ err: releaseError }, "process_vm.release_failed"),
-      );
+      await releaseSandbox(
+        paths.dir,
+        spec.taskId,
+        { uid: made.uid, cgroupDirs: made.cgroups?.dirs },
+        this.releaseDeps,
+      ).catch((releaseError) => log.error({ err: releaseError }, "process_vm.release_failed"));
       await rm(paths.dir, { recursive: true, force: true });
       throw new WorkspaceError(
         `sandbox for task ${spec.taskId} failed to start: ${(error as Error).message}`,
@@ -221,7 +225,8 @@ export class ProcessVmProvider implements VmProvider {
     const record = await readRecord(dir);
     if (record && (await this.isAlive(record))) await this.terminate(record);
     await this.egress.detach(externalId);
-    if (record) await releaseSandbox(dir, externalId, { uid: record.uid, cgroupDirs: record.cgroups }, this.releaseDeps);
+    if (record)
+      await releaseSandbox(dir, externalId, { uid: record.uid, cgroupDirs: record.cgroups }, this.releaseDeps);
     await rm(dir, { recursive: true, force: true });
     if (record) this.log.info({ taskId: externalId, pid: record.pid }, "process_vm.destroyed");
   }
@@ -278,13 +283,13 @@ export class ProcessVmProvider implements VmProvider {
     const staged = prepared.uid !== null;
     const bwrap = bubblewrapArgs(
       {
-      workspace: paths.workspace,
-      volume: paths.volume,
-      confDir: paths.conf,
-      socketsDir: paths.sockets,
-      cgroupDirs,
-      bundlePath: this.bundlePath,
-      nodePath: this.nodePath,
+        workspace: paths.workspace,
+        volume: paths.volume,
+        confDir: paths.conf,
+        socketsDir: paths.sockets,
+        cgroupDirs,
+        bundlePath: this.bundlePath,
+        nodePath: this.nodePath,
         seccomp: this.host.seccomp,
       },
       staged,

@@ -78,12 +78,20 @@ export function reportHostSupport(host: HostSupport, log: ProviderLogger): void 
     warnOnce(
       log,
       "uid",
-      { reason: process.getuid?.() === 0 ? "setpriv or unshare (util-linux) is not installed" : "the server is not root" },
+      {
+        reason:
+          process.getuid?.() === 0 ? "setpriv or unshare (util-linux) is not installed" : "the server is not root",
+      },
       "SANDBOX UID NOT SEPARATE: every sandbox runs as the server's own user",
     );
   }
   if (!host.seccomp) {
-    warnOnce(log, "seccomp", { arch: process.arch }, "SECCOMP NOT ENFORCED: no system call table for this architecture");
+    warnOnce(
+      log,
+      "seccomp",
+      { arch: process.arch },
+      "SECCOMP NOT ENFORCED: no system call table for this architecture",
+    );
   }
   for (const [controller, reason] of Object.entries(host.cgroups.missing) as [Controller, string][]) {
     warnOnce(

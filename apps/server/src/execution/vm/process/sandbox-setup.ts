@@ -17,11 +17,12 @@
 import { chown, mkdir, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { AgentBoxSpec } from "@repo/workspace";
+import { type NetworkPolicy, parseEntry } from "../egress/egress-policy";
 import { INSIDE, programMounts, SANDBOX_UID } from "./bubblewrap";
 import type { CgroupLimits, SandboxCgroupManager, SandboxCgroups } from "./cgroups";
-import { compileSeccompFilter } from "./seccomp";
 import type { HostSupport } from "./sandbox-host";
 import type { SandboxUids } from "./sandbox-uid";
+import { compileSeccompFilter } from "./seccomp";
 import { createVolume, unmountVolume } from "./volume";
 
 /** Longest unix socket path the kernel accepts (sun_path holds 108 bytes with its terminator). */
@@ -60,7 +61,9 @@ export function sandboxPaths(dir: string): SandboxPaths {
 export function assertSocketPaths(paths: SandboxPaths): void {
   for (const path of [paths.sidecarSocket, paths.egressSocket]) {
     if (Buffer.byteLength(path) > SOCKET_PATH_MAX) {
-      throw new Error(`${path} is longer than a unix socket path may be (${SOCKET_PATH_MAX} bytes): use a shorter DATA_DIR`);
+      throw new Error(
+        `${path} is longer than a unix socket path may be (${SOCKET_PATH_MAX} bytes): use a shorter DATA_DIR`,
+      );
     }
   }
 }
@@ -73,6 +76,8 @@ export interface PreparedSandbox {
 
 export interface PrepareContext {
   taskId: string;
+  /** The sandbox's egress policy (its loopback endpoints are forwarded inside). */
+  network: NetworkPolicy;
   paths: SandboxPaths;
   host: HostSupport;
   uids: SandboxUids;
@@ -81,6 +86,29 @@ export interface PrepareContext {
   nodePath: string;
   /** Filled in as each part is made, so a failure can release what exists. */
   made: Partial<PreparedSandbox>;
+}
+
+const LOOPBACK_NAMES = new Set(["localhost", "127.0.0.1", "::1"]);
+
+/**
+ * The allowlist's host-loopback endpoints (e.g. `127.0.0.1:8080`), one per port: inside, the
+ * sidecar listens on that port and tunnels to the entry through the proxy.
+ */
+export function loopbackForwards(network: NetworkPolicy): { port: number; target: string }[] {
+  if (network.mode === "off") return [];
+  const forwards = new Map<number, string>();
+  for (const raw of network.allowedDomains) {
+    const entry = parseEntry(raw);
+    if (!entry || entry.wildcard || entry.port === null || entry.port === EGRESS_PORT) continue;
+    if (!LOOPBACK_NAMES.has(entry.host) && !entry.host.startsWith("127.")) continue;
+    if (!forwards.has(entry.port)) {
+      forwards.set(
+        entry.port,
+        entry.host.includes(":") ? `[${entry.host}]:${entry.port}` : `${entry.host}:${entry.port}`,
+      );
+    }
+  }
+  return [...forwards].map(([port, target]) => ({ port, target }));
 }
 
 function agentBoxSpec(context: PrepareContext, cgroups: SandboxCgroups | null): AgentBoxSpec {
@@ -104,6 +132,7 @@ function agentBoxSpec(context: PrepareContext, cgroups: SandboxCgroups | null): 
       no_proxy: "localhost,127.0.0.1,::1",
     },
     egress: { port: EGRESS_PORT, socket: `${INSIDE.sockets}/egress.sock` },
+    loopbackForwards: loopbackForwards(context.network),
     limits: {
       memoryMb: host.cgroups.controllers.memory ? limits.memoryMb : undefined,
       pids: host.cgroups.controllers.pids ? limits.pids : undefined,

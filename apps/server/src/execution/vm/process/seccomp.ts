@@ -47,7 +47,8 @@ const SOCK_RAW = 3;
 const SOCK_PACKET = 10;
 const TIOCSTI = 0x5412;
 /** CLONE_NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET | NEWTIME. */
-const CLONE_NAMESPACES = 0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000 | 0x20000000 | 0x40000000 | 0x80;
+const CLONE_NAMESPACES =
+  0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000 | 0x20000000 | 0x40000000 | 0x80;
 const X32_SYSCALL_BIT = 0x40000000;
 
 type SyscallName =
@@ -329,11 +330,7 @@ function assemble(program: Instruction[]): Buffer {
 function programFor(profile: SeccompProfile, arch: Architecture): Instruction[] {
   const n = arch.numbers;
   const denied = profile === "agent" ? [...SANDBOX_DENIED, ...AGENT_DENIED] : SANDBOX_DENIED;
-  const program: Instruction[] = [
-    load(OFFSET_ARCH),
-    jump(JEQ_K, arch.audit, NEXT, "deny"),
-    load(OFFSET_NR),
-  ];
+  const program: Instruction[] = [load(OFFSET_ARCH), jump(JEQ_K, arch.audit, NEXT, "deny"), load(OFFSET_NR)];
   if (arch.foreignAbiBit) program.push(jump(JGE_K, arch.foreignAbiBit, "deny", NEXT));
   for (const name of denied) program.push(jump(JEQ_K, n[name], "deny", NEXT));
   // socket(): no raw or packet sockets (sniffing, spoofing), whatever the capabilities say.
