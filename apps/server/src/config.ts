@@ -86,6 +86,9 @@ const EnvSchema = z.object({
   K8S_NAMESPACE: z.string().default("umbra"),
   K8S_IMAGE: z.string().default("umbra-sidecar:latest"),
   K8S_RUNTIME_CLASS: z.string().default("kata-fc"),
+  K8S_EGRESS_PROXY: optionalString.refine((url) => !url || /^http:\/\/[^/]+:\d+\/?$/.test(url), {
+    message: "must be http://<address>:<port> of the in-cluster egress proxy",
+  }),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
 
@@ -115,7 +118,7 @@ export interface ServerConfig {
   agent: AgentKind;
   llm?: LlmConfig;
   agentCommand?: string;
-  kubernetes: { namespace: string; image: string; runtimeClassName: string };
+  kubernetes: { namespace: string; image: string; runtimeClassName: string; egressProxyUrl?: string };
   /** The built sidecar the `process` provider runs. Default: the `@repo/sidecar/bundle` package export. */
   sidecarBundle?: string;
   /** Every sandbox's egress policy and resource limits (SANDBOX_*). */
@@ -161,7 +164,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
     agent,
     llm,
     agentCommand: e.AGENT_COMMAND,
-    kubernetes: { namespace: e.K8S_NAMESPACE, image: e.K8S_IMAGE, runtimeClassName: e.K8S_RUNTIME_CLASS },
+    kubernetes: {
+      namespace: e.K8S_NAMESPACE,
+      image: e.K8S_IMAGE,
+      runtimeClassName: e.K8S_RUNTIME_CLASS,
+      egressProxyUrl: e.K8S_EGRESS_PROXY,
+    },
     sidecarBundle: e.SIDECAR_BUNDLE,
     sandbox: {
       network: { mode: e.SANDBOX_NETWORK, allowedDomains: resolveAllowedDomains(e) },

@@ -18,6 +18,7 @@ export async function createVmProvider(config: ServerConfig, deps: WorkspaceMana
       image: config.kubernetes.image,
       runtimeClassName: config.kubernetes.runtimeClassName || null,
       readyTimeoutMs: config.vmReadyTimeoutMs,
+      egressProxyUrl: config.kubernetes.egressProxyUrl,
       logger,
     });
   }

@@ -6,7 +6,8 @@
  * Each sandbox gets a listener of its own on a unix socket in its directory
  * (mounted into the sandbox, relayed from 127.0.0.1 inside by the sidecar),
  * so the proxy knows which task a connection comes from without trusting
- * anything the sandbox says.
+ * anything the sandbox says. Pods (kubernetes provider) reach one TCP
+ * listener instead (listenTcp), and are told apart by their address.
  *
  * Invariants:
  * - The policy is decided before a name is resolved (names outside the
@@ -65,10 +66,19 @@ interface Attached {
   policy: EgressPolicy;
 }
 
+/** Who a TCP client is: its task and that task's policy; null refuses it. */
+export type IdentifyClient = (address: string) => Promise<{ taskId: string; policy: NetworkPolicy } | null>;
+
 type Verdict = { allowed: true; address: string } | { allowed: false; reason: string };
+
+interface Client {
+  taskId: string;
+  policy: EgressPolicy;
+}
 
 export class EgressProxy {
   private readonly attached = new Map<string, Attached>();
+  private readonly tcpServers = new Set<Server>();
   private readonly lookup: HostLookup;
   private readonly connectTimeoutMs: number;
 
@@ -90,11 +100,9 @@ export class EgressProxy {
     await this.detach(taskId);
     const entry: Attached = { server: createServer(), socketPath, policy: new EgressPolicy(policy) };
     const log = this.options.logger.child({ taskId, component: "egress" });
-    entry.server.on("request", (req, res) => void this.forward(taskId, entry, req, res));
-    entry.server.on(
-      "connect",
-      (req, socket: Duplex, head: Buffer) => void this.tunnel(taskId, entry, req, socket, head),
-    );
+    const known = async (): Promise<Client> => ({ taskId, policy: entry.policy });
+    entry.server.on("request", (req, res) => void this.forward(known, req, res));
+    entry.server.on("connect", (req, socket: Duplex, head: Buffer) => void this.tunnel(known, req, socket, head));
     entry.server.on("clientError", (_error, socket) => socket.destroy());
     await rm(socketPath, { force: true });
     await new Promise<void>((resolve, reject) => {
@@ -120,27 +128,56 @@ export class EgressProxy {
     await rm(entry.socketPath, { force: true });
   }
 
+  /**
+   * Serves sandboxes that connect over TCP (pods, through a Service): each
+   * connection is attributed by its source address with `identify`; an
+   * unknown source is refused. Returns the listening server (close it to stop).
+   */
+  async listenTcp(port: number, host: string, identify: IdentifyClient): Promise<Server> {
+    const server = createServer();
+    const known = async (req: IncomingMessage) => {
+      const client = await identify(req.socket.remoteAddress ?? "").catch(() => null);
+      return client ? { taskId: client.taskId, policy: new EgressPolicy(client.policy) } : null;
+    };
+    server.on("request", (req, res) => void this.forward(() => known(req), req, res));
+    server.on("connect", (req, socket: Duplex, head: Buffer) => void this.tunnel(() => known(req), req, socket, head));
+    server.on("clientError", (_error, socket) => socket.destroy());
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(port, host, () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+    this.tcpServers.add(server);
+    return server;
+  }
+
   /** Stops every listener (sandboxes keep running; a later server attaches again). */
   async close(): Promise<void> {
     await Promise.all([...this.attached.keys()].map((taskId) => this.detach(taskId)));
+    await Promise.all([...this.tcpServers].map(closeServer));
+    this.tcpServers.clear();
   }
 
-  private async decide(taskId: string, entry: Attached, host: string, port: number): Promise<Verdict> {
+  private async decide(client: Client | null, host: string, port: number): Promise<Verdict> {
+    if (!client) return { allowed: false, reason: "unknown client" };
+    const { taskId, policy } = client;
     const name = normalizeHost(host);
     const deny = (reason: string): Verdict => {
       this.report({ taskId, host: name, port, reason });
       return { allowed: false, reason };
     };
     if (!name || !Number.isInteger(port) || port < 1 || port > 65535) return deny("invalid destination");
-    if (entry.policy.policy.mode === "off") return deny("network off");
-    if (!entry.policy.admitsName(name, port)) return deny("not in the allowlist");
+    if (policy.policy.mode === "off") return deny("network off");
+    if (!policy.admitsName(name, port)) return deny("not in the allowlist");
     let address: string;
     try {
       address = isIP(name) ? name : await this.lookup(name);
     } catch {
       return deny("unresolvable");
     }
-    if (!entry.policy.admitsAddress(name, address, port)) return deny("internal address");
+    if (!policy.admitsAddress(name, address, port)) return deny("internal address");
     return { allowed: true, address };
   }
 
@@ -155,14 +192,14 @@ export class EgressProxy {
     }
   }
 
-  private async tunnel(taskId: string, entry: Attached, req: IncomingMessage, client: Duplex, head: Buffer) {
+  private async tunnel(who: () => Promise<Client | null>, req: IncomingMessage, client: Duplex, head: Buffer) {
     client.on("error", () => client.destroy());
     const target = parseAuthority(req.url ?? "");
     if (!target) {
       client.end("HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n");
       return;
     }
-    const verdict = await this.decide(taskId, entry, target.host, target.port);
+    const verdict = await this.decide(await who(), target.host, target.port);
     if (!verdict.allowed) {
       client.end(refusal(target.host, verdict.reason));
       return;
@@ -182,7 +219,7 @@ export class EgressProxy {
     client.on("close", () => upstream.destroy());
   }
 
-  private async forward(taskId: string, entry: Attached, req: IncomingMessage, res: ServerResponse) {
+  private async forward(who: () => Promise<Client | null>, req: IncomingMessage, res: ServerResponse) {
     let url: URL;
     try {
       url = new URL(req.url ?? "");
@@ -192,7 +229,7 @@ export class EgressProxy {
       return;
     }
     const port = url.port ? Number(url.port) : 80;
-    const verdict = await this.decide(taskId, entry, url.hostname, port);
+    const verdict = await this.decide(await who(), url.hostname, port);
     if (!verdict.allowed) {
       res.writeHead(403, { "content-type": "text/plain", connection: "close" });
       res.end(`blocked by the sandbox's network policy: ${normalizeHost(url.hostname)} (${verdict.reason})\n`);
