@@ -60,7 +60,10 @@ describe("the egress policy", () => {
   });
 
   it("admits listed names, subdomains of wildcards and listed ports only", () => {
-    const policy = new EgressPolicy({ mode: "allowlist", allowedDomains: ["pypi.org", "*.github.com", "api.x.io:443"] });
+    const policy = new EgressPolicy({
+      mode: "allowlist",
+      allowedDomains: ["pypi.org", "*.github.com", "api.x.io:443"],
+    });
     expect(policy.admitsName("pypi.org", 443)).toBe(true);
     expect(policy.admitsName("evil-pypi.org", 443)).toBe(false);
     expect(policy.admitsName("codeload.github.com", 443)).toBe(true);
