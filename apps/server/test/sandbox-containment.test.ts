@@ -63,6 +63,7 @@ describe("sandbox containment", () => {
   describe.skipIf(!HAS_BWRAP || !IS_ROOT)("an attacker's commands", () => {
     let dataDir: string;
     let provider: ProcessVmProvider;
+    let later: ProcessVmProvider | undefined;
     let model: LoopbackService;
     let hostService: LoopbackService;
     let attacker: Sandbox;
@@ -123,6 +124,7 @@ describe("sandbox containment", () => {
       await provider?.destroy("attacker");
       await provider?.destroy("victim");
       await provider?.close();
+      await later?.close();
       await model?.close();
       await hostService?.close();
       await rm(hostMarker, { force: true });
@@ -343,6 +345,30 @@ describe("sandbox containment", () => {
       expect(readdirSync("/sys/fs/cgroup/pids/umbra-sandboxes")).not.toContain("doomed");
       expect(readFileSync("/proc/self/mountinfo", "utf8")).not.toContain(join(dataDir, "vms", "doomed"));
       expect(existsSync(join(dataDir, "vms", "doomed"))).toBe(false);
+    });
+
+    it("has its egress served again by a later server process, under the policy it started with", async () => {
+      // The first provider stops serving (its server went away); the sandboxes keep running.
+      await provider.close();
+      const refused = await runIn(
+        attacker.client,
+        `curl -s -o /dev/null -w '%{http_code}' --noproxy '' http://127.0.0.1:${model.port}/`,
+      );
+      expect(refused.stdout).toBe("000");
+      later = new ProcessVmProvider({
+        dataDir,
+        sidecarBundlePath: await ensureSidecarBundle(),
+        logger: silent,
+        onEgressDenied: (denial) => denials.push(denial),
+      });
+      expect((await later.list({ [UMBRA_LABELS.taskId]: "attacker" })).map((vm) => vm.externalId)).toEqual([
+        "attacker",
+      ]);
+      const served = await runIn(attacker.client, `curl -sS http://127.0.0.1:${model.port}/v1/models`);
+      expect(JSON.parse(served.stdout)).toEqual({ data: [{ id: "fake-model" }] });
+      denials.length = 0;
+      await runIn(attacker.client, "curl -s -o /dev/null https://example.com/");
+      expect(denials).toEqual([{ taskId: "attacker", host: "example.com", port: 443, reason: "not in the allowlist" }]);
     });
   });
 });

@@ -18,6 +18,8 @@ const FULL_DISK_BYTES = 1024 * 1024;
 export interface LimitCounters {
   oomKills: number;
   pidsMax: number;
+  /** The volume was already full: a command that starts then did not fill it (and frees space lazily: ext4 returns blocks at its next journal commit). */
+  diskFull: boolean;
 }
 
 async function readCounter(counter: CgroupCounter | undefined): Promise<number> {
@@ -41,11 +43,12 @@ export class LimitWatch {
   ) {}
 
   async counters(): Promise<LimitCounters> {
-    const [oomKills, pidsMax] = await Promise.all([
+    const [oomKills, pidsMax, diskFull] = await Promise.all([
       readCounter(this.spec.counters.oomKills),
       readCounter(this.spec.counters.pidsMax),
+      this.diskFull(),
     ]);
-    return { oomKills, pidsMax };
+    return { oomKills, pidsMax, diskFull };
   }
 
   /** The process-limit message when forks were refused since `before`; null otherwise. */
@@ -67,7 +70,7 @@ export class LimitWatch {
     }
     const pids = await this.pidsExceeded(before);
     if (pids) return pids;
-    if (sawDiskFull || (await this.diskFull())) {
+    if (!before.diskFull && (sawDiskFull || (await this.diskFull()))) {
       return `disk limit ${this.spec.limits.diskMb} MB reached: the workspace volume is full`;
     }
     return undefined;

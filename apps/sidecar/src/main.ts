@@ -51,7 +51,9 @@ async function sandboxFor(config: SidecarConfig, log: Logger): Promise<Sandbox |
       }
     }
   }
-  await box.ensure();
+  // Started now but not waited for: it comes up while the sidecar starts listening, and every
+  // request waits for it anyway (server.ts).
+  box.ensure().catch((error) => log.error({ err: error }, "agent_box.start_failed"));
   return {
     context: { box, limits: new LimitWatch(spec, config.workspace) },
     close: () => {

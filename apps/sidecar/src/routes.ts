@@ -95,7 +95,7 @@ async function exec({ req, res, executor, track, sandbox }: RouteContext) {
   const send = (event: protocol.ExecEvent) => {
     if (!res.destroyed) res.write(`${JSON.stringify(event)}\n`);
   };
-  const before = sandbox ? await sandbox.limits.counters() : { oomKills: 0, pidsMax: 0 };
+  const before = sandbox ? await sandbox.limits.counters() : { oomKills: 0, pidsMax: 0, diskFull: false };
   const watch = watchLimits(sandbox, before);
   try {
     const result = await executor.runCommand(body.command, {
