@@ -11,6 +11,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { detectCgroups } from "../src/execution/vm/process/cgroups";
+import { reportHostSupport } from "../src/execution/vm/process/sandbox-host";
+import type { ProviderLogger } from "../src/execution/vm/types";
 
 const dirs: string[] = [];
 afterEach(async () => {
@@ -77,4 +79,31 @@ describe("cgroup detection", () => {
       expect(support.controllers.pids).toEqual({ version: 1, parent: expect.stringMatching(/umbra-sandboxes$/) });
     },
   );
+});
+
+describe("start-up report", () => {
+  it("warns once, loudly, for every limit this host cannot enforce, naming the setting", () => {
+    const warnings: string[] = [];
+    const log: ProviderLogger = {
+      info: () => {},
+      warn: (_fields, message) => warnings.push(message ?? ""),
+      error: () => {},
+      child: () => log,
+    };
+    const host = {
+      bwrap: "/usr/bin/bwrap",
+      setpriv: "/usr/bin/setpriv",
+      unshare: "/usr/bin/unshare",
+      seccomp: true,
+      cgroups: { controllers: {}, missing: { memory: "no memory controller", pids: "no pids controller" } },
+      volume: { enforced: false, reason: "no /dev/loop-control (loop devices)" },
+    };
+    reportHostSupport(host, log);
+    reportHostSupport(host, log);
+    expect(warnings).toEqual([
+      "LIMIT NOT ENFORCED: SANDBOX_MEMORY_MB (memory cgroup): no memory controller",
+      "LIMIT NOT ENFORCED: SANDBOX_PIDS (pids cgroup): no pids controller",
+      "LIMIT NOT ENFORCED: SANDBOX_DISK_MB: no /dev/loop-control (loop devices); /tmp and the workspace share the host's disk",
+    ]);
+  });
 });

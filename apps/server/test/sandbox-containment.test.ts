@@ -32,6 +32,7 @@ import {
 import { eventually } from "../../../test/support/lifecycle";
 import { processEnvironment, processRunning, sidecarPid } from "../../../test/support/sandbox-probe";
 import { ensureSidecarBundle } from "../../sidecar/build";
+import type { NetworkPolicy } from "../src/execution/vm/egress/egress-policy";
 import type { EgressDenial } from "../src/execution/vm/egress/egress-proxy";
 import { findOnPath } from "../src/execution/vm/process/bubblewrap";
 import { ProcessVmProvider } from "../src/execution/vm/process/process-provider";
@@ -75,9 +76,9 @@ describe("sandbox containment", () => {
     const savedEnv = process.env.UMBRA_HOST_SECRET;
     let hostMarker: string;
 
-    async function create(taskId: string): Promise<Sandbox> {
+    async function create(taskId: string, network?: NetworkPolicy): Promise<Sandbox> {
       const token = randomBytes(24).toString("hex");
-      const handle = await provider.create({ taskId, token, labels: { [UMBRA_LABELS.taskId]: taskId } });
+      const handle = await provider.create({ taskId, token, network, labels: { [UMBRA_LABELS.taskId]: taskId } });
       const dir = join(dataDir, "vms", taskId);
       return {
         taskId,
@@ -334,8 +335,15 @@ describe("sandbox containment", () => {
       expect(freed.limit).toBeUndefined();
     });
 
-    it("leaves no process, cgroup or mount behind when destroyed", async () => {
-      const doomed = await create("doomed");
+    it("takes a network policy of its own at creation, and leaves nothing behind when destroyed", async () => {
+      const doomed = await create("doomed", { mode: "off", allowedDomains: [`127.0.0.1:${model.port}`] });
+      denials.length = 0;
+      const offline = await runIn(
+        doomed.client,
+        `curl -s -o /dev/null -w '%{http_code}' --noproxy '' http://127.0.0.1:${model.port}/`,
+      );
+      expect(offline.stdout).toBe("403");
+      expect(denials).toEqual([{ taskId: "doomed", host: "127.0.0.1", port: model.port, reason: "network off" }]);
       await runIn(doomed.client, "sleep 300 > /dev/null 2>&1 &");
       const pid = sidecarPid("doomed")!;
       const cgroupDirs = readdirSync("/sys/fs/cgroup/pids/umbra-sandboxes");
