@@ -162,7 +162,6 @@ export const PACKAGE_REGISTRIES: readonly string[] = [
   "repo.maven.apache.org",
   "repo1.maven.org",
   "api.nuget.org",
-  "deb.debian.org",
 ];
 
 export interface ModelEndpoints {

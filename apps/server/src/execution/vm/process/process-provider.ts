@@ -147,19 +147,7 @@ export class ProcessVmProvider implements VmProvider {
     const made: Partial<PreparedSandbox> = {};
     let logFd: number | null = null;
     try {
-      const prepared = this.bubblewrap
-        ? await prepareSandbox({
-            taskId: spec.taskId,
-            network,
-            paths,
-            host: this.host,
-            uids: this.uids,
-            cgroups: this.cgroups,
-            limits: this.limits,
-            nodePath: this.nodePath,
-            made,
-          })
-        : await this.prepareUnconfined(paths);
+      const prepared = await this.prepare(spec.taskId, paths, network, made);
       logFd = openSync(join(paths.dir, "sidecar.log"), "a", 0o600);
       if (this.bubblewrap) await this.egress.attach(spec.taskId, paths.egressSocket, network);
       const markers = [`--umbra-sandbox=${spec.taskId}`];
@@ -188,16 +176,7 @@ export class ProcessVmProvider implements VmProvider {
       log.info({ pid: launched.pid, uid: prepared.uid }, "process_vm.created");
       return { provider: this.name, externalId: spec.taskId, endpoint };
     } catch (error) {
-      const logTail = await this.logTail(paths.dir);
-      log.error({ err: error, logTail }, "process_vm.create_failed");
-      await this.egress.detach(spec.taskId);
-      await releaseSandbox(
-        paths.dir,
-        spec.taskId,
-        { uid: made.uid, cgroupDirs: made.cgroups?.dirs },
-        this.releaseDeps,
-      ).catch((releaseError) => log.error({ err: releaseError }, "process_vm.release_failed"));
-      await rm(paths.dir, { recursive: true, force: true });
+      await this.abandon(spec.taskId, paths.dir, made, log, error);
       throw new WorkspaceError(
         `sandbox for task ${spec.taskId} failed to start: ${(error as Error).message}`,
         null,
@@ -313,6 +292,42 @@ export class ProcessVmProvider implements VmProvider {
         SIDECAR_AGENT_BOX: `${INSIDE.conf}/box.json`,
       },
     };
+  }
+
+  private prepare(
+    taskId: string,
+    paths: SandboxPaths,
+    network: NetworkPolicy,
+    made: Partial<PreparedSandbox>,
+  ): Promise<PreparedSandbox> {
+    if (!this.bubblewrap) return this.prepareUnconfined(paths);
+    return prepareSandbox({
+      taskId,
+      network,
+      paths,
+      host: this.host,
+      uids: this.uids,
+      cgroups: this.cgroups,
+      limits: this.limits,
+      nodePath: this.nodePath,
+      made,
+    });
+  }
+
+  /** Undoes a create that failed part-way, logging why with the sidecar's last words. */
+  private async abandon(
+    taskId: string,
+    dir: string,
+    made: Partial<PreparedSandbox>,
+    log: ProviderLogger,
+    error: unknown,
+  ): Promise<void> {
+    log.error({ err: error, logTail: await this.logTail(dir) }, "process_vm.create_failed");
+    await this.egress.detach(taskId);
+    await releaseSandbox(dir, taskId, { uid: made.uid, cgroupDirs: made.cgroups?.dirs }, this.releaseDeps).catch(
+      (releaseError) => log.error({ err: releaseError }, "process_vm.release_failed"),
+    );
+    await rm(dir, { recursive: true, force: true });
   }
 
   private async prepareUnconfined(paths: SandboxPaths): Promise<PreparedSandbox> {
