@@ -39,47 +39,21 @@ import { bubblewrapArgs, INSIDE } from "./bubblewrap";
 import { SandboxCgroupManager } from "./cgroups";
 import { type LaunchSpec, launchSandbox } from "./launch";
 import { hasLiveChildWithMarkers, isLiveProcess, isRunning, signalProcess, waitUntil } from "./proc";
+import { DEFAULT_SANDBOX_LIMITS, type ProcessVmProviderOptions } from "./provider-options";
 import { detectHostSupport, type HostSupport, reportHostSupport } from "./sandbox-host";
 import { readRecord, type SandboxRecord, writeRecord } from "./sandbox-record";
 import {
   type PreparedSandbox,
   prepareSandbox,
   releaseSandbox,
+  removeSandboxDir,
   type SandboxLimits,
   type SandboxPaths,
   sandboxPaths,
 } from "./sandbox-setup";
 import { DEFAULT_UID_BASE, SandboxUids } from "./sandbox-uid";
 
-export type { SandboxLimits } from "./sandbox-setup";
-
-export const DEFAULT_SANDBOX_LIMITS: SandboxLimits = { memoryMb: 2048, pids: 512, cpus: 1, diskMb: 10240 };
-
-export interface ProcessVmProviderOptions {
-  /** Umbra's data directory; sandboxes live under `${dataDir}/vms/<taskId>/`. */
-  dataDir: string;
-  /** The built sidecar, `apps/sidecar/dist/sidecar.mjs` (see ensureSidecarBundle). */
-  sidecarBundlePath: string;
-  /** Confine sandboxes with bubblewrap. Default: true when `bwrap` is on PATH. */
-  useBubblewrap?: boolean;
-  logger: ProviderLogger;
-  /** The node binary that runs the sidecar. Default: the server's own (process.execPath). */
-  nodePath?: string;
-  /** Milliseconds create() waits for the sidecar to listen. Default 30000 (a busy host starting several). */
-  startTimeoutMs?: number;
-  /** Milliseconds destroy() waits after SIGTERM before SIGKILL. Default 2000. */
-  killGraceMs?: number;
-  /** Every sandbox's egress policy unless its VmSpec names one. Default: allowlist of the vendors' API hosts and the package registries. */
-  network?: NetworkPolicy;
-  /** Per-sandbox limits (SANDBOX_MEMORY_MB, _PIDS, _CPUS, _DISK_MB). Default DEFAULT_SANDBOX_LIMITS. */
-  limits?: Partial<SandboxLimits>;
-  /** Hears every connection a sandbox's egress proxy refused (show "blocked: host" on the task). Must not throw. */
-  onEgressDenied?: (denial: EgressDenial) => void;
-  /** The egress proxy's name resolution. Default: the system resolver. */
-  egressLookup?: HostLookup;
-  /** First host uid given to sandboxes. Default 3000000. */
-  uidBase?: number;
-}
+export { DEFAULT_SANDBOX_LIMITS, type ProcessVmProviderOptions, type SandboxLimits } from "./provider-options";
 
 const TASK_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const LOG_TAIL_BYTES = 2000;
@@ -102,6 +76,7 @@ export class ProcessVmProvider implements VmProvider {
   private readonly egress: EgressProxy;
   private readonly cgroups: SandboxCgroupManager;
   private readonly uids: SandboxUids;
+  private readonly inFlight = new Map<string, Promise<void>>();
 
   constructor(options: ProcessVmProviderOptions) {
     this.vmsDir = join(resolve(options.dataDir), "vms");
@@ -123,6 +98,25 @@ export class ProcessVmProvider implements VmProvider {
     this.uids = new SandboxUids(this.vmsDir, options.uidBase ?? DEFAULT_UID_BASE);
   }
 
+  /**
+   * Runs create and destroy of one task one after the other: a destroy that
+   * overtook a create still starting would otherwise remove a directory the
+   * create is about to mount a volume in.
+   */
+  private exclusive<T>(taskId: string, work: () => Promise<T>): Promise<T> {
+    const previous = this.inFlight.get(taskId) ?? Promise.resolve();
+    const run = previous.then(work);
+    const settled = run.then(
+      () => {},
+      () => {},
+    );
+    this.inFlight.set(taskId, settled);
+    void settled.then(() => {
+      if (this.inFlight.get(taskId) === settled) this.inFlight.delete(taskId);
+    });
+    return run;
+  }
+
   private get releaseDeps() {
     return { uids: this.uids, cgroups: this.cgroups };
   }
@@ -136,7 +130,12 @@ export class ProcessVmProvider implements VmProvider {
     return this.bubblewrap;
   }
 
-  async create(spec: VmSpec): Promise<VmHandle> {
+  /** Starts the task's sandbox; waits for a create or destroy of the same task in flight first. */
+  create(spec: VmSpec): Promise<VmHandle> {
+    return this.exclusive(spec.taskId, () => this.createNow(spec));
+  }
+
+  private async createNow(spec: VmSpec): Promise<VmHandle> {
     if (!validTaskId(spec.taskId))
       throw new WorkspaceError(`invalid task id for a sandbox: ${spec.taskId}`, null, false);
     if (!spec.token) throw new WorkspaceError("refusing to start a sidecar without a token", null, false);
@@ -198,7 +197,12 @@ export class ProcessVmProvider implements VmProvider {
     return { state: "exited", detail: `sandbox process ${record.pid} is no longer running` };
   }
 
-  async destroy(externalId: string): Promise<void> {
+  /** Ends the sandbox and removes all it had; waits for a create of the same task in flight first. */
+  destroy(externalId: string): Promise<void> {
+    return this.exclusive(externalId, () => this.destroyNow(externalId));
+  }
+
+  private async destroyNow(externalId: string): Promise<void> {
     if (!validTaskId(externalId)) return;
     const dir = this.sandboxDir(externalId);
     const record = await readRecord(dir);
@@ -206,7 +210,7 @@ export class ProcessVmProvider implements VmProvider {
     await this.egress.detach(externalId);
     if (record)
       await releaseSandbox(dir, externalId, { uid: record.uid, cgroupDirs: record.cgroups }, this.releaseDeps);
-    await rm(dir, { recursive: true, force: true });
+    await removeSandboxDir(dir);
     if (record) this.log.info({ taskId: externalId, pid: record.pid }, "process_vm.destroyed");
   }
 
@@ -327,7 +331,7 @@ export class ProcessVmProvider implements VmProvider {
     await releaseSandbox(dir, taskId, { uid: made.uid, cgroupDirs: made.cgroups?.dirs }, this.releaseDeps).catch(
       (releaseError) => log.error({ err: releaseError }, "process_vm.release_failed"),
     );
-    await rm(dir, { recursive: true, force: true });
+    await removeSandboxDir(dir);
   }
 
   private async prepareUnconfined(paths: SandboxPaths): Promise<PreparedSandbox> {
@@ -365,7 +369,7 @@ export class ProcessVmProvider implements VmProvider {
     }
     await this.egress.detach(taskId);
     await releaseSandbox(dir, taskId, { uid: record?.uid, cgroupDirs: record?.cgroups }, this.releaseDeps);
-    await rm(dir, { recursive: true, force: true });
+    await removeSandboxDir(dir);
   }
 
   /**

@@ -14,7 +14,7 @@
  * Invariant: releaseSandbox() undoes prepareSandbox() from any point it
  * reached (a half-made sandbox included) and may be repeated.
  */
-import { chown, mkdir, symlink, writeFile } from "node:fs/promises";
+import { chown, mkdir, rm, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { AgentBoxSpec } from "@repo/workspace";
 import { type NetworkPolicy, parseEntry } from "../egress/egress-policy";
@@ -186,4 +186,15 @@ export async function releaseSandbox(
   if (made.cgroupDirs?.length) await deps.cgroups.remove({ dirs: made.cgroupDirs });
   await unmountVolume(dir);
   if (made.uid != null) await deps.uids.release(made.uid, taskId);
+}
+
+/** Removes a sandbox's directory; a volume still mounted there (a process was still exiting) is detached first. */
+export async function removeSandboxDir(dir: string): Promise<void> {
+  try {
+    await rm(dir, { recursive: true, force: true });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "EBUSY") throw error;
+    await unmountVolume(dir);
+    await rm(dir, { recursive: true, force: true });
+  }
 }
