@@ -234,6 +234,11 @@ export class SandboxCgroupManager {
     return result;
   }
 
+  /** The directories a sandbox of `taskId` has (or would have) on this host. */
+  dirsFor(taskId: string): string[] {
+    return [...new Set(Object.values(this.support.controllers).map((home) => join(home.parent, taskId)))];
+  }
+
   /** Kills what is left in the sandbox's cgroups and removes them. Idempotent. */
   async remove(cgroups: Pick<SandboxCgroups, "dirs">): Promise<void> {
     for (const dir of cgroups.dirs) {

@@ -208,8 +208,7 @@ export class ProcessVmProvider implements VmProvider {
     const record = await readRecord(dir);
     if (record && (await this.isAlive(record))) await this.terminate(record);
     await this.egress.detach(externalId);
-    if (record)
-      await releaseSandbox(dir, externalId, { uid: record.uid, cgroupDirs: record.cgroups }, this.releaseDeps);
+    await releaseSandbox(dir, externalId, { uid: record?.uid, cgroupDirs: record?.cgroups }, this.releaseDeps);
     await removeSandboxDir(dir);
     if (record) this.log.info({ taskId: externalId, pid: record.pid }, "process_vm.destroyed");
   }

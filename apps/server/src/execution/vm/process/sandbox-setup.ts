@@ -12,7 +12,8 @@
  *   sockets/                   sidecar.sock (the sidecar's), egress.sock (the server's)
  *
  * Invariant: releaseSandbox() undoes prepareSandbox() from any point it
- * reached (a half-made sandbox included) and may be repeated.
+ * reached (a half-made sandbox, or one whose record is lost, included) and may
+ * be repeated; the processes still in the sandbox's cgroups end with it.
  */
 import { chown, mkdir, rm, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -183,7 +184,9 @@ export async function releaseSandbox(
   made: { uid?: number | null; cgroupDirs?: string[] },
   deps: { uids: SandboxUids; cgroups: SandboxCgroupManager },
 ): Promise<void> {
-  if (made.cgroupDirs?.length) await deps.cgroups.remove({ dirs: made.cgroupDirs });
+  // Also the cgroups its name gives, recorded or not: whatever still runs in them ends with them.
+  const dirs = [...new Set([...(made.cgroupDirs ?? []), ...deps.cgroups.dirsFor(taskId)])];
+  await deps.cgroups.remove({ dirs });
   await unmountVolume(dir);
   if (made.uid != null) await deps.uids.release(made.uid, taskId);
 }
