@@ -95,7 +95,7 @@ describe("sandbox containment through task messages", () => {
         }
       }
       for (const [name, task] of tasks) tasks.set(name, await finished(task.id));
-    }, 240_000);
+    }, 420_000);
 
     afterAll(async () => {
       await t?.close();
