@@ -26,6 +26,7 @@ import { Metrics } from "./metrics";
 import { RepositoryIndexer } from "./repository/indexer";
 import { RepositoryStore } from "./repository/repository-store";
 import { registerEnvironmentRoutes } from "./routes/environments";
+import { registerRepositoryRoutes } from "./routes/repositories";
 import { registerTaskRoutes } from "./routes/tasks";
 import { MessageLog } from "./services/message-log";
 import { TaskCleanupService } from "./services/task-cleanup";
@@ -188,6 +189,7 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
   installHttpBasics(fastify, config);
   registerTaskRoutes(fastify, { tasks, lifecycle, messages, store });
   registerEnvironmentRoutes(fastify, { secrets: environments.secrets, environments: environments.store });
+  registerRepositoryRoutes(fastify, { tasks, store });
   fastify.get("/api/health", async () => ({ ok: true }));
   fastify.get("/api/config", async () => ({
     mode: workspaces.mode,

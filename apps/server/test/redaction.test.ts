@@ -1,88 +1,146 @@
+/**
+ * The secret redactor: whole texts, JSON values, and streams cut into chunks
+ * anywhere (property-based with fast-check).
+ */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { Redactor } from "../src/utils/redaction";
+import { SecretRedactor } from "../src/utils/redaction";
 
-const SECRETS = [
-  { name: "TOKEN", value: "tok-12345" },
-  { name: "LONG", value: "tok-12345-and-more" },
-  { name: "PASSWORD", value: "hunter2!" },
-];
-
-/** Feeds `pieces` through one redactor, as a stream. */
-function streamed(redactor: Redactor, pieces: string[]): string {
-  return pieces.map((piece) => redactor.push(piece)).join("") + redactor.flush();
+/** Feeds `chunks` through a fresh stream of `redactor` and joins what comes out. */
+function streamed(redactor: SecretRedactor, chunks: string[]): string {
+  const stream = redactor.stream();
+  return chunks.map((chunk) => stream.push(chunk)).join("") + stream.end();
 }
 
-describe("Redactor", () => {
-  it("replaces every occurrence of a secret value with its name", () => {
-    const redactor = new Redactor(SECRETS);
-    expect(redactor.redact("a tok-12345 b hunter2! c tok-12345")).toBe(
-      "a [secret:TOKEN] b [secret:PASSWORD] c [secret:TOKEN]",
+/** Cuts `text` at the given positions (any order, duplicates allowed). */
+function cut(text: string, positions: number[]): string[] {
+  const points = [...new Set(positions.map((p) => p % (text.length + 1)))].sort((a, b) => a - b);
+  const chunks: string[] = [];
+  let from = 0;
+  for (const point of points) {
+    chunks.push(text.slice(from, point));
+    from = point;
+  }
+  chunks.push(text.slice(from));
+  return chunks;
+}
+
+describe("secret redaction", () => {
+  const redactor = new SecretRedactor({ OPENAI_API_KEY: "sk-live-123456", ANTHROPIC_API_KEY: "sk-ant-987" });
+
+  it("replaces every occurrence of every secret with its name", () => {
+    expect(redactor.redact("key sk-live-123456 and sk-ant-987, again sk-live-123456.")).toBe(
+      "key [secret:OPENAI_API_KEY] and [secret:ANTHROPIC_API_KEY], again [secret:OPENAI_API_KEY].",
     );
   });
 
-  it("prefers the longest secret starting at the same place", () => {
-    const redactor = new Redactor(SECRETS);
-    expect(redactor.redact("x tok-12345-and-more y")).toBe("x [secret:LONG] y");
+  it("leaves text without secrets unchanged, including near misses", () => {
+    expect(redactor.redact("sk-live-12345 sk-ant-98 sk-")).toBe("sk-live-12345 sk-ant-98 sk-");
   });
 
-  it("redacts a secret split across pieces, one character at a time", () => {
-    const redactor = new Redactor(SECRETS);
-    const text = "before tok-12345-and-more after hunter2!";
-    const out = streamed(redactor, [...text]);
-    expect(out).toBe("before [secret:LONG] after [secret:PASSWORD]");
+  it("prefers the longer secret where two start at the same place", () => {
+    const nested = new SecretRedactor({ SHORT: "abcdefgh", LONG: "abcdefghijkl" });
+    expect(nested.redact("abcdefghijkl abcdefghxyz")).toBe("[secret:LONG] [secret:SHORT]xyz");
   });
 
-  it("never releases a complete secret or a prefix that turns into one", () => {
-    const redactor = new Redactor([{ name: "K", value: "abcdef" }]);
-    const released = [redactor.push("xx abc"), redactor.push("de"), redactor.push("f yy")];
-    for (const piece of released) expect(piece).not.toMatch(/abc/);
-    expect(released.join("") + redactor.flush()).toBe("xx [secret:K] yy");
+  it("ignores empty, missing and too short values", () => {
+    const none = new SecretRedactor({ EMPTY: "", MISSING: undefined, SHORT: "k", SEVEN: "1234567" });
+    expect(none.empty).toBe(true);
+    expect(none.redact("anything")).toBe("anything");
+    expect(streamed(none, ["a", "b"])).toBe("ab");
   });
 
-  it("holds back no more than the longest secret less one character, and releases it at the end", () => {
-    const redactor = new Redactor([{ name: "K", value: "abcdef" }]);
-    expect(redactor.push("abc")).toBe("");
-    expect(redactor.push("xyz")).toBe("a");
-    expect(redactor.push("0123456789")).toBe("bcxyz01234");
-    expect(redactor.flush()).toBe("56789");
-  });
-
-  it("passes text through unchanged when there are no secrets", () => {
-    const redactor = new Redactor([]);
-    expect(redactor.active).toBe(false);
-    expect(redactor.push("tok-12345")).toBe("tok-12345");
-    expect(redactor.flush()).toBe("");
-  });
-
-  it("redacts strings inside tool inputs and results", () => {
-    const redactor = new Redactor(SECRETS);
-    expect(redactor.redactDeep({ command: "echo tok-12345", args: ["hunter2!", 3], nested: { ok: true } })).toEqual({
-      command: "echo [secret:TOKEN]",
-      args: ["[secret:PASSWORD]", 3],
-      nested: { ok: true },
+  it("redacts strings anywhere inside a JSON value, keys included", () => {
+    const value = { command: "echo sk-ant-987", nested: [{ "sk-live-123456": 1 }, 2, null, true] };
+    expect(redactor.redactValue(value)).toEqual({
+      command: "echo [secret:ANTHROPIC_API_KEY]",
+      nested: [{ "[secret:OPENAI_API_KEY]": 1 }, 2, null, true],
     });
   });
 
-  it("streams to the same result as redacting the whole text, however the text is split, and leaves no value", () => {
-    const unit = fc.constantFrom("a", "b", "-", "1", " ", "\n");
+  it("catches a secret split across chunks", () => {
+    expect(streamed(redactor, ["the key is sk-li", "ve-12", "3456 ok"])).toBe("the key is [secret:OPENAI_API_KEY] ok");
+  });
+
+  it("catches a secret sent one character at a time", () => {
+    expect(streamed(redactor, [..."a sk-ant-987 b"])).toBe("a [secret:ANTHROPIC_API_KEY] b");
+  });
+
+  it("holds back no more than the longest secret's length minus one", () => {
+    const stream = redactor.stream();
+    const longest = "sk-live-123456".length;
+    expect(stream.push("plain text then sk-live-12345")).toBe("plain text then ");
+    expect(stream.push("x")).toBe("sk-live-12345x");
+    const released = stream.push(`${"y".repeat(40)}sk-live-1234`);
+    expect(released).toBe("y".repeat(40));
+    expect("sk-live-1234".length).toBeLessThanOrEqual(longest - 1);
+    expect(stream.end()).toBe("sk-live-1234");
+  });
+
+  it("releases text at once when it cannot start a secret", () => {
+    const stream = redactor.stream();
+    expect(stream.push("hello world")).toBe("hello world");
+  });
+
+  it("streams exactly what redacting the whole text gives, however it is cut (property)", () => {
+    // A two-letter alphabet makes secrets share prefixes and overlap, and texts hold whole secrets and their beginnings.
+    const alphabet = fc.constantFrom(..."ab");
+    const secretValue = fc.string({ unit: alphabet, minLength: 8, maxLength: 11 });
     fc.assert(
       fc.property(
-        fc.array(fc.string({ unit, minLength: 1, maxLength: 6 }), { minLength: 1, maxLength: 3 }),
-        fc.array(fc.oneof(fc.string({ unit, maxLength: 8 }), fc.nat(2)), { maxLength: 12 }),
-        fc.array(fc.nat(60), { maxLength: 8 }),
-        (values, parts, cuts) => {
-          // Names share no character with the values, so a placeholder cannot spell one.
-          const secrets = values.map((value, i) => ({ name: "XYZ"[i]!, value }));
-          const text = parts.map((p) => (typeof p === "number" ? values[p % values.length]! : p)).join("");
-          const points = [...new Set(cuts.map((c) => c % (text.length + 1)))].sort((a, b) => a - b);
-          const pieces = [...points, text.length].map((end, i, ends) => text.slice(i === 0 ? 0 : ends[i - 1], end));
-          const whole = new Redactor(secrets).redact(text);
-          expect(streamed(new Redactor(secrets), pieces)).toBe(whole);
-          for (const { value } of secrets) expect(whole).not.toContain(value);
+        fc.array(secretValue, { minLength: 1, maxLength: 4 }),
+        fc.array(fc.oneof(fc.string({ unit: alphabet, maxLength: 6 }), fc.tuple(fc.nat(), fc.nat())), {
+          maxLength: 12,
+        }),
+        fc.array(fc.nat(), { maxLength: 12 }),
+        (values, parts, positions) => {
+          const text = parts
+            .map((part) => {
+              if (typeof part === "string") return part;
+              const secret = values[part[0] % values.length]!;
+              return secret.slice(0, 1 + (part[1] % secret.length));
+            })
+            .join("");
+          const secrets = new SecretRedactor(values.map((value, i) => ({ name: `S${i}`, value })));
+          expect(streamed(secrets, cut(text, positions))).toBe(secrets.redact(text));
         },
       ),
-      { numRuns: 300 },
+      { numRuns: 3000 },
+    );
+  });
+
+  it("leaves no secret in the output and holds back less than the longest secret (property)", () => {
+    // Secrets are drawn from characters that the marker `[secret:Sn]` never contains.
+    const alphabet = fc.constantFrom(..."xyz0123456789-_");
+    const secretValue = fc.string({ unit: alphabet, minLength: 8, maxLength: 16 });
+    fc.assert(
+      fc.property(
+        fc.array(secretValue, { minLength: 1, maxLength: 3 }),
+        fc.array(fc.oneof(fc.string({ unit: alphabet, maxLength: 10 }), fc.nat({ max: 2 })), { maxLength: 12 }),
+        fc.array(fc.nat(), { maxLength: 10 }),
+        (values, parts, positions) => {
+          // The text mixes filler with whole secrets (a number picks one).
+          const text = parts.map((part) => (typeof part === "number" ? values[part % values.length] : part)).join("");
+          const secrets = new SecretRedactor(values.map((value, i) => ({ name: `S${i}`, value })));
+          const stream = secrets.stream();
+          const longest = Math.max(...values.map((v) => v.length));
+          let seen = "";
+          let out = "";
+          for (const chunk of cut(text, positions)) {
+            seen += chunk;
+            out += stream.push(chunk);
+            // What came out so far is the redaction of all that was seen except a tail shorter than the longest secret.
+            const heldBackLengths = [];
+            for (let held = 0; held < longest && held <= seen.length; held += 1) {
+              if (secrets.redact(seen.slice(0, seen.length - held)) === out) heldBackLengths.push(held);
+            }
+            expect(heldBackLengths.length).toBeGreaterThan(0);
+          }
+          out += stream.end();
+          for (const value of values) expect(out).not.toContain(value);
+        },
+      ),
+      { numRuns: 2000 },
     );
   });
 });

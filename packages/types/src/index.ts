@@ -1,4 +1,5 @@
 export * from "./api/environments";
+export * from "./api/repositories";
 export * from "./api/schemas";
 export * from "./chat/streaming";
 export * from "./enums";

@@ -31,7 +31,7 @@ import {
 import { shellQuote } from "../agent/command-agent";
 import { errorMessage, WorkspaceError } from "../errors";
 import type { StepContext } from "../execution/types";
-import { Redactor } from "../utils/redaction";
+import { type RedactingStream, SecretRedactor } from "../utils/redaction";
 import type { EnvironmentCache } from "./environment-cache";
 import type { TaskEnvironment, TaskEnvironments } from "./task-environment";
 import {
@@ -72,13 +72,14 @@ interface SetupScript {
 /** The log of one setup: streamed as it comes (redacted), its tail kept for an error. */
 class SetupLog {
   private tail = "";
-  private readonly streams: Record<"stdout" | "stderr", Redactor>;
+  private readonly streams: Record<"stdout" | "stderr", RedactingStream>;
 
   constructor(
     secrets: TaskEnvironment["secrets"],
     private readonly output: (text: string) => void,
   ) {
-    this.streams = { stdout: new Redactor(secrets), stderr: new Redactor(secrets) };
+    const redactor = new SecretRedactor(secrets);
+    this.streams = { stdout: redactor.stream(), stderr: redactor.stream() };
   }
 
   write(stream: "stdout" | "stderr", text: string): void {
@@ -91,8 +92,8 @@ class SetupLog {
   }
 
   end(): void {
-    this.emit(this.streams.stdout.flush());
-    this.emit(this.streams.stderr.flush());
+    this.emit(this.streams.stdout.end());
+    this.emit(this.streams.stderr.end());
   }
 
   lastLines(): string {

@@ -16,7 +16,7 @@ import { and, asc, eq, isNull, or, type SQL, sql } from "drizzle-orm";
 import { NotFoundError } from "../errors";
 import { normalizeRepoUrl } from "../repository/repository-store";
 import type { Clock } from "../utils/clock";
-import type { NamedSecret } from "../utils/redaction";
+import type { Secret } from "../utils/redaction";
 import type { SecretBox } from "../utils/secret-box";
 
 export interface SecretInfo {
@@ -87,7 +87,7 @@ export class SecretStore {
    * The secrets a task on `repoUrl` may use, with their values: the
    * repository's own, and the server-wide ones it does not override.
    */
-  async forRepository(repoUrl: string): Promise<NamedSecret[]> {
+  async forRepository(repoUrl: string): Promise<Secret[]> {
     const scope = normalizeRepoUrl(repoUrl);
     const rows = await this.deps.db
       .select()

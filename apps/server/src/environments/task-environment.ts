@@ -14,7 +14,7 @@
  * in the workspace's files by Umbra's doing, never in the task's JSON.
  */
 import type { CommandResult, RunCommandOptions, ToolExecutor } from "@repo/workspace";
-import type { NamedSecret } from "../utils/redaction";
+import type { Secret } from "../utils/redaction";
 import type { Environment, EnvironmentStore } from "./environment-store";
 import type { SecretStore } from "./secret-store";
 
@@ -22,7 +22,7 @@ export interface TaskEnvironment {
   /** The repository's environment, or null when none is configured. */
   environment: Environment | null;
   /** Every secret in scope (what the redactor replaces). */
-  secrets: NamedSecret[];
+  secrets: Secret[];
   /** Variables of the setup script: the plain ones and every secret. */
   setupEnv: Record<string, string>;
   /** Variables of the agent's commands: the plain ones and the secrets named in `agentSecrets`. */

@@ -20,7 +20,7 @@ import { asc, eq, sql } from "drizzle-orm";
 import type { AgentOutput, ConversationMessage } from "../agent/types";
 import type { Clock } from "../utils/clock";
 import { DB_READ_RETRY_DEADLINE_MS, DB_RETRY_DEADLINE_MS, retryTransient } from "../utils/db-retry";
-import { type NamedSecret, Redactor } from "../utils/redaction";
+import { type RedactingStream, type Secret, SecretRedactor } from "../utils/redaction";
 
 export interface MessageLogDeps {
   db: Db;
@@ -130,10 +130,11 @@ export class TurnOutput implements AgentOutput {
   private chain: Promise<unknown> = Promise.resolve();
   private lastFlush = 0;
   private failure: unknown = null;
-  private redactors: Record<ChunkType, Redactor> = {
-    text: new Redactor([]),
-    stdout: new Redactor([]),
-    stderr: new Redactor([]),
+  private redactor = new SecretRedactor([]);
+  private streams: Record<ChunkType, RedactingStream> = {
+    text: this.redactor.stream(),
+    stdout: this.redactor.stream(),
+    stderr: this.redactor.stream(),
   };
 
   constructor(
@@ -144,13 +145,14 @@ export class TurnOutput implements AgentOutput {
   ) {}
 
   /** From now on, every occurrence of these secrets' values becomes `[secret:NAME]`. Call before output starts. */
-  redactSecrets(secrets: readonly NamedSecret[]): void {
-    this.redactors = { text: new Redactor(secrets), stdout: new Redactor(secrets), stderr: new Redactor(secrets) };
+  redactSecrets(secrets: readonly Secret[]): void {
+    this.redactor = new SecretRedactor([...secrets]);
+    this.streams = { text: this.redactor.stream(), stdout: this.redactor.stream(), stderr: this.redactor.stream() };
   }
 
   /** `text` with the secrets replaced (for an error message that did not pass the stream). */
   redact(text: string): string {
-    return this.redactors.text.redact(text);
+    return this.redactor.redact(text);
   }
 
   text(delta: string): void {
@@ -163,7 +165,7 @@ export class TurnOutput implements AgentOutput {
 
   toolCall(raw: { toolCallId: string; toolName: string; input: unknown }): void {
     this.closeOpen();
-    const call = { ...raw, input: this.redactors.text.redactDeep(raw.input) };
+    const call = { ...raw, input: this.redactor.redactValue(raw.input) };
     const message: OpenMessage = {
       id: "",
       role: "tool",
@@ -180,7 +182,7 @@ export class TurnOutput implements AgentOutput {
   }
 
   toolResult(raw: { toolCallId: string; toolName: string; output: unknown; isError?: boolean }): void {
-    const result = { ...raw, output: this.redactors.text.redactDeep(raw.output) };
+    const result = { ...raw, output: this.redactor.redactValue(raw.output) };
     const message = this.tools.get(result.toolCallId);
     this.tools.delete(result.toolCallId);
     const content = typeof result.output === "string" ? result.output : JSON.stringify(result.output ?? null);
@@ -208,7 +210,7 @@ export class TurnOutput implements AgentOutput {
   private stream(chunkType: ChunkType, text: string): void {
     if (!text) return;
     if (this.open && this.open.metadata?.kind !== STREAM_MESSAGE[chunkType].kind) this.closeOpen();
-    this.write(chunkType, this.redactors[chunkType].push(text));
+    this.write(chunkType, this.streams[chunkType].push(text));
   }
 
   /** Appends already-redacted text to the stream's message, opening one when needed. */
@@ -240,7 +242,7 @@ export class TurnOutput implements AgentOutput {
 
   /** Releases what the redactors hold back, then ends the open message. */
   private closeOpen(): void {
-    for (const chunkType of CHUNK_TYPES) this.write(chunkType, this.redactors[chunkType].flush());
+    for (const chunkType of CHUNK_TYPES) this.write(chunkType, this.streams[chunkType].end());
     this.endOpen();
   }
 

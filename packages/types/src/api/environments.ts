@@ -28,8 +28,9 @@ export const EnvNameSchema = z
 /**
  * Shortest secret value: a value of a few characters occurs in ordinary
  * output by chance, and replacing every occurrence would garble the logs.
+ * The same bound as the server's redaction, so every stored secret is redacted.
  */
-export const MIN_SECRET_LENGTH = 4;
+export const MIN_SECRET_LENGTH = 8;
 
 const NoNul = (value: string) => !value.includes("\0");
 
