@@ -119,6 +119,11 @@ export function initLogLine(event: InitProgressEvent): Omit<InitLogEntry, "id"> 
       return { tone: "done", text: event.message ?? "Workspace ready" };
     case "init-error":
       return { tone: "error", text: `${name ? `${name}: ` : ""}${event.error ?? event.message ?? "failed"}` };
+    case "step-log": {
+      // A piece of the setup script's output, already redacted by the server.
+      const text = event.log?.replace(/\n$/, "") ?? "";
+      return text ? { tone: "info", text } : null;
+    }
   }
 }
 
