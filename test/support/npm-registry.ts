@@ -15,8 +15,8 @@ import { tempDir } from "./git";
 export interface RegistryPackage {
   name: string;
   version: string;
-  /** Files of the package, `package.json` included. */
-  files: Record<string, string>;
+  /** Files of the package, `package.json` included (text, or bytes as they are). */
+  files: Record<string, string | Buffer>;
 }
 
 export interface PublishedPackage {
@@ -76,7 +76,7 @@ export async function startNpmRegistry(packages: RegistryPackage[]): Promise<Npm
     tarballs.set(tarballPath, tarball);
     const integrity = `sha512-${createHash("sha512").update(tarball).digest("base64")}`;
     const tarballUrl = `${url}${tarballPath.slice(1)}`;
-    const manifest = JSON.parse(pkg.files["package.json"] ?? "{}") as Record<string, unknown>;
+    const manifest = JSON.parse(String(pkg.files["package.json"] ?? "{}")) as Record<string, unknown>;
     documents.set(pkg.name, {
       name: pkg.name,
       "dist-tags": { latest: pkg.version },

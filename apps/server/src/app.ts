@@ -123,6 +123,7 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
     store,
     tasks,
     dependencies: environments.installer,
+    sandboxNetwork: (repoUrl) => environments.forTasks.sandboxNetwork(repoUrl, config.sandbox.network),
     onProgress: (taskId, progress) => events.initProgress(taskId, progress),
     log: log.child({ component: "init" }),
   });

@@ -4,7 +4,9 @@
  * project's one dependency from a registry on 127.0.0.1, a turn then runs the
  * project's tests with `npm test`, and after the workspace is gone a
  * re-initialization gets node_modules back from the cache — the registry is
- * not asked again and the tests still pass.
+ * not asked again and the tests still pass. In remote mode the registry is
+ * reachable from the sandbox only because the environment's allowedDomains
+ * names it (the server's default allowlist does not).
  */
 import { join } from "node:path";
 import { openDatabase } from "@repo/db";
@@ -97,6 +99,7 @@ describe.each(["local", "remote"] as const)("a Node project set up with npm ci i
       repoUrl: repo,
       setupScript: "npm ci --no-audit --no-fund",
       env: { npm_config_registry: registry.url, npm_config_update_notifier: "false" },
+      allowedDomains: [new URL(registry.url).host],
     });
     const run = (start: () => Promise<TaskDto>) => recordRun(t, arm, start);
 

@@ -10,10 +10,14 @@
  * - Every secret in scope is redacted from every output of the task, whoever
  *   printed it: setup can write a secret into a file the agent later prints.
  *
+ * A new sandbox's egress policy is the environment's `network` and
+ * `allowedDomains` where it sets them, the server's otherwise.
+ *
  * A secret reaches a process only this way: never on a command line, never
  * in the workspace's files by Umbra's doing, never in the task's JSON.
  */
 import type { CommandResult, RunCommandOptions, ToolExecutor } from "@repo/workspace";
+import type { NetworkPolicy } from "../execution/vm/egress/egress-policy";
 import type { Secret } from "../utils/redaction";
 import type { Environment, EnvironmentStore } from "./environment-store";
 import type { SecretStore } from "./secret-store";
@@ -50,6 +54,25 @@ export class TaskEnvironments {
       },
     };
   }
+
+  /** The egress policy of a new sandbox for `repoUrl` (see sandboxNetwork). */
+  async sandboxNetwork(repoUrl: string, server: NetworkPolicy): Promise<NetworkPolicy | undefined> {
+    return sandboxNetwork(await this.deps.environments.get(repoUrl), server);
+  }
+}
+
+/**
+ * A sandbox's egress policy for the environment: its `network` and
+ * `allowedDomains` each replace the server's (SANDBOX_NETWORK,
+ * SANDBOX_ALLOWED_DOMAINS) when set. Undefined when the environment sets
+ * neither, so the provider's own default applies.
+ */
+export function sandboxNetwork(environment: Environment | null, server: NetworkPolicy): NetworkPolicy | undefined {
+  if (!environment || (environment.network === null && environment.allowedDomains === null)) return undefined;
+  return {
+    mode: environment.network ?? server.mode,
+    allowedDomains: environment.allowedDomains ?? server.allowedDomains,
+  };
 }
 
 /**

@@ -11,6 +11,7 @@ import type { Logger } from "../logger";
 import type { RepositoryStore } from "../repository/repository-store";
 import type { Clock } from "../utils/clock";
 import type { TaskFieldsPatch } from "../utils/task-status";
+import type { NetworkPolicy } from "./vm/egress/egress-policy";
 import type { EgressDenial } from "./vm/egress/egress-proxy";
 import type { VmProvider } from "./vm/types";
 
@@ -22,6 +23,11 @@ export interface StepContext {
   log: Logger;
   /** A piece of the step's own output (a setup log), already redacted; shown live as `step-log` progress. */
   output(text: string): void;
+  /**
+   * The sandbox's egress policy from the repository's environment (CREATE_VM);
+   * absent: the provider's own (SANDBOX_NETWORK / SANDBOX_ALLOWED_DOMAINS).
+   */
+  network?: NetworkPolicy;
 }
 
 export interface WorkspaceManager {

@@ -20,6 +20,7 @@ import { getStepsForMode, type InitializationProgress, InitStatus, STEP_DISPLAY_
 import type { DependencyInstaller } from "../environments/install-dependencies";
 import { errorMessage, StopRequest, TaskBusyError } from "../errors";
 import type { StepContext, WorkspaceManager } from "../execution/types";
+import type { NetworkPolicy } from "../execution/vm/egress/egress-policy";
 import type { Logger } from "../logger";
 import type { RepositoryIndexer } from "../repository/indexer";
 import type { RepositoryStore } from "../repository/repository-store";
@@ -33,6 +34,11 @@ export interface StepDeps {
   indexer: RepositoryIndexer;
   store: RepositoryStore;
   dependencies: DependencyInstaller;
+  /**
+   * The egress policy of a new sandbox for `repoUrl` (its environment's
+   * network and allowedDomains); undefined: the provider's default.
+   */
+  sandboxNetwork?: (repoUrl: string) => Promise<NetworkPolicy | undefined>;
 }
 
 export interface StepDefinition {
@@ -48,7 +54,13 @@ const workspaceStep = (step: ProvisionStep): StepDefinition => ({
 /** What each InitStatus step does. */
 export const STEP_DEFINITIONS: Record<ProvisionStep, StepDefinition> = {
   PREPARE_WORKSPACE: workspaceStep(InitStatus.PREPARE_WORKSPACE),
-  CREATE_VM: workspaceStep(InitStatus.CREATE_VM),
+  CREATE_VM: {
+    name: STEP_DISPLAY_NAMES.CREATE_VM,
+    async run(context, { workspaces, sandboxNetwork }) {
+      const network = await sandboxNetwork?.(context.task.repoUrl);
+      return workspaces.runStep(InitStatus.CREATE_VM, network ? { ...context, network } : context);
+    },
+  },
   WAIT_VM_READY: workspaceStep(InitStatus.WAIT_VM_READY),
   VERIFY_VM_WORKSPACE: workspaceStep(InitStatus.VERIFY_VM_WORKSPACE),
   INSTALL_DEPENDENCIES: {

@@ -82,7 +82,7 @@ export class RemoteWorkspaceManager implements WorkspaceManager {
     }
   }
 
-  private async createVm({ task, log }: StepContext) {
+  private async createVm({ task, log, network }: StepContext) {
     const { store, provider, db, clock } = this.options;
     const base = await resolveTaskBase(store, task);
     await store.ensureBranch(task.repoUrl, base.branch, base.baseCommitSha);
@@ -92,6 +92,7 @@ export class RemoteWorkspaceManager implements WorkspaceManager {
       taskId: task.id,
       token,
       labels: { [UMBRA_LABELS.managedBy]: UMBRA_MANAGED_BY, [UMBRA_LABELS.taskId]: task.id },
+      network,
     });
     const sessionId = randomUUID();
     await db.insert(vmSessions).values({
