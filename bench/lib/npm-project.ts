@@ -1,138 +1,111 @@
 /**
  * A Node project for the environment-cache benchmark, whose setup is a real
- * `npm ci` of a few hundred packages, and the registry it installs from: a
- * mirror on 127.0.0.1, so every cold setup downloads the same bytes at the
- * same speed whatever the network does.
+ * `npm ci` of a few hundred packages, and the registry it installs from, on
+ * 127.0.0.1. Everything is built from what is already on this machine: the
+ * benchmark never sends traffic off it.
  *
- * - From the npm registry: the project in bench/fixtures/npm-project (jest
- *   and eslint, 337 packages, versions pinned by its lockfile). The mirror
- *   keeps every tarball under bench/.cache/npm-tarballs, fetched from
- *   registry.npmjs.org once and reused by every later run.
- * - When a tarball is neither cached nor fetchable (no network): a project
- *   of generated packages, as many and served by the same kind of registry,
- *   so the benchmark still measures `npm ci` of a few hundred packages.
+ * - Real packages: the first few hundred (by name) of those installed in this
+ *   repository's own node_modules, each published as it is on disk (its
+ *   files, its manifest without dependencies and scripts, so that each is a
+ *   leaf and nothing runs at install), all depended on by the project. The
+ *   installed tree then has real packages' files, sizes and counts.
+ * - When this repository has too few installed packages: generated packages,
+ *   as many, served by the same kind of registry.
  */
-import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
-import { createServer } from "node:http";
-import type { AddressInfo } from "node:net";
-import { dirname, join } from "node:path";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
-import { startNpmRegistry } from "../../test/support/npm-registry";
+import { type RegistryPackage, startNpmRegistry } from "../../test/support/npm-registry";
 import { benchTempDir, commitRepo } from "./repos";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
-const FIXTURE = join(HERE, "..", "fixtures", "npm-project");
-const TARBALLS = join(HERE, "..", ".cache", "npm-tarballs");
-const UPSTREAM = "https://registry.npmjs.org/";
-const GENERATED_PACKAGES = 300;
+const REPOSITORY = join(HERE, "..", "..");
+const PACKAGES = 300;
+/** Larger packages are passed over: a few would dominate the tree's size. */
+const MAX_PACKAGE_BYTES = 1024 * 1024;
 
 export interface NpmProject {
   /** The project's git repository. */
   path: string;
   packages: number;
-  source: "npm registry, mirrored on 127.0.0.1" | "generated packages on 127.0.0.1";
+  source: "packages from this repository's node_modules on 127.0.0.1" | "generated packages on 127.0.0.1";
   /** npm_config_registry for its setup. */
   registryUrl: string;
   close(): Promise<void>;
 }
 
 interface LockEntry {
-  name?: string;
   version?: string;
-  resolved?: string;
-  integrity?: string;
   link?: boolean;
 }
 
-/** The registry path of an entry's tarball: `@scope/name/-/name-1.0.0.tgz`. */
-function tarballPath(location: string, entry: LockEntry): string {
-  const name = entry.name ?? location.slice(location.lastIndexOf("node_modules/") + "node_modules/".length);
-  return `${name}/-/${name.split("/").pop()}-${entry.version}.tgz`;
-}
-
-function cacheFile(path: string): string {
-  return join(TARBALLS, `${createHash("sha256").update(path).digest("hex").slice(0, 32)}.tgz`);
-}
-
-async function fetchUpstream(path: string): Promise<void> {
-  const response = await fetch(`${UPSTREAM}${path}`, { signal: AbortSignal.timeout(60_000) });
-  if (!response.ok) throw new Error(`${path}: ${response.status}`);
-  const file = cacheFile(path);
-  writeFileSync(`${file}.part`, Buffer.from(await response.arrayBuffer()));
-  renameSync(`${file}.part`, file);
-}
-
-/** Fetches every tarball the cache lacks, a few at a time; false when one cannot be had. */
-async function fillMirror(paths: string[], log: (m: string) => void): Promise<boolean> {
-  mkdirSync(TARBALLS, { recursive: true });
-  const missing = paths.filter((path) => !existsSync(cacheFile(path)));
-  if (missing.length === 0) return true;
-  log(`fetching ${missing.length} tarballs from ${UPSTREAM} into bench/.cache (once)`);
-  let failed: unknown = null;
-  const queue = [...missing];
-  await Promise.all(
-    Array.from({ length: 8 }, async () => {
-      for (let path = queue.shift(); path && !failed; path = queue.shift()) {
-        await fetchUpstream(path).catch((error) => {
-          failed = error;
-        });
+/** A package's files as installed, without its own nested node_modules; null past the size limit. */
+function installedFiles(dir: string): Record<string, string | Buffer> | null {
+  const files: Record<string, string | Buffer> = {};
+  let bytes = 0;
+  const walk = (at: string): boolean => {
+    for (const entry of readdirSync(at, { withFileTypes: true })) {
+      const path = join(at, entry.name);
+      if (entry.isDirectory()) {
+        if (entry.name !== "node_modules" && !walk(path)) return false;
+      } else if (entry.isFile()) {
+        bytes += statSync(path).size;
+        if (bytes > MAX_PACKAGE_BYTES) return false;
+        files[relative(dir, path)] = readFileSync(path);
       }
-    }),
-  );
-  if (failed) log(`the npm registry is not reachable (${failed}); using generated packages instead`);
-  return !failed;
-}
-
-async function mirrorProject(log: (m: string) => void): Promise<NpmProject | null> {
-  const manifest = readFileSync(join(FIXTURE, "package.json"), "utf8");
-  const lock = JSON.parse(readFileSync(join(FIXTURE, "package-lock.json"), "utf8")) as {
-    packages: Record<string, LockEntry>;
-  };
-  const entries = Object.entries(lock.packages).filter(([location, e]) => location !== "" && !e.link);
-  if (
-    !(await fillMirror(
-      entries.map(([location, e]) => tarballPath(location, e)),
-      log,
-    ))
-  )
-    return null;
-
-  const server = createServer((req, res) => {
-    const path = decodeURIComponent((req.url ?? "/").slice(1).split("?")[0]!);
-    const file = cacheFile(path);
-    if (!existsSync(file)) {
-      res.writeHead(404).end();
-      return;
     }
-    const body = readFileSync(file);
-    res.writeHead(200, { "content-type": "application/octet-stream", "content-length": body.length }).end(body);
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const registryUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
-  // Pin every package to the mirror: npm ci then fetches tarballs only, no package documents.
-  for (const [location, entry] of entries) entry.resolved = `${registryUrl}${tarballPath(location, entry)}`;
-  const path = benchTempDir("npm-project");
-  commitRepo(
-    path,
-    new Map([
-      [".gitignore", "node_modules/\n"],
-      ["package.json", manifest],
-      ["package-lock.json", `${JSON.stringify(lock, null, 2)}\n`],
-    ]),
-  );
-  return {
-    path,
-    packages: entries.length,
-    source: "npm registry, mirrored on 127.0.0.1",
-    registryUrl,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    return true;
   };
+  return walk(dir) ? files : null;
 }
 
-/** Generated packages: each a few small modules, all depended on by the project. */
-async function generatedProject(): Promise<NpmProject> {
-  const packages = Array.from({ length: GENERATED_PACKAGES }, (_, i) => {
+/** The manifest a leaf package is published with: no dependencies, no scripts, no bin links. */
+function leafManifest(raw: Buffer | string): string {
+  const {
+    dependencies,
+    optionalDependencies,
+    peerDependencies,
+    peerDependenciesMeta,
+    bundleDependencies,
+    bundledDependencies,
+    devDependencies,
+    scripts,
+    bin,
+    directories,
+    ...rest
+  } = JSON.parse(String(raw)) as Record<string, unknown>;
+  return JSON.stringify(rest);
+}
+
+/** Up to `count` packages of this repository's node_modules, top-level ones only, by name. */
+function installedPackages(count: number): RegistryPackage[] {
+  const lockFile = join(REPOSITORY, "package-lock.json");
+  if (!existsSync(lockFile)) return [];
+  const lock = JSON.parse(readFileSync(lockFile, "utf8")) as { packages: Record<string, LockEntry> };
+  const locations = Object.keys(lock.packages)
+    .filter((location) => /^node_modules\/(@[^/]+\/)?[^/@][^/]*$/.test(location))
+    .sort();
+  const packages: RegistryPackage[] = [];
+  for (const location of locations) {
+    if (packages.length === count) break;
+    const entry = lock.packages[location]!;
+    const dir = join(REPOSITORY, location);
+    if (entry.link || !entry.version || !existsSync(join(dir, "package.json"))) continue;
+    const files = installedFiles(dir);
+    if (!files) continue;
+    const name = location.slice("node_modules/".length);
+    packages.push({
+      name,
+      version: entry.version,
+      files: { ...files, "package.json": leafManifest(files["package.json"]!) },
+    });
+  }
+  return packages;
+}
+
+/** Generated packages: each a few small modules. */
+function generatedPackages(count: number): RegistryPackage[] {
+  return Array.from({ length: count }, (_, i) => {
     const name = `bench-generated-${String(i).padStart(3, "0")}`;
     const files: Record<string, string> = {
       "package.json": JSON.stringify({ name, version: "1.0.0", main: "index.js" }),
@@ -144,6 +117,10 @@ async function generatedProject(): Promise<NpmProject> {
     }
     return { name, version: "1.0.0", files };
   });
+}
+
+/** A registry of `packages` on 127.0.0.1 and a project depending on all of them, its lockfile pinning each tarball. */
+async function projectOf(packages: RegistryPackage[], source: NpmProject["source"]): Promise<NpmProject> {
   const registry = await startNpmRegistry(packages);
   const dependencies = Object.fromEntries(registry.packages.map((p) => [p.name, p.version]));
   const lock = {
@@ -161,7 +138,7 @@ async function generatedProject(): Promise<NpmProject> {
       ),
     },
   };
-  const path = benchTempDir("npm-generated");
+  const path = benchTempDir("npm-project");
   commitRepo(
     path,
     new Map([
@@ -173,15 +150,14 @@ async function generatedProject(): Promise<NpmProject> {
       ["package-lock.json", `${JSON.stringify(lock, null, 2)}\n`],
     ]),
   );
-  return {
-    path,
-    packages: packages.length,
-    source: "generated packages on 127.0.0.1",
-    registryUrl: registry.url,
-    close: () => registry.close(),
-  };
+  return { path, packages: packages.length, source, registryUrl: registry.url, close: () => registry.close() };
 }
 
 export async function prepareNpmProject(log: (m: string) => void): Promise<NpmProject> {
-  return (await mirrorProject(log)) ?? (await generatedProject());
+  const installed = installedPackages(PACKAGES);
+  if (installed.length === PACKAGES) {
+    return projectOf(installed, "packages from this repository's node_modules on 127.0.0.1");
+  }
+  log(`only ${installed.length} packages installed in this repository (npm ci first); using generated packages`);
+  return projectOf(generatedPackages(PACKAGES), "generated packages on 127.0.0.1");
 }

@@ -5,7 +5,7 @@
  *
  * - Cold: a task on a repository the environment cache has never seen (a
  *   fresh copy at a new path); INSTALL_DEPENDENCIES runs `npm ci` with an
- *   empty npm cache, downloading every tarball from the registry mirror on
+ *   empty npm cache, downloading every tarball from the registry on
  *   127.0.0.1, then stores node_modules in the environment cache.
  *   Figure: POST /api/tasks → initStatus ACTIVE.
  * - Warm re-initialization: the same task archived (workspace destroyed),
@@ -80,6 +80,8 @@ async function runMode(mode: Mode, project: NpmProject, quick: boolean, log: (m:
       repoUrl,
       setupScript: "npm ci --no-audit --no-fund",
       env: { npm_config_registry: project.registryUrl, npm_config_update_notifier: "false" },
+      // The registry is on host loopback: a sandbox reaches it only when its environment names it.
+      allowedDomains: [new URL(project.registryUrl).host],
     });
   const cache = s.t.server.environmentCache!;
   try {
