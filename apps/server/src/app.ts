@@ -24,7 +24,10 @@ import { Metrics } from "./metrics";
 import { RepositoryIndexer } from "./repository/indexer";
 import { RepositoryStore } from "./repository/repository-store";
 import { registerTaskRoutes } from "./routes/tasks";
+import { RepoUrlPolicy, type ResolveHost } from "./security/repo-url-policy";
+import { HostAllowList, installRequestOriginGuard } from "./security/request-origin";
 import { MessageLog } from "./services/message-log";
+import { OutputLogs } from "./services/output-log";
 import { TaskCleanupService } from "./services/task-cleanup";
 import { TaskLifecycle } from "./services/task-lifecycle";
 import { TaskRecovery } from "./services/task-recovery";
@@ -45,6 +48,8 @@ export interface UmbraServerOptions {
   logger?: Logger;
   workspaces?: WorkspaceManager;
   agent?: AgentRunner;
+  /** How repository host names are resolved for the SSRF guard; default: the system resolver. */
+  resolveHost?: ResolveHost;
 }
 
 export interface UmbraServer {
@@ -89,8 +94,10 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
       (reply as FastifyReply).code(400).send({ error: { code: "VALIDATION_ERROR", message: error.message } });
     },
   }) as unknown as FastifyInstance;
+  const allowedHosts = HostAllowList.forServer(config.host, config.allowedHosts);
   const io = createSocketServer(fastify.server, {
     apiToken: config.apiToken,
+    refusal: (headers) => allowedHosts.refusal(headers),
     loadTask: (id) => lifecycle.get(id),
     log,
   });
@@ -115,7 +122,14 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
     options.workspaces ??
     (await createWorkspaceManager(config, { db, clock, store, log: log.child({ component: "workspace" }) }));
   const agent = options.agent ?? createAgentRunner(config);
-  const messages = new MessageLog({ db, clock, emitChunk: (taskId, chunk) => events.streamChunk(taskId, chunk) });
+  const outputs = new OutputLogs(join(config.dataDir, "logs"), config.output.logMaxBytes, clock, log);
+  const messages = new MessageLog({
+    db,
+    clock,
+    emitChunk: (taskId, chunk) => events.streamChunk(taskId, chunk),
+    outputs,
+    limits: { maxMessageBytes: config.output.messageMaxBytes },
+  });
   const loadTask = (id: string): Promise<TaskRow> => lifecycle.get(id);
   const engine = new TaskInitializationEngine({
     status,
@@ -170,8 +184,10 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
     dataDir: config.dataDir,
   });
 
+  installRequestOriginGuard(fastify, allowedHosts);
   installHttpBasics(fastify, config);
-  registerTaskRoutes(fastify, { lifecycle, messages, store });
+  const repoUrls = new RepoUrlPolicy({ ...config, resolve: options.resolveHost });
+  registerTaskRoutes(fastify, { lifecycle, messages, store, repoUrls, outputs });
   fastify.get("/api/health", async () => ({ ok: true }));
   fastify.get("/api/config", async () => ({
     mode: workspaces.mode,
