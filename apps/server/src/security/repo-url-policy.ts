@@ -47,7 +47,7 @@ export class RepoUrlPolicy {
     this.resolve = options.resolve ?? resolveWithSystem;
     const hosts = [...options.allowedRepoHosts, ...options.forgeUrls.map((url) => new URL(url).hostname)];
     for (const host of hosts) {
-      const bare = stripBrackets(host.toLowerCase()).replace(/:\d+$/, "");
+      const bare = withoutPort(host.toLowerCase());
       if (bare.includes("/") && ipaddr.isValidCIDR(bare)) this.ranges.push(ipaddr.parseCIDR(bare));
       else if (ipaddr.isValid(bare)) this.ranges.push(singleAddress(bare));
       else this.names.add(bare.replace(/\.$/, ""));
@@ -66,7 +66,8 @@ export class RepoUrlPolicy {
       return;
     }
     if (this.names.has(target.host)) return;
-    const addresses = await this.addressesOf(target.host);
+    // RFC 6761: localhost and its subdomains are loopback whatever a resolver says.
+    const addresses = isLocalhostName(target.host) ? ["127.0.0.1"] : await this.addressesOf(target.host);
     for (const address of addresses) {
       const parsed = ipaddr.process(address);
       if (this.ranges.some((range) => sameKind(parsed, range) && parsed.match(range))) continue;
@@ -109,8 +110,18 @@ export function parseRepoUrl(repoUrl: string): RepoTarget {
   throw new ValidationError("repoUrl must be a git URL (https, ssh, git, file) or an absolute path");
 }
 
+/** `[::1]:22` → `::1`, `host:22` → `host`; a bare IPv6 address or a CIDR range stays as it is. */
+function withoutPort(entry: string): string {
+  if (entry.startsWith("[")) return entry.slice(1, entry.indexOf("]"));
+  return entry.split(":").length === 2 ? entry.split(":")[0]! : entry;
+}
+
 function stripBrackets(host: string): string {
   return host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
+}
+
+function isLocalhostName(host: string): boolean {
+  return host === "localhost" || host.endsWith(".localhost");
 }
 
 function singleAddress(address: string): Range {

@@ -127,7 +127,7 @@ export class MessageLog {
       remaining = rest;
       // The embedded database runs a query on this thread and settles it without a turn of the event loop;
       // without this, a long content's writes would hold the loop (and every request) until the last one.
-      if (remaining) await new Promise((resolve) => setImmediate(resolve));
+      await new Promise((resolve) => setImmediate(resolve));
     }
     return at;
   }

@@ -73,9 +73,11 @@ class OpenMessage {
   /** Bytes accepted for storing (persisted or waiting). */
   acceptedBytes = 0;
   omittedBytes = 0;
-  unsaved = "";
+  // Waiting text is kept as the pieces it came in, never concatenated into one growing string:
+  // splitting such a string while it grows copies all of it again and again.
+  unsaved: string[] = [];
   unsavedBytes = 0;
-  unsent: { type: TextChunkType; text: string }[] = [];
+  unsent: { type: TextChunkType; text: string; bytes: number }[] = [];
   unsentBytes = 0;
   lastType: TextChunkType;
   saveQueued = false;
@@ -100,20 +102,63 @@ class OpenMessage {
     if (!kept) return;
     const bytes = utf8Bytes(kept);
     this.acceptedBytes += bytes;
-    this.unsaved += kept;
+    this.unsaved.push(kept);
     this.unsavedBytes += bytes;
-    const last = this.unsent.at(-1);
-    if (last && last.type === type) last.text += kept;
-    else this.unsent.push({ type, text: kept });
+    this.unsent.push({ type, text: kept, bytes });
     this.unsentBytes += bytes;
     this.lastType = type;
   }
 
-  takeUnsaved(): string {
-    const text = this.unsaved;
-    this.unsaved = "";
+  /** The waiting text, joined into pieces of about BATCH_BYTES. */
+  takeUnsaved(): string[] {
+    const batches: string[] = [];
+    let batch: string[] = [];
+    let bytes = 0;
+    for (const piece of this.unsaved) {
+      batch.push(piece);
+      bytes += utf8Bytes(piece);
+      if (bytes >= BATCH_BYTES) {
+        batches.push(batch.join(""));
+        batch = [];
+        bytes = 0;
+      }
+    }
+    if (batch.length > 0) batches.push(batch.join(""));
+    this.unsaved = [];
     this.unsavedBytes = 0;
-    return text;
+    return batches;
+  }
+
+  /** Up to `maxBytes` of the waiting text at the head of the stream, all of one chunk type. */
+  takeUnsent(maxBytes: number): { type: TextChunkType; text: string } | null {
+    const first = this.unsent[0];
+    if (!first) return null;
+    const parts: string[] = [];
+    let bytes = 0;
+    while (this.unsent.length > 0 && this.unsent[0]!.type === first.type && bytes < maxBytes) {
+      const next = this.unsent[0]!;
+      if (bytes + next.bytes <= maxBytes) {
+        parts.push(next.text);
+        bytes += next.bytes;
+        this.unsent.shift();
+        continue;
+      }
+      const [head, rest] = splitUtf8(next.text, maxBytes - bytes);
+      if (!head) break;
+      const headBytes = utf8Bytes(head);
+      parts.push(head);
+      bytes += headBytes;
+      next.text = rest;
+      next.bytes -= headBytes;
+    }
+    if (parts.length === 0) {
+      // One character larger than the room: send it whole rather than never.
+      this.unsent.shift();
+      parts.push(first.text);
+      bytes = first.bytes;
+    }
+    this.unsentBytes -= bytes;
+    return { type: first.type, text: parts.join("") };
   }
 
   close(): void {
@@ -208,7 +253,9 @@ export class TurnOutput implements AgentOutput {
     if (this.open && (this.open.role !== role || this.open.metadata.kind !== metadata.kind)) this.closeOpen();
     const message = this.open ?? this.openMessage(role, metadata, type);
     const logReady = this.deps.log.write(text);
-    message.accept(type, storableText(text), this.limits.maxMessageBytes);
+    // Once a message is full, its output is only counted: a flood costs no more than its byte count here.
+    if (message.acceptedBytes >= this.limits.maxMessageBytes) message.omittedBytes += utf8Bytes(text);
+    else message.accept(type, storableText(text), this.limits.maxMessageBytes);
     this.scheduleSend(message);
     this.scheduleSave(message);
     return logReady ? undefined : this.deps.log.drained();
@@ -269,22 +316,18 @@ export class TurnOutput implements AgentOutput {
   /** Streams up to `budget` bytes of what is waiting, in chunks of at most CHUNK_BYTES. */
   private send(message: OpenMessage, budget: number): void {
     let left = budget;
-    while (message.unsent.length > 0 && left > 0) {
-      const next = message.unsent[0]!;
-      const [text, rest] = splitUtf8(next.text, Math.min(CHUNK_BYTES, left));
-      if (!text) break;
-      const bytes = utf8Bytes(text);
-      this.emit({ type: next.type, messageId: message.id, text });
-      message.unsentBytes -= bytes;
-      left -= bytes;
-      if (rest) next.text = rest;
-      else message.unsent.shift();
+    while (left > 0) {
+      const chunk = message.takeUnsent(Math.min(CHUNK_BYTES, left));
+      if (!chunk) return;
+      this.emit({ type: chunk.type, messageId: message.id, text: chunk.text });
+      left -= utf8Bytes(chunk.text);
     }
   }
 
   private async save(message: OpenMessage): Promise<void> {
-    const text = message.takeUnsaved();
-    if (text) message.cursor = await this.deps.store.appendContent(message.cursor, text);
+    for (const batch of message.takeUnsaved()) {
+      message.cursor = await this.deps.store.appendContent(message.cursor, batch);
+    }
   }
 
   private closeOpen(): void {

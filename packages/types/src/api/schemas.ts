@@ -54,7 +54,7 @@ export function textField(field: string, { multiline = false } = {}) {
   });
 }
 
-const GIT_URL = /^(https?:\/\/|ssh:\/\/|git:\/\/|file:\/\/|[\w.-]+@[\w.-]+:)/;
+const GIT_URL = /^(https?:\/\/|ssh:\/\/|git:\/\/|file:\/\/|[\w.-]+@[\w.-]+:)/i;
 /** `scheme://userinfo@` — the userinfo of a URL, where tokens and passwords get pasted. */
 const URL_USERINFO = /^([a-z][a-z0-9+.-]*):\/\/([^/?#]*)@/i;
 
