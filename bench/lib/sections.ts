@@ -3,6 +3,7 @@ import { cleanupLagSection } from "../sections/cleanup-lag";
 import { concurrencySection } from "../sections/concurrency";
 import { dueQuerySection } from "../sections/due-query";
 import { followUpSection } from "../sections/follow-up";
+import { outputFloodSection } from "../sections/output-flood";
 import { timeToActiveSection } from "../sections/time-to-active";
 import type { Section } from "./section";
 
@@ -12,4 +13,5 @@ export const SECTIONS: readonly Section[] = [
   concurrencySection,
   cleanupLagSection,
   dueQuerySection,
+  outputFloodSection,
 ];

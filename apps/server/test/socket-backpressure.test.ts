@@ -9,7 +9,7 @@
  * came, in order.
  */
 import { createServer as createHttpServer } from "node:http";
-import { createServer as createTcpServer, type Server as TcpServer, type Socket as TcpSocket, connect } from "node:net";
+import { connect, createServer as createTcpServer, type Server as TcpServer, type Socket as TcpSocket } from "node:net";
 import type { TaskRow } from "@repo/db";
 import type { StreamChunkEvent } from "@repo/types";
 import { io as connectSocket, type Socket } from "socket.io-client";

@@ -117,6 +117,23 @@ describe.each(targets)("turn output and message store on $name", (target) => {
     expect(file).toContain(`command output (message ${message!.id})\n${line.repeat(5000)}`);
   });
 
+  it("caps a tool result, in its content, its metadata and its stream chunk", async () => {
+    const taskId = await newTask();
+    const chunks: StreamChunk[] = [];
+    const log = messageLog(chunks, { maxMessageBytes: KIB });
+    const output = log.openTurn(taskId);
+    output.toolCall({ toolCallId: "c1", toolName: "readFile", input: { path: "big.txt" } });
+    output.toolResult({ toolCallId: "c1", toolName: "readFile", output: "z".repeat(5000) });
+    await output.close();
+
+    const capped = `${"z".repeat(KIB)}\n… ${5000 - KIB} bytes omitted; the task's log has the full output (GET /api/tasks/${taskId}/log)`;
+    const [message] = await log.list(taskId);
+    expect(message!.content).toBe(capped);
+    expect(message!.metadata).toMatchObject({ output: capped, omittedBytes: 5000 - KIB });
+    expect(chunks.find((c) => c.type === "tool-result")).toMatchObject({ output: capped });
+    expect(readFileSync(join(logDir, `${taskId}.log`), "utf8")).toContain("z".repeat(5000));
+  });
+
   it("caps the log file at its own limit and says how much it left out", async () => {
     const taskId = await newTask();
     const log = messageLog([], { maxMessageBytes: 10 * KIB, logMaxBytes: 50 * KIB });

@@ -5,7 +5,8 @@
  *
  * Invariants:
  * - Bounded: a message stores and streams at most `maxMessageBytes`; the
- *   rest is counted and the message ends with "… N bytes omitted". The
+ *   rest is counted and the message ends with a note "… N bytes omitted"
+ *   that points to the task's log. The
  *   task's log (output-log.ts) keeps the full output under its own cap, and
  *   a command is paused while that file is behind, so a flood costs
  *   bounded memory however fast it comes.
@@ -218,8 +219,11 @@ export class TurnOutput implements AgentOutput {
     this.deps.log.heading(`tool result ${result.toolName} (message ${known ?? "new"})`);
     this.deps.log.write(raw);
     const [content, rest] = splitUtf8(storableText(raw), this.limits.maxMessageBytes);
-    const stored = rest ? `${content}${omissionNote(utf8Bytes(rest), this.deps.taskId)}` : content;
-    const patch = { output: storableJson(result.output ?? null), isError: result.isError ?? false };
+    const omittedBytes = rest ? utf8Bytes(rest) : 0;
+    const stored = rest ? `${content}${omissionNote(omittedBytes, this.deps.taskId)}` : content;
+    // An output over the cap is kept (and sent) only as its capped text, in the metadata too.
+    const output = rest ? stored : storableJson(result.output ?? null);
+    const patch = { output, isError: result.isError ?? false, ...(rest ? { omittedBytes } : {}) };
     this.enqueue(async () => {
       let messageId = known;
       if (messageId) {
@@ -230,7 +234,7 @@ export class TurnOutput implements AgentOutput {
         const metadata = { kind: "tool-call", toolCallId: result.toolCallId, toolName: result.toolName, ...patch };
         await this.deps.store.append(this.deps.taskId, "tool", stored, metadata, messageId);
       }
-      this.emit({ type: "tool-result", messageId, ...storableJson(result) });
+      this.emit({ type: "tool-result", messageId, ...result, output });
       this.emit({ type: "message-end", messageId });
     });
   }
