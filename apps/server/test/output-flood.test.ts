@@ -11,6 +11,8 @@
  *   says how much it left out; GET /api/tasks/:id/log serves that file;
  * - NUL and other control bytes in the output are stored, and nothing after
  *   them is lost.
+ * In remote mode the same flood crosses the sidecar's exec stream, which
+ * slows the command down when the server reads slower than it writes.
  */
 import { readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
@@ -130,4 +132,37 @@ describe.each(targets)("an agent flooding its output, on $name", (target) => {
       },
     );
   }, 120_000);
+});
+
+describe("an agent flooding its output in remote mode (through the sidecar)", () => {
+  it("keeps health answering and memory bounded, caps the message, and ends the turn", async () => {
+    await reliabilityCase(
+      "hostile",
+      FILE,
+      "remote mode: the agent prints 135 MB through the sidecar's exec stream",
+      async (observe) => {
+        const bytes = 100_000_000;
+        const dataDir = dataDirs.create("umbra-flood-remote-");
+        const server = await spawnServer({ dataDir, env: { AGENT_MODE: "remote" } });
+        const flood = await floodTask(server, createRepo(), bytes);
+        const worst = Math.max(...flood.healthMs);
+        observe(
+          `turn ${flood.status} after ${(flood.turnMs / 1000).toFixed(1)} s; worst /api/health ${worst.toFixed(0)} ms over ${flood.healthMs.length} probes; RSS ${flood.rssBeforeMb.toFixed(0)} → ${flood.rssMaxMb.toFixed(0)} MB`,
+        );
+        expect(flood.status).toBe("COMPLETED");
+        expect(worst).toBeLessThan(1000);
+        expect(flood.rssMaxMb - flood.rssBeforeMb).toBeLessThan(200);
+        const { messages } = (
+          await server.api<{ messages: MessageDto[] }>("GET", `/api/tasks/${flood.taskId}/messages`)
+        ).body;
+        const output = messages.find((m) => m.metadata?.kind === "command-output")!;
+        expect(output.content.slice(10 * MIB)).toBe(
+          `\n… ${base64OutputBytes(bytes) - 10 * MIB} bytes omitted; the task's log has the full output (GET /api/tasks/${flood.taskId}/log)`,
+        );
+        expect((await server.api("POST", `/api/tasks/${flood.taskId}/archive`)).status).toBe(200);
+        expect(await server.stop()).toBe(0);
+        expect(await settleProcessesUnder(dataDir)).toEqual([]);
+      },
+    );
+  }, 300_000);
 });
