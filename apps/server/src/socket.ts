@@ -27,6 +27,7 @@ import { AppError } from "./errors";
 import type { Logger } from "./logger";
 import { toTaskDto } from "./routes/dto";
 import { scrubCredentials } from "./security/credentials";
+import type { TaskRepository } from "./services/task-repository";
 import { tokenMatches } from "./utils/auth";
 
 export type UmbraSocketServer = Server<ClientToServerEvents, ServerToClientEvents>;
@@ -95,7 +96,7 @@ export interface SocketDeps {
   apiToken?: string;
   /** Why a handshake with these headers is refused, or null (the Host/Origin allow-list). */
   refusal?: (headers: IncomingHttpHeaders) => string | null;
-  loadTask(taskId: string): Promise<TaskRow>;
+  tasks: Pick<TaskRepository, "get">;
   log: Logger;
 }
 
@@ -131,7 +132,7 @@ export function createSocketServer(http: HttpServer, deps: SocketDeps): UmbraSoc
         return;
       }
       try {
-        const task = await deps.loadTask(parsed.data.taskId);
+        const task = await deps.tasks.get(parsed.data.taskId);
         await socket.join(room(task.id));
         reply({ ok: true, task: toTaskDto(task) });
       } catch (error) {

@@ -88,7 +88,7 @@ describe("a client that stops reading", () => {
     createdAt: now,
     updatedAt: now,
   } as TaskRow;
-  const io = createSocketServer(http, { loadTask: async () => task, log: createLogger("silent") });
+  const io = createSocketServer(http, { tasks: { get: async () => task }, log: createLogger("silent") });
   const events = new TaskEvents(io);
   let proxy: Awaited<ReturnType<typeof freezableProxy>>;
 

@@ -15,9 +15,11 @@ import type { RepoUrlPolicy } from "../security/repo-url-policy";
 import type { MessageLog } from "../services/message-log";
 import type { OutputLogs } from "../services/output-log";
 import type { TaskLifecycle } from "../services/task-lifecycle";
+import type { TaskRepository } from "../services/task-repository";
 import { toMessageDto, toTaskDto } from "./dto";
 
 export interface TaskRouteDeps {
+  tasks: TaskRepository;
   lifecycle: TaskLifecycle;
   messages: MessageLog;
   store: RepositoryStore;
@@ -50,7 +52,7 @@ function taskIdFrom(params: unknown): string {
 }
 
 export function registerTaskRoutes(app: FastifyInstance, deps: TaskRouteDeps): void {
-  const { lifecycle, messages, store, repoUrls, outputs } = deps;
+  const { tasks, lifecycle, messages, store, repoUrls, outputs } = deps;
   app.post("/api/tasks", async (request, reply) => {
     const body = parseBody(CreateTaskBodySchema, request.body);
     await repoUrls.check(body.repoUrl);
@@ -58,12 +60,12 @@ export function registerTaskRoutes(app: FastifyInstance, deps: TaskRouteDeps): v
     return reply.code(201).send({ task: toTaskDto(task) });
   });
 
-  app.get("/api/tasks", async () => ({ tasks: (await lifecycle.list()).map(toTaskDto) }));
+  app.get("/api/tasks", async () => ({ tasks: (await tasks.list()).map(toTaskDto) }));
 
-  app.get("/api/tasks/:id", async (request) => ({ task: toTaskDto(await lifecycle.get(taskIdFrom(request.params))) }));
+  app.get("/api/tasks/:id", async (request) => ({ task: toTaskDto(await tasks.get(taskIdFrom(request.params))) }));
 
   app.get("/api/tasks/:id/messages", async (request) => {
-    const task = await lifecycle.get(taskIdFrom(request.params));
+    const task = await tasks.get(taskIdFrom(request.params));
     return { messages: (await messages.list(task.id)).map(toMessageDto) };
   });
 
@@ -83,7 +85,7 @@ export function registerTaskRoutes(app: FastifyInstance, deps: TaskRouteDeps): v
   }));
 
   app.get("/api/tasks/:id/log", async (request, reply) => {
-    const task = await lifecycle.get(taskIdFrom(request.params));
+    const task = await tasks.get(taskIdFrom(request.params));
     const log = await outputs.read(task.id);
     reply.type("text/plain; charset=utf-8");
     return log ? reply.header("content-length", log.size).send(log.stream) : reply.send("");
@@ -97,7 +99,7 @@ export function registerTaskRoutes(app: FastifyInstance, deps: TaskRouteDeps): v
   });
 
   app.get("/api/tasks/:id/diff", async (request) => {
-    const task = await lifecycle.get(taskIdFrom(request.params));
+    const task = await tasks.get(taskIdFrom(request.params));
     if (!task.baseCommitSha || !task.branch || !(await store.hasBranch(task.repoUrl, task.branch))) {
       return { baseCommitSha: task.baseCommitSha, branch: task.branch, files: [], patch: "" };
     }

@@ -25,6 +25,8 @@ import { splitUtf8, storableJson, storableText, utf8Bytes } from "../utils/stora
 import type { OutputLogs } from "./output-log";
 import { TurnOutput, type TurnOutputLimits } from "./turn-output";
 
+export type { TurnOutput } from "./turn-output";
+
 /** Largest segment of a message's content, in UTF-8 bytes. */
 export const SEGMENT_BYTES = 64 * 1024;
 /** Segments read per query when a long message is loaded (about 2 MiB). */
@@ -141,6 +143,26 @@ export class MessageLog {
         .set({ metadata: sql`coalesce(${messages.metadata}, '{}'::jsonb) || ${json}::jsonb` })
         .where(eq(messages.id, messageId)),
     );
+  }
+
+  /**
+   * Starts a turn's conversation: appends the user's `message` (unless it is
+   * already the last user message, as when an interrupted initialization is
+   * restarted) and returns the history the agent gets — every message before
+   * it — and the turn's output sink.
+   */
+  async beginTurn(
+    taskId: string,
+    message: string,
+    options: { append: boolean },
+  ): Promise<{ history: ConversationMessage[]; output: TurnOutput }> {
+    if (options.append) await this.append(taskId, "user", message);
+    const rows = await this.list(taskId);
+    const lastUser = rows.findLastIndex((m) => m.role === "user");
+    const history = rows
+      .slice(0, lastUser < 0 ? rows.length : lastUser)
+      .map((m) => ({ role: m.role, content: m.content, metadata: m.metadata }));
+    return { history, output: this.openTurn(taskId) };
   }
 
   /** An AgentOutput for one turn; call `close()` when the turn ends. */

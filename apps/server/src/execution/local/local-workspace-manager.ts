@@ -43,6 +43,10 @@ export class LocalWorkspaceManager implements WorkspaceManager {
     return new LocalExecutor(task.workspacePath);
   }
 
+  async attach(task: TaskRow): Promise<ToolExecutor | null> {
+    return (await this.isAlive(task)) ? new LocalExecutor(task.workspacePath!) : null;
+  }
+
   async saveWork(task: TaskRow, message: string): Promise<string> {
     const executor = await this.executor(task);
     const { sha } = await executor.commitAll(message);

@@ -167,6 +167,10 @@ export class RemoteWorkspaceManager implements WorkspaceManager {
     return this.live(task).client;
   }
 
+  async attach(task: TaskRow): Promise<ToolExecutor | null> {
+    return (await this.isAlive(task)) ? this.live(task).client : null;
+  }
+
   async saveWork(task: TaskRow, message: string): Promise<string> {
     const vm = this.live(task);
     const { bundle } = await vm.client.bundleBranch(task.branch!, message);
