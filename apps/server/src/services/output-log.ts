@@ -10,7 +10,7 @@
  * - Memory stays bounded: `write` reports when the file falls behind, and the
  *   writer (the turn's output sink) pauses its source until it catches up.
  * - A failing disk never fails the turn: the error is logged once and the
- *   rest of the turn's output is counted as omitted.
+ *   file is left as it is for the rest of the turn.
  */
 import { createReadStream, createWriteStream, mkdirSync, statSync, type WriteStream } from "node:fs";
 import { rm, stat } from "node:fs/promises";
