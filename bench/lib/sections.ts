@@ -5,6 +5,7 @@ import { concurrencySection } from "../sections/concurrency";
 import { dueQuerySection } from "../sections/due-query";
 import { environmentCacheSection } from "../sections/environment-cache";
 import { followUpSection } from "../sections/follow-up";
+import { outputFloodSection } from "../sections/output-flood";
 import { timeToActiveSection } from "../sections/time-to-active";
 import type { Section } from "./section";
 
@@ -16,4 +17,5 @@ export const SECTIONS: readonly Section[] = [
   dueQuerySection,
   agentTurnSection,
   environmentCacheSection,
+  outputFloodSection,
 ];

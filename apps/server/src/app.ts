@@ -28,7 +28,10 @@ import { RepositoryStore } from "./repository/repository-store";
 import { registerEnvironmentRoutes } from "./routes/environments";
 import { registerRepositoryRoutes } from "./routes/repositories";
 import { registerTaskRoutes } from "./routes/tasks";
+import { RepoUrlPolicy, type ResolveHost } from "./security/repo-url-policy";
+import { HostAllowList, installRequestOriginGuard } from "./security/request-origin";
 import { MessageLog } from "./services/message-log";
+import { OutputLogs } from "./services/output-log";
 import { TaskCleanupService } from "./services/task-cleanup";
 import { createTaskCore } from "./services/task-core";
 import { TaskLifecycle } from "./services/task-lifecycle";
@@ -53,6 +56,8 @@ export interface UmbraServerOptions {
   logger?: Logger;
   workspaces?: WorkspaceManager;
   agent?: AgentRunner;
+  /** How repository host names are resolved for the SSRF guard; default: the system resolver. */
+  resolveHost?: ResolveHost;
 }
 
 export interface UmbraServer {
@@ -104,7 +109,13 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
     },
   }) as unknown as FastifyInstance;
   const { tasks, changes, status, claims } = createTaskCore({ db, clock, cleanupDelayMs: config.cleanupDelayMs, log });
-  const io = createSocketServer(fastify.server, { apiToken: config.apiToken, tasks, log });
+  const allowedHosts = HostAllowList.forServer(config.host, config.allowedHosts);
+  const io = createSocketServer(fastify.server, {
+    apiToken: config.apiToken,
+    refusal: (headers) => allowedHosts.refusal(headers),
+    tasks,
+    log,
+  });
   const events = new TaskEvents(io);
   changes.subscribe((change) => events.statusChanged(change.task, change.at));
   const metrics = new Metrics();
@@ -114,7 +125,14 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
     options.workspaces ??
     (await createWorkspaceManager(config, { db, clock, store, log: log.child({ component: "workspace" }) }));
   const agent = options.agent ?? createAgentRunner(config);
-  const messages = new MessageLog({ db, clock, emitChunk: (taskId, chunk) => events.streamChunk(taskId, chunk) });
+  const outputs = new OutputLogs(join(config.dataDir, "logs"), config.output.logMaxBytes, clock, log);
+  const messages = new MessageLog({
+    db,
+    clock,
+    emitChunk: (taskId, chunk) => events.streamChunk(taskId, chunk),
+    outputs,
+    limits: { maxMessageBytes: config.output.messageMaxBytes },
+  });
   const environments = await createEnvironments(config, { db, clock, log, metrics, workspaces });
   const engine = new TaskInitializationEngine({
     status,
@@ -187,10 +205,12 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
     dataDir: config.dataDir,
   });
 
+  installRequestOriginGuard(fastify, allowedHosts);
   installHttpBasics(fastify, config);
-  registerTaskRoutes(fastify, { tasks, lifecycle, messages, store });
+  const repoUrls = new RepoUrlPolicy({ ...config, resolve: options.resolveHost });
+  registerTaskRoutes(fastify, { tasks, lifecycle, messages, store, repoUrls, outputs });
   registerEnvironmentRoutes(fastify, { secrets: environments.secrets, environments: environments.store });
-  registerRepositoryRoutes(fastify, { tasks, store });
+  registerRepositoryRoutes(fastify, { tasks, store, repoUrls });
   fastify.get("/api/health", async () => ({ ok: true }));
   fastify.get("/api/config", async () => ({
     mode: workspaces.mode,
