@@ -191,6 +191,10 @@ describe.each(targets)("secrets and environments on $name", (target) => {
       .join("");
     expect(streamed).toBe("agent sees [[secret:AGENT_TOKEN]] [none]\n[secret:SETUP_TOKEN]\n");
 
+    const fullOutput = (await t.api<string>("GET", `/api/tasks/${taskId}/log`)).body;
+    expect(fullOutput).toContain("agent sees [[secret:AGENT_TOKEN]] [none]\n[secret:SETUP_TOKEN]\n");
+    expectNoSecretValue(fullOutput);
+
     expectNoSecretValue(JSON.stringify(recorder.events));
     expectNoSecretValue(JSON.stringify(messages));
     expectNoSecretValue(JSON.stringify((await t.api("GET", `/api/tasks/${taskId}`)).body));
