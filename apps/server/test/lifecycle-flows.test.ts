@@ -25,6 +25,7 @@ import { createWorkspaceManager } from "../src/execution";
 import { createLogger } from "../src/logger";
 import { RepositoryStore } from "../src/repository/repository-store";
 import { ManualClock } from "../src/utils/clock";
+import { SecretBox } from "../src/utils/secret-box";
 
 const MINUTE = 60_000;
 const STEPS = {
@@ -48,6 +49,7 @@ describe.each(["remote", "local"] as Mode[])("seed lifecycle flows in %s mode", 
       db: database.db,
       clock,
       store: new RepositoryStore(join(dataDir, "repos")),
+      secrets: await SecretBox.load({ dataDir }),
       log: createLogger("silent"),
     });
     const held = holdFirstStep(real);
