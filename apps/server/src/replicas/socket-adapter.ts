@@ -46,7 +46,7 @@ class PgClusterAdapter extends ClusterAdapterWithHeartbeat {
   }
 }
 
-/** The `io.adapter()` factory: one adapter per namespace, all on `pubsub`. */
+/** The adapter class for `io.adapter()`: one adapter per namespace, all on `pubsub`. */
 export function createPgSocketAdapter(pubsub: PgPubSub, log: Logger, options: ClusterAdapterOptions = {}) {
   const adapters = new Map<string, PgClusterAdapter>();
   pubsub.subscribe(SOCKET_CHANNEL, ({ payload }) => {
@@ -60,14 +60,16 @@ export function createPgSocketAdapter(pubsub: PgPubSub, log: Logger, options: Cl
     // Responses (acks, counts) come this way too: the adapter tells them apart by type.
     adapters.get(message.nsp)?.onMessage(message);
   });
-  return (nsp: Namespace) => {
-    const adapter = new PgClusterAdapter(nsp, options, pubsub);
-    adapters.set(nsp.name, adapter);
-    const close = adapter.close.bind(adapter);
-    adapter.close = () => {
-      adapters.delete(nsp.name);
-      return close();
-    };
-    return adapter;
+  // socket.io constructs the adapter of each namespace with `new`.
+  return class extends PgClusterAdapter {
+    constructor(nsp: Namespace) {
+      super(nsp, options, pubsub);
+      adapters.set(nsp.name, this);
+    }
+
+    override close() {
+      adapters.delete(this.nsp.name);
+      return super.close();
+    }
   };
 }
