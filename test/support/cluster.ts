@@ -63,7 +63,9 @@ export async function startCluster(options: {
     },
     sessions: (taskId) => database.db.select().from(vmSessions).where(eq(vmSessions.taskId, taskId)),
     async close() {
-      const exitCodes = await Promise.all(servers.filter((s) => s.child.exitCode === null).map((s) => s.stop()));
+      const exitCodes = await Promise.all(
+        servers.filter((s) => s.child.exitCode === null && s.child.signalCode === null).map((s) => s.stop()),
+      );
       await database.close();
       await destroySandboxes(dataDir);
       const leaked = (await settleProcessesUnder(dataDir)).map((p) => `${p.pid} ${p.cmdline}`);

@@ -152,7 +152,7 @@ export class TaskInitializationEngine {
   ): Promise<void> {
     const { status, onProgress, workspaces, tasks } = this.deps;
     const current = await tasks.get(task.id).catch(() => null);
-    if (current && current.ownerId !== status.ownerId) {
+    if (current?.ownerId && current.ownerId !== status.ownerId) {
       // Another process took the initialization over (this one froze past its lease): what exists now is its.
       log.warn({ step, owner: current.ownerId }, "init.abandoned");
       return;
