@@ -25,6 +25,7 @@ import { LocalReplicaBus, PgReplicaBus, type ReplicaBus } from "./replicas/repli
 import { createPgSocketAdapter } from "./replicas/socket-adapter";
 import { RepositoryIndexer } from "./repository/indexer";
 import { RepositoryStore } from "./repository/repository-store";
+import { registerRepositoryRoutes } from "./routes/repositories";
 import { registerTaskRoutes } from "./routes/tasks";
 import { MessageLog } from "./services/message-log";
 import { TaskCleanupService } from "./services/task-cleanup";
@@ -238,6 +239,7 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
 
   installHttpBasics(fastify, config);
   registerTaskRoutes(fastify, { tasks, lifecycle, messages, store });
+  registerRepositoryRoutes(fastify, { tasks, store });
   fastify.get("/api/health", async () => ({ ok: true }));
   fastify.get("/api/config", async () => ({
     mode: workspaces.mode,

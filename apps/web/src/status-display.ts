@@ -55,6 +55,50 @@ export interface DescribeOptions {
 
 const ARCHIVED_DETAIL = "The workspace was archived. Sending a message re-creates it.";
 
+/** The reason the server records when a user presses Stop. */
+const USER_STOP = /^stopped by (the )?user$/i;
+/** Reasons the server records when it stopped a turn itself (shutdown, crash recovery). */
+const SERVER_STOP = /server (stopped|shutting down|restart)|interrupted/i;
+
+export type Outcome = "COMPLETED" | "FAILED" | "STOPPED";
+
+/**
+ * How the task's last run ended, read from what an archived task keeps:
+ * its error fields. The server clears `errorMessage` when a turn completes
+ * and records a reason for every stop, so: an initialization error or an
+ * agent error → FAILED, a stop reason → STOPPED, nothing → COMPLETED.
+ */
+export function lastOutcome(task: Pick<TaskDto, "status" | "errorMessage" | "initializationError">): Outcome | null {
+  switch (task.status) {
+    case TaskStatus.COMPLETED:
+    case TaskStatus.FAILED:
+    case TaskStatus.STOPPED:
+      return task.status;
+    case TaskStatus.ARCHIVED:
+      if (task.errorMessage && (USER_STOP.test(task.errorMessage) || SERVER_STOP.test(task.errorMessage))) {
+        return TaskStatus.STOPPED;
+      }
+      if (task.initializationError || task.errorMessage) return TaskStatus.FAILED;
+      return TaskStatus.COMPLETED;
+    default:
+      return null;
+  }
+}
+
+const OUTCOME_WORDS: Record<Outcome, string> = { COMPLETED: "Completed", FAILED: "Failed", STOPPED: "Stopped" };
+
+/** An archived task's badge words: how its last run ended, then "archived" ("Completed · archived"). */
+export function archivedWords(task: Pick<TaskDto, "status" | "errorMessage" | "initializationError">): string {
+  const outcome = lastOutcome(task);
+  return outcome ? `${OUTCOME_WORDS[outcome]} · archived` : "Archived";
+}
+
+/** Why a stopped task stopped, in words: the user, or the reason the server recorded. */
+export function stopDetail(errorMessage: string | null): string {
+  if (!errorMessage || USER_STOP.test(errorMessage)) return "Stopped by request.";
+  return /[.!?]$/.test(errorMessage) ? errorMessage : `${errorMessage}.`;
+}
+
 /** Formats a duration as m:ss (minutes are not capped at 59). Negative durations read 0:00. */
 export function formatCountdown(ms: number): string {
   const totalSeconds = Math.max(0, Math.floor(ms / 1000));
@@ -127,8 +171,8 @@ export function describeStatus(
         label: "Stopped",
         tone: "warning",
         detail: inactive
-          ? `Stopped by request. ${ARCHIVED_DETAIL}`
-          : "Stopped by request. Send a follow-up to continue.",
+          ? `${stopDetail(task.errorMessage)} ${ARCHIVED_DETAIL}`
+          : `${stopDetail(task.errorMessage)}${/follow-up/i.test(task.errorMessage ?? "") ? "" : " Send a follow-up to continue."}`,
         ...(countdown ? { countdown } : {}),
       };
     }

@@ -1,8 +1,9 @@
 /**
  * The embedded database is single-process: PGlite runs Postgres inside one
  * process, and a second process opening the same files would corrupt them.
- * A lock file beside the data (`<dir>/umbra.lock`: host, pid, process start
- * time) makes a second server refuse to start, loudly, instead.
+ * A lock file beside the data directory (`<dir>.lock`, outside it so that
+ * initdb finds the directory empty: host, pid, process start time) makes a
+ * second server refuse to start, loudly, instead.
  *
  * A lock left by a process of this host that no longer runs (a crash) is
  * taken over. A lock of another host (a shared volume) cannot be checked and
@@ -10,7 +11,6 @@
  */
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { hostname } from "node:os";
-import { join } from "node:path";
 
 export class DatabaseInUseError extends Error {
   constructor(message: string) {
@@ -27,7 +27,7 @@ interface LockHolder {
 
 /** Takes the lock of the embedded database in `dir`; returns the function that releases it. */
 export function lockEmbeddedDatabase(dir: string): () => void {
-  const file = join(dir, "umbra.lock");
+  const file = `${dir.replace(/\/+$/, "")}.lock`;
   const me: LockHolder = { host: hostname(), pid: process.pid, startTime: startTime(process.pid) ?? "0" };
   for (let attempt = 0; attempt < 2; attempt++) {
     try {

@@ -32,5 +32,5 @@ export type TaskMode = (typeof TASK_MODES)[number];
 export const MESSAGE_ROLES = ["user", "assistant", "tool", "system"] as const;
 export type MessageRole = (typeof MESSAGE_ROLES)[number];
 
-export const AGENT_KINDS = ["llm", "command", "shell"] as const;
+export const AGENT_KINDS = ["llm", "claude-code", "codex", "command", "shell"] as const;
 export type AgentKind = (typeof AGENT_KINDS)[number];
