@@ -25,6 +25,7 @@ import { createWorkspaceManager } from "../src/execution";
 import { createLogger } from "../src/logger";
 import { RepositoryStore } from "../src/repository/repository-store";
 import { ManualClock } from "../src/utils/clock";
+import { SecretBox } from "../src/utils/secret-box";
 
 const MINUTE = 60_000;
 const STEPS = {
@@ -48,6 +49,7 @@ describe.each(["remote", "local"] as Mode[])("seed lifecycle flows in %s mode", 
       db: database.db,
       clock,
       store: new RepositoryStore(join(dataDir, "repos")),
+      secrets: await SecretBox.load({ dataDir }),
       log: createLogger("silent"),
     });
     const held = holdFirstStep(real);
@@ -212,4 +214,5 @@ describe.each(["remote", "local"] as Mode[])("seed lifecycle flows in %s mode", 
     expect(diff.files.map((f) => f.path).sort()).toEqual(["both.txt", "one.txt"]);
     expect(diff.patch).toContain("+one\n+two");
   });
-});
+  // Remote flows start and destroy real sandboxes, up to three per test: a busy machine needs more than 30 s.
+}, 120_000);
