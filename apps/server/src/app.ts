@@ -29,6 +29,7 @@ import { registerRepositoryRoutes } from "./routes/repositories";
 import { registerTaskRoutes } from "./routes/tasks";
 import { RepoUrlPolicy, type ResolveHost } from "./security/repo-url-policy";
 import { HostAllowList, installRequestOriginGuard } from "./security/request-origin";
+import { EgressNotices } from "./services/egress-notices";
 import { MessageLog } from "./services/message-log";
 import { OutputLogs } from "./services/output-log";
 import { TaskCleanupService } from "./services/task-cleanup";
@@ -142,16 +143,6 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
   const store = new RepositoryStore(join(config.dataDir, "repos"), replicas.locks ?? undefined);
   const indexer = new RepositoryIndexer(db, store, clock);
   const secrets = await SecretBox.load({ secretsKey: config.secretsKey, dataDir: config.dataDir });
-  const workspaces =
-    options.workspaces ??
-    (await createWorkspaceManager(config, {
-      db,
-      clock,
-      store,
-      secrets,
-      log: log.child({ component: "workspace" }),
-    }));
-  const agent = options.agent ?? createAgentRunner(config);
   const outputs = new OutputLogs(join(config.dataDir, "logs"), config.output.logMaxBytes, clock, log);
   const messages = new MessageLog({
     db,
@@ -160,6 +151,18 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
     outputs,
     limits: { maxMessageBytes: config.output.messageMaxBytes },
   });
+  const egressNotices = new EgressNotices({ messages, log: log.child({ component: "egress" }) });
+  const workspaces =
+    options.workspaces ??
+    (await createWorkspaceManager(config, {
+      db,
+      clock,
+      store,
+      secrets,
+      onEgressDenied: (denial) => egressNotices.report(denial),
+      log: log.child({ component: "workspace" }),
+    }));
+  const agent = options.agent ?? createAgentRunner(config);
   const engine = new TaskInitializationEngine({
     status,
     workspaces,
