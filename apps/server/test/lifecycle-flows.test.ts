@@ -35,7 +35,8 @@ const STEPS = {
 
 type Mode = "remote" | "local";
 
-describe.each(["remote", "local"] as Mode[])("seed lifecycle flows in %s mode", (mode) => {
+// Remote flows start and destroy real sandboxes, up to three per test: a busy machine needs more than 30 s.
+describe.each(["remote", "local"] as Mode[])("seed lifecycle flows in %s mode", { timeout: 120_000 }, (mode) => {
   const clock = new ManualClock(Date.UTC(2026, 10, 25, 12));
   let t: TestServer;
   let arm: () => Gate;
@@ -214,5 +215,4 @@ describe.each(["remote", "local"] as Mode[])("seed lifecycle flows in %s mode", 
     expect(diff.files.map((f) => f.path).sort()).toEqual(["both.txt", "one.txt"]);
     expect(diff.patch).toContain("+one\n+two");
   });
-  // Remote flows start and destroy real sandboxes, up to three per test: a busy machine needs more than 30 s.
-}, 120_000);
+});
