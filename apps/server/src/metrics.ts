@@ -1,8 +1,10 @@
 /**
  * GET /metrics in Prometheus text format: task counts by status and
  * initStatus (read from the database, so every server process agrees),
- * this process's counters, and readings other components register (the
- * environment cache, workspace capacity).
+ * this process's counters and gauges (with several server processes, each
+ * reports its own: owned tasks, take-overs, the lag of messages from the
+ * others), and readings other components register (the environment cache,
+ * workspace capacity).
  */
 import { type Db, queryRows } from "@repo/db";
 import { sql } from "drizzle-orm";
@@ -15,6 +17,7 @@ interface Reading {
 
 export class Metrics {
   private readonly counters = new Map<string, { help: string; value: number }>();
+  private readonly gauges = new Map<string, { help: string; value: number }>();
   private readonly readings = new Map<string, Reading>();
 
   /** A value read at every scrape. */
@@ -26,6 +29,11 @@ export class Metrics {
     const counter = this.counters.get(name) ?? { help, value: 0 };
     counter.value += by;
     this.counters.set(name, counter);
+  }
+
+  /** Sets a gauge of this process. */
+  set(name: string, help: string, value: number): void {
+    this.gauges.set(name, { help, value });
   }
 
   async render(db: Db): Promise<string> {
@@ -40,6 +48,9 @@ export class Metrics {
     ];
     for (const [name, { help, value }] of this.counters) {
       lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} counter`, `${name} ${value}`);
+    }
+    for (const [name, { help, value }] of this.gauges) {
+      lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} gauge`, `${name} ${value}`);
     }
     for (const [name, { type, help, read }] of this.readings) {
       lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`, `${name} ${await read()}`);

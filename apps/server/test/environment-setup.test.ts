@@ -19,6 +19,7 @@ import { loadConfig } from "../src/config";
 import { createWorkspaceManager } from "../src/execution";
 import { createLogger } from "../src/logger";
 import { RepositoryStore } from "../src/repository/repository-store";
+import { SecretBox } from "../src/utils/secret-box";
 
 type Mode = "local" | "remote";
 
@@ -38,6 +39,7 @@ describe.each(["local", "remote"] as Mode[])("environment setup and its cache in
       db: database.db,
       clock: { now: () => new Date(), setTimer: () => ({ cancel() {} }) },
       store: new RepositoryStore(join(dataDir, "repos")),
+      secrets: await SecretBox.load({ dataDir }),
       log: createLogger("silent"),
     });
     const held = holdFirstStep(real);

@@ -22,6 +22,7 @@ import { createWorkspaceManager } from "../src/execution";
 import { createLogger } from "../src/logger";
 import { RepositoryStore } from "../src/repository/repository-store";
 import { systemClock } from "../src/utils/clock";
+import { SecretBox } from "../src/utils/secret-box";
 
 const DEPENDENCY = {
   name: "umbra-fixture-add",
@@ -79,6 +80,7 @@ describe.each(["local", "remote"] as const)("a Node project set up with npm ci i
       db: database.db,
       clock: systemClock,
       store: new RepositoryStore(join(dataDir, "repos")),
+      secrets: await SecretBox.load({ dataDir }),
       log: createLogger("silent"),
     });
     const held = holdFirstStep(real);

@@ -11,7 +11,7 @@ import type { WorkspaceManager } from "../execution/types";
 import type { Logger } from "../logger";
 import type { Metrics } from "../metrics";
 import type { Clock } from "../utils/clock";
-import { SecretBox } from "../utils/secret-box";
+import type { SecretBox } from "../utils/secret-box";
 import { EnvironmentCache } from "./environment-cache";
 import { EnvironmentStore } from "./environment-store";
 import { DependencyInstaller } from "./install-dependencies";
@@ -21,12 +21,19 @@ import { TaskEnvironments } from "./task-environment";
 export type Environments = Awaited<ReturnType<typeof createEnvironments>>;
 
 /** Builds the environment side; its metrics register on `deps.metrics`. */
-export async function createEnvironments(
+export function createEnvironments(
   config: ServerConfig,
-  deps: { db: Db; clock: Clock; log: Logger; metrics: Metrics; workspaces: WorkspaceManager },
+  deps: {
+    db: Db;
+    clock: Clock;
+    log: Logger;
+    metrics: Metrics;
+    workspaces: WorkspaceManager;
+    /** The server's SecretBox (SECRETS_KEY or its key file): secrets are sealed with it. */
+    box: SecretBox;
+  },
 ) {
-  const { db, clock, log, metrics, workspaces } = deps;
-  const box = await SecretBox.load({ secretsKey: config.secretsKey, dataDir: config.dataDir });
+  const { db, clock, log, metrics, workspaces, box } = deps;
   const secrets = new SecretStore({ db, box, clock });
   const store = new EnvironmentStore({ db, clock });
   const forTasks = new TaskEnvironments({ environments: store, secrets });
