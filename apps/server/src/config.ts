@@ -5,6 +5,7 @@
 import { resolve } from "node:path";
 import { AGENT_KINDS, type AgentKind, type TaskMode } from "@repo/types";
 import { z } from "zod";
+import type { Secret } from "./utils/redaction";
 import { parseSecretsKey } from "./utils/secret-box";
 
 const LOOPBACK_HOSTS = new Set(["127.0.0.1", "localhost", "::1", "[::1]"]);
@@ -174,6 +175,21 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
     sidecarBundle: e.SIDECAR_BUNDLE,
     logLevel: e.LOG_LEVEL,
   };
+}
+
+/**
+ * The secret values of the configuration, by variable name: what every
+ * agent's output is redacted of (whichever agent runs, a command can print
+ * its environment or a file holding a key).
+ */
+export function configuredSecrets(config: ServerConfig): Secret[] {
+  const named: Array<[string, string | undefined]> = [
+    ["ANTHROPIC_API_KEY", config.anthropic.apiKey],
+    ["OPENAI_API_KEY", config.openai.apiKey],
+    ["API_TOKEN", config.apiToken],
+    ["SECRETS_KEY", config.secretsKey],
+  ];
+  return named.flatMap(([name, value]) => (value ? [{ name, value }] : []));
 }
 
 function resolveLlm(e: z.infer<typeof EnvSchema>): LlmConfig | undefined {

@@ -1,17 +1,29 @@
 /**
  * GET /metrics in Prometheus text format: task counts by status and
  * initStatus (read from the database, so every server process agrees) and
- * this process's counters.
+ * this process's counters, optionally labelled (agent usage by agent kind).
+ *
+ * Counters are per process, as Prometheus expects: they only grow, and a
+ * fleet's total is the sum over its processes.
  */
 import { type Db, queryRows } from "@repo/db";
 import { sql } from "drizzle-orm";
 
-export class Metrics {
-  private readonly counters = new Map<string, { help: string; value: number }>();
+type Labels = Record<string, string>;
 
-  increment(name: string, help: string, by = 1): void {
-    const counter = this.counters.get(name) ?? { help, value: 0 };
-    counter.value += by;
+interface Counter {
+  help: string;
+  /** By the label set's rendering (`{agent="codex"}`, or "" without labels). */
+  values: Map<string, number>;
+}
+
+export class Metrics {
+  private readonly counters = new Map<string, Counter>();
+
+  increment(name: string, help: string, by = 1, labels: Labels = {}): void {
+    const counter = this.counters.get(name) ?? { help, values: new Map() };
+    const key = renderLabels(labels);
+    counter.values.set(key, (counter.values.get(key) ?? 0) + by);
     this.counters.set(name, counter);
   }
 
@@ -25,11 +37,19 @@ export class Metrics {
       "# TYPE umbra_tasks gauge",
       ...rows.map((r) => `umbra_tasks{status="${r.status}",init_status="${r.init_status}"} ${r.n}`),
     ];
-    for (const [name, { help, value }] of this.counters) {
-      lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} counter`, `${name} ${value}`);
+    for (const [name, { help, values }] of this.counters) {
+      lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} counter`);
+      for (const [labels, value] of values) lines.push(`${name}${labels} ${value}`);
     }
     const memory = process.memoryUsage();
     lines.push("# TYPE umbra_process_resident_memory_bytes gauge", `umbra_process_resident_memory_bytes ${memory.rss}`);
     return `${lines.join("\n")}\n`;
   }
+}
+
+function renderLabels(labels: Labels): string {
+  const entries = Object.entries(labels);
+  if (entries.length === 0) return "";
+  const quoted = (value: string) => value.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
+  return `{${entries.map(([key, value]) => `${key}="${quoted(value)}"`).join(",")}}`;
 }

@@ -17,6 +17,8 @@ export interface SidecarConfig {
   host: string;
   /** 0 = an ephemeral port chosen by the system. */
   port: number;
+  /** The agent's state directory, archived and restored through /agent-state/*; unset = none. */
+  agentHome?: string;
 }
 
 const EnvSchema = z
@@ -26,6 +28,7 @@ const EnvSchema = z
     SIDECAR_TOKEN_FILE: z.string().min(1).optional(),
     SIDECAR_HOST: z.string().min(1).default("127.0.0.1"),
     SIDECAR_PORT: z.coerce.number().int().min(0).max(65535).default(0),
+    SIDECAR_AGENT_HOME: z.string().min(1).startsWith("/", "must be an absolute path").optional(),
   })
   .refine((env) => env.SIDECAR_TOKEN !== undefined || env.SIDECAR_TOKEN_FILE !== undefined, {
     message: "set SIDECAR_TOKEN or SIDECAR_TOKEN_FILE",
@@ -56,8 +59,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): SidecarConfig 
     const issues = parsed.error.issues.map((issue) => `${issue.path.join(".")}: ${issue.message}`);
     throw new ConfigError(`invalid sidecar configuration: ${issues.join("; ")}`);
   }
-  const { SIDECAR_WORKSPACE, SIDECAR_TOKEN, SIDECAR_TOKEN_FILE, SIDECAR_HOST, SIDECAR_PORT } = parsed.data;
+  const { SIDECAR_WORKSPACE, SIDECAR_TOKEN, SIDECAR_TOKEN_FILE, SIDECAR_HOST, SIDECAR_PORT, SIDECAR_AGENT_HOME } =
+    parsed.data;
   const token = SIDECAR_TOKEN ?? readToken(SIDECAR_TOKEN_FILE!);
   delete env.SIDECAR_TOKEN;
-  return { workspace: SIDECAR_WORKSPACE, token, host: SIDECAR_HOST, port: SIDECAR_PORT };
+  return {
+    workspace: SIDECAR_WORKSPACE,
+    token,
+    host: SIDECAR_HOST,
+    port: SIDECAR_PORT,
+    ...(SIDECAR_AGENT_HOME ? { agentHome: SIDECAR_AGENT_HOME } : {}),
+  };
 }

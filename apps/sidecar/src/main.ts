@@ -30,7 +30,12 @@ async function main() {
     process.exit(2);
   }
   await mkdir(config.workspace, { recursive: true });
-  const sidecar = createSidecarServer({ workspace: config.workspace, token: config.token, logger: log });
+  const sidecar = createSidecarServer({
+    workspace: config.workspace,
+    token: config.token,
+    agentHome: config.agentHome,
+    logger: log,
+  });
 
   sidecar.server.listen(config.port, config.host, () => {
     const { port } = sidecar.server.address() as AddressInfo;

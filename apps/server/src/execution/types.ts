@@ -11,6 +11,7 @@ import type { Logger } from "../logger";
 import type { RepositoryStore } from "../repository/repository-store";
 import type { Clock } from "../utils/clock";
 import type { TaskFieldsPatch } from "../utils/task-status";
+import type { AgentStateDirs } from "./agent-state";
 import type { VmProvider } from "./vm/types";
 
 export interface StepContext {
@@ -30,6 +31,11 @@ export interface WorkspaceManager {
    * INDEX_REPOSITORY (which the engine owns). Returns task fields to record.
    */
   runStep(step: InitStatus, context: StepContext): Promise<TaskFieldsPatch | undefined>;
+  /**
+   * The task's agent state directory (see agent-state.ts) as the
+   * workspace's commands see it: the agent CLIs' HOME. Created when missing.
+   */
+  agentHome(task: TaskRow): Promise<string>;
   /** The tool executor of an ACTIVE task's workspace. */
   executor(task: TaskRow): Promise<ToolExecutor>;
   /**
@@ -39,7 +45,8 @@ export interface WorkspaceManager {
   attach(task: TaskRow): Promise<ToolExecutor | null>;
   /**
    * Commits everything in the workspace (tracked and untracked) to the task
-   * branch and makes sure the branch is saved in the repository store.
+   * branch and makes sure the branch is saved in the repository store, and
+   * the agent's state with it where it lives inside the workspace's sandbox.
    * Returns the saved branch head.
    */
   saveWork(task: TaskRow, message: string): Promise<string>;
@@ -56,5 +63,11 @@ export interface WorkspaceManagerDeps {
   db: Db;
   clock: Clock;
   store: RepositoryStore;
+  agentState: AgentStateDirs;
+  /**
+   * Host directories a sandbox must see, read-only at their own path, for the
+   * task's agent to run (its CLI's installation). Default: none.
+   */
+  agentMounts?: (task: TaskRow) => string[];
   log: Logger;
 }

@@ -1,6 +1,6 @@
 /** Database rows → the API's JSON shapes (SPEC §5). */
 import type { MessageRow, TaskRow } from "@repo/db";
-import type { MessageDto, TaskDto } from "@repo/types";
+import type { AgentKind, MessageDto, TaskDto } from "@repo/types";
 
 export function toTaskDto(task: TaskRow): TaskDto {
   return {
@@ -18,6 +18,9 @@ export function toTaskDto(task: TaskRow): TaskDto {
     errorMessage: task.errorMessage,
     createdAt: task.createdAt.toISOString(),
     updatedAt: task.updatedAt.toISOString(),
+    agent: task.agent as AgentKind | null,
+    model: task.model,
+    usage: { inputTokens: task.inputTokens, outputTokens: task.outputTokens, costUsd: task.costUsd },
   };
 }
 

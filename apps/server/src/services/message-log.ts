@@ -6,14 +6,22 @@
  * Text deltas are streamed at once and persisted at boundaries (a tool call,
  * the end of the turn) and at most every `flushMs`, so a long answer costs a
  * handful of writes, not one per token.
+ *
+ * Secrets: once a turn's output is given the task's secrets
+ * (`redactSecrets`), everything the agent reports passes a redactor before
+ * it is streamed or stored (agent/redacting-output.ts: text and command
+ * output as streams, a secret split across deltas included; tool inputs and
+ * results whole), so no secret value reaches a `stream-chunk` or a message.
  */
 import { randomUUID } from "node:crypto";
 import { type Db, type MessageRow, messages } from "@repo/db";
 import type { MessageRole, StreamChunk } from "@repo/types";
 import { asc, eq, sql } from "drizzle-orm";
+import { type RedactingOutput, redactingOutput } from "../agent/redacting-output";
 import type { AgentOutput, ConversationMessage } from "../agent/types";
 import type { Clock } from "../utils/clock";
 import { DB_READ_RETRY_DEADLINE_MS, DB_RETRY_DEADLINE_MS, retryTransient } from "../utils/db-retry";
+import { type Secret, SecretRedactor } from "../utils/redaction";
 
 export interface MessageLogDeps {
   db: Db;
@@ -114,23 +122,66 @@ export class TurnOutput implements AgentOutput {
   private chain: Promise<unknown> = Promise.resolve();
   private lastFlush = 0;
   private failure: unknown = null;
+  private redactor = new SecretRedactor([]);
+  /** What the agent reports enters here: redacted, then written. */
+  private input: RedactingOutput;
 
   constructor(
     private readonly log: MessageLog,
     private readonly taskId: string,
     private readonly emit: (taskId: string, chunk: StreamChunk) => void,
     private readonly flushMs: number,
-  ) {}
+  ) {
+    this.input = redactingOutput(this.writer(), this.redactor);
+  }
+
+  /** From now on these secrets' values become `[secret:NAME]` in everything streamed and stored. */
+  redactSecrets(secrets: Secret[]): void {
+    this.input.flush();
+    this.redactor = new SecretRedactor(secrets);
+    this.input = redactingOutput(this.writer(), this.redactor);
+  }
+
+  /** `text` with the secrets replaced (an error message, a log line: what did not pass the output). */
+  redact(text: string): string {
+    return this.redactor.redact(text);
+  }
 
   text(delta: string): void {
-    this.appendStreaming("assistant", { kind: "text" }, delta, "text");
+    this.input.text(delta);
   }
 
   commandOutput(stream: "stdout" | "stderr", text: string): void {
-    this.appendStreaming("tool", { kind: "command-output" }, text, stream);
+    this.input.commandOutput(stream, text);
   }
 
   toolCall(call: { toolCallId: string; toolName: string; input: unknown }): void {
+    this.input.toolCall(call);
+  }
+
+  toolResult(result: { toolCallId: string; toolName: string; output: unknown; isError?: boolean }): void {
+    this.input.toolResult(result);
+  }
+
+  /** Persists everything still open and waits for all writes. Rejects if a write failed. */
+  async close(): Promise<void> {
+    this.input.flush();
+    this.closeOpen();
+    await this.chain;
+    if (this.failure) throw this.failure;
+  }
+
+  /** The writing side: output that has been redacted already. */
+  private writer(): AgentOutput {
+    return {
+      text: (delta) => this.appendStreaming("assistant", { kind: "text" }, delta, "text"),
+      commandOutput: (stream, text) => this.appendStreaming("tool", { kind: "command-output" }, text, stream),
+      toolCall: (call) => this.writeToolCall(call),
+      toolResult: (result) => this.writeToolResult(result),
+    };
+  }
+
+  private writeToolCall(call: { toolCallId: string; toolName: string; input: unknown }): void {
     this.closeOpen();
     const message: OpenMessage = {
       id: "",
@@ -147,7 +198,7 @@ export class TurnOutput implements AgentOutput {
     });
   }
 
-  toolResult(result: { toolCallId: string; toolName: string; output: unknown; isError?: boolean }): void {
+  private writeToolResult(result: { toolCallId: string; toolName: string; output: unknown; isError?: boolean }): void {
     const message = this.tools.get(result.toolCallId);
     this.tools.delete(result.toolCallId);
     const content = typeof result.output === "string" ? result.output : JSON.stringify(result.output ?? null);
@@ -162,13 +213,6 @@ export class TurnOutput implements AgentOutput {
       this.emit(this.taskId, { type: "tool-result", messageId, ...result });
       this.emit(this.taskId, { type: "message-end", messageId });
     });
-  }
-
-  /** Persists everything still open and waits for all writes. Rejects if a write failed. */
-  async close(): Promise<void> {
-    this.closeOpen();
-    await this.chain;
-    if (this.failure) throw this.failure;
   }
 
   private appendStreaming(

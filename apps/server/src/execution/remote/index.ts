@@ -18,6 +18,7 @@ export async function createVmProvider(config: ServerConfig, deps: WorkspaceMana
       image: config.kubernetes.image,
       runtimeClassName: config.kubernetes.runtimeClassName || null,
       readyTimeoutMs: config.vmReadyTimeoutMs,
+      agentBinaries: config.agentBinaries,
       logger,
     });
   }
@@ -37,6 +38,8 @@ export async function createRemoteWorkspaceManager(
     clock: deps.clock,
     store: deps.store,
     provider: await createVmProvider(config, deps),
+    agentState: deps.agentState,
+    agentMounts: deps.agentMounts,
     readyTimeoutMs: config.vmReadyTimeoutMs,
     log: deps.log,
   });

@@ -11,7 +11,10 @@
  *   alphanumeric), and `app.kubernetes.io/managed-by=umbra` plus
  *   `umbra.dev/task-id` are always present and cannot be overridden;
  * - the Pod runs unprivileged: non-root, no privilege escalation, no
- *   capabilities, no service-account token, never restarted.
+ *   capabilities, no service-account token, never restarted;
+ * - the agent's state (its HOME) is a volume of its own at AGENT_HOME_PATH,
+ *   outside the workspace, which the sidecar archives and restores
+ *   (SIDECAR_AGENT_HOME).
  */
 import { randomBytes } from "node:crypto";
 import type { V1Pod, V1ResourceRequirements, V1Secret } from "@kubernetes/client-node";
@@ -21,6 +24,10 @@ import { UMBRA_LABELS, UMBRA_MANAGED_BY } from "../types";
 export const SECRET_TOKEN_KEY = "token";
 export const CONTAINER_NAME = "sidecar";
 export const WORKSPACE_PATH = "/workspace";
+/** The agent CLIs' HOME inside the pod. */
+export const AGENT_HOME_PATH = "/agent-state";
+/** Where apps/sidecar/Dockerfile installs the agent CLIs. */
+export const IMAGE_AGENT_BINARIES = { claudeCode: "/opt/umbra/bin/claude", codex: "/opt/umbra/bin/codex" };
 
 const LABEL_VALUE_MAX = 63;
 const LABEL_NAME = /^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)$/;
@@ -142,6 +149,7 @@ export function sidecarPod(name: string, labels: Record<string, string>, setting
             { name: "SIDECAR_WORKSPACE", value: WORKSPACE_PATH },
             { name: "SIDECAR_HOST", value: "0.0.0.0" },
             { name: "SIDECAR_PORT", value: String(port) },
+            { name: "SIDECAR_AGENT_HOME", value: AGENT_HOME_PATH },
           ],
           resources: settings.resources,
           // /health needs the bearer token, and a token in probe headers would be readable in the
@@ -152,10 +160,16 @@ export function sidecarPod(name: string, labels: Record<string, string>, setting
             capabilities: { drop: ["ALL"] },
             runAsNonRoot: true,
           },
-          volumeMounts: [{ name: "workspace", mountPath: WORKSPACE_PATH }],
+          volumeMounts: [
+            { name: "workspace", mountPath: WORKSPACE_PATH },
+            { name: "agent-state", mountPath: AGENT_HOME_PATH },
+          ],
         },
       ],
-      volumes: [{ name: "workspace", emptyDir: {} }],
+      volumes: [
+        { name: "workspace", emptyDir: {} },
+        { name: "agent-state", emptyDir: {} },
+      ],
     },
   };
 }

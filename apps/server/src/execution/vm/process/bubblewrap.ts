@@ -6,8 +6,10 @@
  *   git, sh and node run; the rest of the host's files (other workspaces, the
  *   database, home directories) do not exist inside;
  * - the sidecar bundle and the node binary read-only;
- * - its own workspace read-write, a private tmpfs on /tmp, and nothing else
- *   writable (the root is remounted read-only);
+ * - its own workspace read-write, a private tmpfs on /tmp, the host
+ *   directories the spec names (`mounts`: the agent's state read-write, the
+ *   agent CLIs read-only), and nothing else writable (the root is remounted
+ *   read-only);
  * - its own pid, ipc and uts namespaces: host processes are invisible and the
  *   sandbox's pid 1 takes everything inside down with it when it dies;
  * - the host's network, but the sidecar binds 127.0.0.1 only.
@@ -19,6 +21,7 @@
  */
 import { accessSync, constants, lstatSync, readlinkSync, realpathSync } from "node:fs";
 import { delimiter, dirname, join, sep } from "node:path";
+import type { VmMount } from "../types";
 
 const SYSTEM_PATHS = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc"];
 
@@ -64,6 +67,12 @@ export interface BubblewrapSpec {
   workspace: string;
   bundlePath: string;
   nodePath: string;
+  /** Extra host directories, bound after /tmp and the workspace so that neither hides them. */
+  mounts?: VmMount[];
+}
+
+function extraMounts(mounts: VmMount[]): string[] {
+  return mounts.flatMap((mount) => [mount.writable ? "--bind" : "--ro-bind", mount.source, mount.target]);
 }
 
 /** Arguments for `bwrap` up to (not including) the command to run. */
@@ -98,6 +107,7 @@ export function bubblewrapArgs(spec: BubblewrapSpec): string[] {
     "--bind",
     spec.workspace,
     spec.workspace,
+    ...extraMounts(spec.mounts ?? []),
     "--remount-ro",
     "/",
     "--chdir",

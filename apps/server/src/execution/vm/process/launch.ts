@@ -16,6 +16,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import type { Readable } from "node:stream";
 import { z } from "zod";
+import type { VmMount } from "../types";
 import { bubblewrapArgs, INFO_FD } from "./bubblewrap";
 
 const ListeningLine = z.object({ event: z.literal("listening"), port: z.number().int().positive() });
@@ -30,6 +31,8 @@ export interface LaunchSpec {
   token: string;
   bundlePath: string;
   nodePath: string;
+  /** Host directories bound into the sandbox (under bubblewrap; unsandboxed they are visible at their own path). */
+  mounts?: VmMount[];
   /** Extra arguments that mark the sidecar's command line. */
   markers: string[];
   bubblewrap: boolean;

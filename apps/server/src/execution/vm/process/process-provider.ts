@@ -21,12 +21,16 @@
  *   with it, and the directory is removed.
  * - Without bubblewrap the sidecar runs as a plain process with full access
  *   to the host's files; that is said loudly, once.
+ * - VmSpec.mounts are bound at their targets under bubblewrap; a mount's
+ *   source must be an existing directory, and without bubblewrap only
+ *   mounts at their own path can be honoured (the host's files are all
+ *   visible anyway).
  */
 import { closeSync, openSync } from "node:fs";
-import { mkdir, readdir, readFile, rm } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { mkdir, readdir, readFile, rm, stat } from "node:fs/promises";
+import { isAbsolute, join, normalize, resolve } from "node:path";
 import { WorkspaceError } from "../../../errors";
-import type { ProviderLogger, VmHandle, VmListing, VmProvider, VmSpec, VmStatus } from "../types";
+import type { ProviderLogger, VmHandle, VmListing, VmMount, VmProvider, VmSpec, VmStatus } from "../types";
 import { findOnPath } from "./bubblewrap";
 import { launchSandbox } from "./launch";
 import { hasLiveChildWithMarkers, isLiveProcess, isRunning, signalProcess, waitUntil } from "./proc";
@@ -58,6 +62,7 @@ function validTaskId(taskId: string): boolean {
 
 export class ProcessVmProvider implements VmProvider {
   readonly name = "process" as const;
+  readonly hostMounts = true;
   private readonly vmsDir: string;
   private readonly bundlePath: string;
   private readonly bubblewrap: boolean;
@@ -94,6 +99,7 @@ export class ProcessVmProvider implements VmProvider {
     if (!spec.token) throw new WorkspaceError("refusing to start a sidecar without a token", null, false);
     const dir = this.sandboxDir(spec.taskId);
     const log = this.log.child({ taskId: spec.taskId });
+    const mounts = await this.checkMounts(spec.mounts ?? []);
     await this.clearStale(spec.taskId, dir);
 
     const workspace = join(dir, "workspace");
@@ -121,6 +127,7 @@ export class ProcessVmProvider implements VmProvider {
         token: spec.token,
         bundlePath: this.bundlePath,
         nodePath: this.nodePath,
+        mounts,
         markers,
         bubblewrap: this.bubblewrap,
         logFd,
@@ -182,6 +189,25 @@ export class ProcessVmProvider implements VmProvider {
       listings.push({ externalId: name, labels: record.labels, endpoint: record.endpoint });
     }
     return listings;
+  }
+
+  /** The mounts as bubblewrap gets them; refuses what it cannot bind as asked. */
+  private async checkMounts(mounts: VmMount[]): Promise<VmMount[]> {
+    const refuse = (mount: VmMount, why: string) =>
+      new WorkspaceError(`cannot mount ${mount.source} at ${mount.target}: ${why}`, null, false);
+    for (const mount of mounts) {
+      for (const path of [mount.source, mount.target]) {
+        if (!isAbsolute(path) || normalize(path) !== path || path === "/") {
+          throw refuse(mount, "paths must be absolute, normalized and not /");
+        }
+      }
+      const source = await stat(mount.source).catch(() => null);
+      if (!source?.isDirectory()) throw refuse(mount, "the source is not a directory");
+      if (!this.bubblewrap && mount.source !== mount.target) {
+        throw refuse(mount, "without bubblewrap a directory can only be seen at its own path");
+      }
+    }
+    return mounts;
   }
 
   private sandboxDir(taskId: string): string {
