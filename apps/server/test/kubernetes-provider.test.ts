@@ -101,7 +101,10 @@ describe("kubernetes VM provider", () => {
       restartPolicy: "Never",
       automountServiceAccountToken: false,
       securityContext: { runAsNonRoot: true, runAsUser: 1000, seccompProfile: { type: "RuntimeDefault" } },
-      volumes: [{ name: "workspace", emptyDir: {} }],
+      volumes: [
+        { name: "workspace", emptyDir: {} },
+        { name: "agent-state", emptyDir: {} },
+      ],
     });
     const container = pod.spec.containers[0]!;
     expect(container).toMatchObject({
@@ -109,13 +112,17 @@ describe("kubernetes VM provider", () => {
       resources: { requests: { cpu: "250m", memory: "512Mi" }, limits: { cpu: "2", memory: "2Gi" } },
       readinessProbe: { tcpSocket: { port: 8080 } },
       securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: ["ALL"] } },
-      volumeMounts: [{ name: "workspace", mountPath: "/workspace" }],
+      volumeMounts: [
+        { name: "workspace", mountPath: "/workspace" },
+        { name: "agent-state", mountPath: "/agent-state" },
+      ],
     });
     expect(container.env).toEqual([
       { name: "SIDECAR_TOKEN", valueFrom: { secretKeyRef: { name: handle.externalId, key: "token" } } },
       { name: "SIDECAR_WORKSPACE", value: "/workspace" },
       { name: "SIDECAR_HOST", value: "0.0.0.0" },
       { name: "SIDECAR_PORT", value: "8080" },
+      { name: "SIDECAR_AGENT_HOME", value: "/agent-state" },
     ]);
     expect(JSON.stringify(pod)).not.toContain(spec.token);
 
@@ -373,5 +380,29 @@ describe("kubernetes VM provider", () => {
 
     await gvisor.destroy(custom.externalId);
     await plain.destroy(defaults.externalId);
+  });
+
+  it("points the pod's programs at the egress proxy when one is configured, and sets nothing otherwise", async () => {
+    const proxied = provider(fake, { egressProxyUrl: "http://10.96.0.40:3128" });
+    const direct = provider(fake, {});
+    const withProxy = await proxied.create(vmSpec());
+    const without = await direct.create(vmSpec());
+    const env = (externalId: string) =>
+      Object.fromEntries(
+        (fake.pod(externalId)!.spec.containers[0]!.env ?? []).map((e: { name: string; value?: string }) => [
+          e.name,
+          e.value,
+        ]),
+      );
+    expect(env(withProxy.externalId)).toMatchObject({
+      HTTP_PROXY: "http://10.96.0.40:3128",
+      HTTPS_PROXY: "http://10.96.0.40:3128",
+      http_proxy: "http://10.96.0.40:3128",
+      https_proxy: "http://10.96.0.40:3128",
+      NO_PROXY: "localhost,127.0.0.1,::1",
+    });
+    expect(Object.keys(env(without.externalId)).filter((name) => /proxy/i.test(name))).toEqual([]);
+    await proxied.destroy(withProxy.externalId);
+    await direct.destroy(without.externalId);
   });
 });

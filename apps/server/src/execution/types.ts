@@ -12,6 +12,7 @@ import type { RepositoryStore } from "../repository/repository-store";
 import type { Clock } from "../utils/clock";
 import type { TaskFieldsPatch } from "../utils/task-status";
 import type { AgentStateDirs } from "./agent-state";
+import type { EgressDenial } from "./vm/egress/egress-proxy";
 import type { VmProvider } from "./vm/types";
 
 export interface StepContext {
@@ -70,4 +71,9 @@ export interface WorkspaceManagerDeps {
    */
   agentMounts?: (task: TaskRow) => string[];
   log: Logger;
+  /**
+   * Hears every connection a sandbox's egress proxy refused (process provider),
+   * to show "blocked: <host>" on the task. Must not throw. Default: logged only.
+   */
+  onEgressDenied?: (denial: EgressDenial) => void;
 }
