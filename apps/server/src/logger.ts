@@ -1,8 +1,11 @@
 /**
  * The server's pino logger. Child loggers bind ids (`log.child({ taskId })`);
- * messages are stable event names with details in fields. Secrets are redacted.
+ * messages are stable event names with details in fields. Secrets are redacted:
+ * token fields by name, and credentials embedded in URLs wherever they appear
+ * in a line (an error message quoting a repository URL, say).
  */
 import { pino } from "pino";
+import { scrubCredentials } from "./security/credentials";
 
 export type Logger = pino.Logger;
 
@@ -15,6 +18,7 @@ export function createLogger(level = "info", destination?: pino.DestinationStrea
       paths: ["token", "*.token", "apiKey", "*.apiKey", "req.headers.authorization", "headers.authorization"],
       censor: "[redacted]",
     },
+    hooks: { streamWrite: scrubCredentials },
   };
   return destination ? pino(options, destination) : pino(options);
 }
