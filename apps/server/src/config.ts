@@ -12,6 +12,7 @@ import {
   parseEntry,
 } from "./execution/vm/egress/egress-policy";
 import type { SandboxLimits } from "./execution/vm/process/process-provider";
+import type { Secret } from "./utils/redaction";
 import { parseSecretsKey } from "./utils/secret-box";
 
 const LOOPBACK_HOSTS = new Set(["127.0.0.1", "localhost", "::1", "[::1]"]);
@@ -290,6 +291,21 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
     forgeUrls: [e.GITHUB_URL, e.GITLAB_URL].filter((url): url is string => Boolean(url)),
     output: { messageMaxBytes: e.OUTPUT_MESSAGE_MAX_BYTES, logMaxBytes: e.OUTPUT_LOG_MAX_BYTES },
   };
+}
+
+/**
+ * The secret values of the configuration, by variable name: what every
+ * agent's output is redacted of (whichever agent runs, a command can print
+ * its environment or a file holding a key).
+ */
+export function configuredSecrets(config: ServerConfig): Secret[] {
+  const named: Array<[string, string | undefined]> = [
+    ["ANTHROPIC_API_KEY", config.anthropic.apiKey],
+    ["OPENAI_API_KEY", config.openai.apiKey],
+    ["API_TOKEN", config.apiToken],
+    ["SECRETS_KEY", config.secretsKey],
+  ];
+  return named.flatMap(([name, value]) => (value ? [{ name, value }] : []));
 }
 
 /** SANDBOX_ALLOWED_DOMAINS (comma or space separated), else the model endpoints and package registries. */

@@ -9,6 +9,7 @@ import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { type LocalExecutor, sidecarProtocol as protocol, readHead } from "@repo/workspace";
 import type { AgentBox } from "./agent-box";
+import { archiveAgentState, assertAgentHome, restoreAgentState } from "./agent-state";
 import { HttpError, readJson, sendJson } from "./http";
 import type { LimitWatch } from "./limits";
 import { bundleBranch, bundleScratch, receiveBranch } from "./workspace-git";
@@ -17,6 +18,8 @@ import { bundleBranch, bundleScratch, receiveBranch } from "./workspace-git";
 const JSON_LIMIT = 32 * 1024 * 1024;
 /** Limit for an uploaded git bundle, bytes. */
 const BUNDLE_LIMIT = 2 * 1024 * 1024 * 1024;
+/** Limit for an uploaded agent state archive, bytes. */
+const AGENT_STATE_LIMIT = 512 * 1024 * 1024;
 /** How often a running command's sandbox is checked for refused forks (a fork bomb) and a full disk, ms. */
 const LIMIT_POLL_MS = 250;
 
@@ -33,6 +36,8 @@ export interface RouteContext {
   executor: LocalExecutor;
   /** Registers a running command so that shutdown can stop it; returns the unregister function. */
   track: (controller: AbortController) => () => void;
+  /** The agent's state directory, when this sandbox keeps one. */
+  agentHome?: string;
   sandbox?: SandboxContext;
 }
 
@@ -168,6 +173,33 @@ async function gitBundle({ req, res, executor }: RouteContext) {
   }
 }
 
+async function agentStateArchive({ res, agentHome }: RouteContext) {
+  const archive = await archiveAgentState(assertAgentHome(agentHome));
+  res.writeHead(200, { "content-type": "application/gzip", "content-length": archive.length });
+  res.end(archive);
+}
+
+async function agentStateRestore({ req, res, agentHome }: RouteContext) {
+  const home = assertAgentHome(agentHome);
+  let size = 0;
+  const counter = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      size += chunk.length;
+      if (size > AGENT_STATE_LIMIT) {
+        callback(new HttpError(413, "PAYLOAD_TOO_LARGE", `archive exceeds ${AGENT_STATE_LIMIT} bytes`));
+      } else {
+        callback(null, chunk);
+      }
+    },
+  });
+  const [restored] = await Promise.allSettled([restoreAgentState(home, req.pipe(counter))]);
+  if (size > AGENT_STATE_LIMIT) {
+    throw new HttpError(413, "PAYLOAD_TOO_LARGE", `archive exceeds ${AGENT_STATE_LIMIT} bytes`);
+  }
+  if (restored.status === "rejected") throw restored.reason;
+  sendJson(res, 200, { ok: true });
+}
+
 export const routes: ReadonlyMap<string, Route> = new Map<string, Route>([
   ["GET /health", health],
   [
@@ -210,4 +242,6 @@ export const routes: ReadonlyMap<string, Route> = new Map<string, Route>([
   ["POST /git/receive", gitReceive],
   ["POST /git/commit", gitCommit],
   ["POST /git/bundle", gitBundle],
+  ["POST /agent-state/archive", agentStateArchive],
+  ["POST /agent-state/restore", agentStateRestore],
 ]);

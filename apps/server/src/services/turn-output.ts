@@ -18,14 +18,21 @@
  * - Ordered: every database write and every event leaves through one chain,
  *   in the order the agent produced them; `message-end` follows the
  *   message's last write, so a client that refetches on it sees it whole.
+ * - Secrets: once given the task's secrets (`redactSecrets`), everything the
+ *   agent reports passes a redactor first (agent/redacting-output.ts: text
+ *   and command output as streams, a secret split across deltas included;
+ *   tool inputs and results whole), so no secret value reaches a
+ *   `stream-chunk`, a message or the task's log.
  * - Nothing is dropped because of its bytes: NUL and lone surrogates are
  *   stored as U+FFFD (storable-text.ts); a failed write is remembered and
  *   reported by `close()`, and the writes after it still run.
  */
 import { randomUUID } from "node:crypto";
 import type { MessageRole, StreamChunk } from "@repo/types";
+import { type RedactingOutput, redactingOutput } from "../agent/redacting-output";
 import type { AgentOutput } from "../agent/types";
 import type { Clock, TimerHandle } from "../utils/clock";
+import { type Secret, SecretRedactor } from "../utils/redaction";
 import { splitUtf8, storableJson, storableText, utf8Bytes } from "../utils/storable-text";
 import type { TaskOutputLog } from "./output-log";
 
@@ -185,21 +192,55 @@ export class TurnOutput implements AgentOutput {
   private chain: Promise<unknown> = Promise.resolve();
   private failure: unknown = null;
   private readonly limits: TurnOutputLimits;
+  private redactor = new SecretRedactor([]);
+  /** What the agent reports enters here: redacted, then written. */
+  private input: RedactingOutput;
 
   constructor(private readonly deps: TurnOutputDeps) {
     this.limits = { ...DEFAULT_TURN_OUTPUT_LIMITS, ...definedOnly(deps.limits ?? {}) };
+    this.input = redactingOutput(this.writer(), this.redactor);
+  }
+
+  /** From now on these secrets' values become `[secret:NAME]` in everything streamed and stored. */
+  redactSecrets(secrets: Secret[]): void {
+    this.input.flush();
+    this.redactor = new SecretRedactor(secrets);
+    this.input = redactingOutput(this.writer(), this.redactor);
+  }
+
+  /** `text` with the secrets replaced (an error message, a log line: what did not pass the output). */
+  redact(text: string): string {
+    return this.redactor.redact(text);
   }
 
   text(delta: string): void {
-    void this.appendStreaming("assistant", { kind: "text" }, delta, "text");
+    this.input.text(delta);
   }
 
   /** Returns a promise while the task's log is behind: the command's output should wait for it. */
   commandOutput(stream: "stdout" | "stderr", text: string): Promise<void> | undefined {
-    return this.appendStreaming("tool", { kind: "command-output" }, text, stream);
+    return this.input.commandOutput(stream, text) ?? undefined;
   }
 
   toolCall(call: { toolCallId: string; toolName: string; input: unknown }): void {
+    this.input.toolCall(call);
+  }
+
+  toolResult(result: { toolCallId: string; toolName: string; output: unknown; isError?: boolean }): void {
+    this.input.toolResult(result);
+  }
+
+  /** The writing side: output that has been redacted already. */
+  private writer(): AgentOutput {
+    return {
+      text: (delta) => void this.appendStreaming("assistant", { kind: "text" }, delta, "text"),
+      commandOutput: (stream, text) => this.appendStreaming("tool", { kind: "command-output" }, text, stream),
+      toolCall: (call) => this.writeToolCall(call),
+      toolResult: (result) => this.writeToolResult(result),
+    };
+  }
+
+  private writeToolCall(call: { toolCallId: string; toolName: string; input: unknown }): void {
     this.closeOpen();
     const id = randomUUID();
     this.tools.set(call.toolCallId, id);
@@ -212,7 +253,7 @@ export class TurnOutput implements AgentOutput {
     });
   }
 
-  toolResult(result: { toolCallId: string; toolName: string; output: unknown; isError?: boolean }): void {
+  private writeToolResult(result: { toolCallId: string; toolName: string; output: unknown; isError?: boolean }): void {
     const known = this.tools.get(result.toolCallId);
     this.tools.delete(result.toolCallId);
     const raw = typeof result.output === "string" ? result.output : JSON.stringify(result.output ?? null);
@@ -241,6 +282,7 @@ export class TurnOutput implements AgentOutput {
 
   /** Persists everything still open, waits for every write and closes the log. Rejects if a write failed. */
   async close(): Promise<void> {
+    this.input.flush();
     this.closeOpen();
     await this.chain;
     await this.deps.log.close();
