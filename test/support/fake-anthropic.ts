@@ -30,7 +30,8 @@ export type AnthropicReply = (
 ) & { usage?: { input: number; output: number } };
 
 export interface FakeAnthropicOptions {
-  script: AnthropicReply[];
+  /** The replies in order; a function is asked for its reply when its request arrives (after `beforeReply`). */
+  script: Array<AnthropicReply | ((request: RecordedRequest) => AnthropicReply | Promise<AnthropicReply>)>;
   /** The only key accepted; default: any. */
   apiKey?: string;
   /** Runs before each scripted reply is sent (index counts Messages requests from 0). */
@@ -63,8 +64,8 @@ export async function startFakeAnthropic(options: FakeAnthropicOptions): Promise
       return;
     }
     const index = next++;
-    const reply = options.script[index];
-    if (!reply) {
+    const entry = options.script[index];
+    if (!entry) {
       sendJson(res, 400, {
         type: "error",
         error: { type: "invalid_request_error", message: "the fake model's script is exhausted" },
@@ -72,6 +73,7 @@ export async function startFakeAnthropic(options: FakeAnthropicOptions): Promise
       return;
     }
     await options.beforeReply?.(request, index);
+    const reply = typeof entry === "function" ? await entry(request) : entry;
     if ("error" in reply) {
       sendJson(res, reply.error.status, {
         type: "error",

@@ -10,15 +10,16 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import fastifyStatic from "@fastify/static";
 import { type Database, openDatabase, PgAdvisoryLocks, PgPubSub, type TaskRow } from "@repo/db";
-import { getStepsForMode } from "@repo/types";
+import { type AgentKind, getStepsForMode } from "@repo/types";
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
-import { createAgentRunner } from "./agent";
+import { type AgentCatalog, configuredAgents, singleAgent } from "./agent/catalog";
 import type { AgentRunner } from "./agent/types";
-import type { ServerConfig } from "./config";
+import { configuredSecrets, type ServerConfig } from "./config";
 import { createEnvironments } from "./environments";
 import type { EnvironmentCache } from "./environments/environment-cache";
 import { AppError, CapacityError, NotFoundError, UnauthorizedError } from "./errors";
 import { createWorkspaceManager } from "./execution";
+import { AgentStateDirs } from "./execution/agent-state";
 import type { WorkspaceManager } from "./execution/types";
 import { TaskInitializationEngine } from "./initialization";
 import { createLogger, type Logger } from "./logger";
@@ -41,12 +42,15 @@ import { TaskLifecycle } from "./services/task-lifecycle";
 import { TaskOwnership } from "./services/task-ownership";
 import { TaskRecovery } from "./services/task-recovery";
 import type { TaskRepository } from "./services/task-repository";
+import type { EndedTurn } from "./services/turn-records";
+import { TurnRecords } from "./services/turn-records";
 import { TurnRunner } from "./services/turn-runner";
 import { WorkspaceCapacity } from "./services/workspace-capacity";
 import { WorkspaceTeardown } from "./services/workspace-teardown";
 import { createSocketServer, TaskEvents, type UmbraSocketServer } from "./socket";
 import { tokenMatches } from "./utils/auth";
 import { type Clock, systemClock } from "./utils/clock";
+import type { Secret } from "./utils/redaction";
 import { SecretBox } from "./utils/secret-box";
 import type { TaskChanges } from "./utils/task-changes";
 import type { TaskStatusStore } from "./utils/task-status";
@@ -60,7 +64,13 @@ export interface UmbraServerOptions {
   clock?: Clock;
   logger?: Logger;
   workspaces?: WorkspaceManager;
+  /** One runner for every task (its kind is then the only one offered). Default: the configured agents. */
   agent?: AgentRunner;
+  /**
+   * The named secret values a task's agent output is redacted of.
+   * Default: the configured credentials (configuredSecrets).
+   */
+  secretsFor?: (task: TaskRow) => Promise<Secret[]>;
   /** How repository host names are resolved for the SSRF guard; default: the system resolver. */
   resolveHost?: ResolveHost;
 }
@@ -149,7 +159,8 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
   });
   const store = new RepositoryStore(join(config.dataDir, "repos"), replicas.locks ?? undefined);
   const indexer = new RepositoryIndexer(db, store, clock);
-  const secrets = await SecretBox.load({ secretsKey: config.secretsKey, dataDir: config.dataDir });
+  const secretBox = await SecretBox.load({ secretsKey: config.secretsKey, dataDir: config.dataDir });
+  const agentState = new AgentStateDirs(join(config.dataDir, "agent-state"));
   const outputs = new OutputLogs(join(config.dataDir, "logs"), config.output.logMaxBytes, clock, log);
   const messages = new MessageLog({
     db,
@@ -159,18 +170,25 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
     limits: { maxMessageBytes: config.output.messageMaxBytes },
   });
   const egressNotices = new EgressNotices({ messages, log: log.child({ component: "egress" }) });
+  // The catalog needs the provider (CLIs in a pod's image) and the provider the catalog (CLIs to mount).
+  let agents: AgentCatalog | undefined;
   const workspaces =
     options.workspaces ??
     (await createWorkspaceManager(config, {
       db,
       clock,
       store,
-      secrets,
+      secrets: secretBox,
+      agentState,
+      agentMounts: (task) => agents?.hostDirs(task.agent as AgentKind | null) ?? [],
       onEgressDenied: (denial) => egressNotices.report(denial),
       log: log.child({ component: "workspace" }),
     }));
-  const agent = options.agent ?? createAgentRunner(config);
-  const environments = createEnvironments(config, { db, clock, log, metrics, workspaces, box: secrets });
+  agents = options.agent
+    ? singleAgent(options.agent)
+    : configuredAgents(config, { sandboxAgents: workspaces.vmProvider?.sandboxAgents });
+  const catalog = agents;
+  const environments = createEnvironments(config, { db, clock, log, metrics, workspaces, box: secretBox });
   const engine = new TaskInitializationEngine({
     status,
     workspaces,
@@ -182,17 +200,21 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
     onProgress: (taskId, progress) => events.initProgress(taskId, progress),
     log: log.child({ component: "init" }),
   });
+  const secrets = configuredSecrets(config);
   const turns = new TurnRunner({
     status,
     engine,
     workspaces,
-    agent,
+    agentFor: (choice) => catalog.runner(choice),
+    secretsFor: options.secretsFor ?? (async () => secrets),
+    records: new TurnRecords(db),
     messages,
     indexer,
     environments: environments.forTasks,
-    emitTurnEnd: (taskId, outcome, error) => {
-      metrics.increment("umbra_turns_total", "Agent turns finished.");
-      events.streamChunk(taskId, { type: "turn-end", status: outcome, error });
+    clock,
+    emitTurnEnd: (turn, error) => {
+      countTurn(metrics, turn);
+      events.streamChunk(turn.taskId, { type: "turn-end", status: turn.outcome, error });
     },
     log: log.child({ component: "turn" }),
   });
@@ -249,6 +271,8 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
     changes,
     clock,
     takeOver,
+    agents: catalog,
+    agentState,
     log,
   });
   const cleanup =
@@ -295,7 +319,8 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
     mode: workspaces.mode,
     steps: getStepsForMode(workspaces.mode),
     cleanupDelayMs: config.cleanupDelayMs,
-    agent: agent.kind,
+    agent: catalog.defaultKind,
+    agents: await catalog.availability(),
     capacity: { active: await capacity.active(), max: capacity.max },
   }));
   fastify.get("/metrics", async (_request, reply) =>
@@ -333,7 +358,7 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
       cleanup?.start();
       taskRecovery.start();
       ownership.start();
-      log.info({ url: server.url, mode: workspaces.mode, agent: agent.kind }, "server.listening");
+      log.info({ url: server.url, mode: workspaces.mode, agent: catalog.defaultKind }, "server.listening");
       return server.url;
     },
     close(reason = "server shutting down") {
@@ -408,6 +433,32 @@ function connectReplicas(database: Database, self: string, metrics: Metrics, log
       await locks.close();
     },
   };
+}
+
+/** Turns and agent usage by agent kind, for /metrics. */
+function countTurn(metrics: Metrics, turn: EndedTurn): void {
+  const labels = { agent: turn.agent };
+  metrics.increment("umbra_turns_total", "Agent turns finished.");
+  metrics.increment("umbra_agent_turns_total", "Agent turns finished, by agent and outcome.", 1, {
+    ...labels,
+    outcome: turn.outcome,
+  });
+  if (!turn.usage) return;
+  metrics.increment("umbra_agent_input_tokens_total", "Input tokens the agents used.", turn.usage.inputTokens, labels);
+  metrics.increment(
+    "umbra_agent_output_tokens_total",
+    "Output tokens the agents used.",
+    turn.usage.outputTokens,
+    labels,
+  );
+  if (turn.usage.costUsd !== null) {
+    metrics.increment(
+      "umbra_agent_cost_usd_total",
+      "Cost the agents reported, in US dollars.",
+      turn.usage.costUsd,
+      labels,
+    );
+  }
 }
 
 /**

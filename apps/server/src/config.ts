@@ -13,6 +13,7 @@ import {
   parseEntry,
 } from "./execution/vm/egress/egress-policy";
 import type { SandboxLimits } from "./execution/vm/process/process-provider";
+import type { Secret } from "./utils/redaction";
 import { parseSecretsKey } from "./utils/secret-box";
 
 const LOOPBACK_HOSTS = new Set(["127.0.0.1", "localhost", "::1", "[::1]"]);
@@ -312,6 +313,21 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
 /** MAX_ACTIVE_WORKSPACES' default for this machine (see ServerConfig.maxActiveWorkspaces). */
 export function defaultMaxActiveWorkspaces(memoryBytes = totalmem(), cores = availableParallelism()): number {
   return Math.max(1, Math.min(Math.floor(memoryBytes / 2 ** 31), cores * 4));
+}
+
+/**
+ * The secret values of the configuration, by variable name: what every
+ * agent's output is redacted of (whichever agent runs, a command can print
+ * its environment or a file holding a key).
+ */
+export function configuredSecrets(config: ServerConfig): Secret[] {
+  const named: Array<[string, string | undefined]> = [
+    ["ANTHROPIC_API_KEY", config.anthropic.apiKey],
+    ["OPENAI_API_KEY", config.openai.apiKey],
+    ["API_TOKEN", config.apiToken],
+    ["SECRETS_KEY", config.secretsKey],
+  ];
+  return named.flatMap(([name, value]) => (value ? [{ name, value }] : []));
 }
 
 /** SANDBOX_ALLOWED_DOMAINS (comma or space separated), else the model endpoints and package registries. */

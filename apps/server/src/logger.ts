@@ -9,7 +9,7 @@ import { scrubCredentials } from "./security/credentials";
 
 export type Logger = pino.Logger;
 
-/** @param destination where lines go; default standard output */
+/** @param destination where the lines go; default: standard output. */
 export function createLogger(level = "info", destination?: pino.DestinationStream): Logger {
   const options: pino.LoggerOptions = {
     level,

@@ -1,10 +1,13 @@
 /**
  * GET /metrics in Prometheus text format: task counts by status and
- * initStatus (read from the database, so every server process agrees),
- * this process's counters and gauges (with several server processes, each
- * reports its own: owned tasks, take-overs, the lag of messages from the
- * others), and readings other components register (the environment cache,
- * workspace capacity).
+ * initStatus (read from the database, so every server process agrees) and
+ * this process's counters, optionally labelled (agent usage by agent kind),
+ * gauges (with several server processes, each reports its own: owned
+ * tasks, the lag of messages from the others), and readings other
+ * components register (the environment cache, workspace capacity).
+ *
+ * Counters are per process, as Prometheus expects: they only grow, and a
+ * fleet's total is the sum over its processes.
  */
 import { type Db, queryRows } from "@repo/db";
 import { sql } from "drizzle-orm";
@@ -15,8 +18,16 @@ interface Reading {
   read(): number | Promise<number>;
 }
 
+type Labels = Record<string, string>;
+
+interface Counter {
+  help: string;
+  /** By the label set's rendering (`{agent="codex"}`, or "" without labels). */
+  values: Map<string, number>;
+}
+
 export class Metrics {
-  private readonly counters = new Map<string, { help: string; value: number }>();
+  private readonly counters = new Map<string, Counter>();
   private readonly gauges = new Map<string, { help: string; value: number }>();
   private readonly readings = new Map<string, Reading>();
 
@@ -25,9 +36,10 @@ export class Metrics {
     this.readings.set(name, { type, help, read });
   }
 
-  increment(name: string, help: string, by = 1): void {
-    const counter = this.counters.get(name) ?? { help, value: 0 };
-    counter.value += by;
+  increment(name: string, help: string, by = 1, labels: Labels = {}): void {
+    const counter = this.counters.get(name) ?? { help, values: new Map() };
+    const key = renderLabels(labels);
+    counter.values.set(key, (counter.values.get(key) ?? 0) + by);
     this.counters.set(name, counter);
   }
 
@@ -46,8 +58,9 @@ export class Metrics {
       "# TYPE umbra_tasks gauge",
       ...rows.map((r) => `umbra_tasks{status="${r.status}",init_status="${r.init_status}"} ${r.n}`),
     ];
-    for (const [name, { help, value }] of this.counters) {
-      lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} counter`, `${name} ${value}`);
+    for (const [name, { help, values }] of this.counters) {
+      lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} counter`);
+      for (const [labels, value] of values) lines.push(`${name}${labels} ${value}`);
     }
     for (const [name, { help, value }] of this.gauges) {
       lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} gauge`, `${name} ${value}`);
@@ -59,4 +72,11 @@ export class Metrics {
     lines.push("# TYPE umbra_process_resident_memory_bytes gauge", `umbra_process_resident_memory_bytes ${memory.rss}`);
     return `${lines.join("\n")}\n`;
   }
+}
+
+function renderLabels(labels: Labels): string {
+  const entries = Object.entries(labels);
+  if (entries.length === 0) return "";
+  const quoted = (value: string) => value.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
+  return `{${entries.map(([key, value]) => `${key}="${quoted(value)}"`).join(",")}}`;
 }

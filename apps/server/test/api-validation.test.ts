@@ -8,7 +8,8 @@ type ErrorBody = { error: { code: string; message: string } };
 describe("bad input answers with the error shape and changes nothing", () => {
   let t: TestServer;
   beforeAll(async () => {
-    t = await startTestServer();
+    // CLIs named where there are none, so what the config lists does not depend on this machine.
+    t = await startTestServer({ env: { CLAUDE_CODE_BIN: "/nonexistent/claude", CODEX_BIN: "/nonexistent/codex" } });
   });
   afterAll(() => t.close());
 
@@ -87,6 +88,25 @@ describe("bad input answers with the error shape and changes nothing", () => {
       steps: ["PREPARE_WORKSPACE", "INSTALL_DEPENDENCIES", "INDEX_REPOSITORY"],
       cleanupDelayMs: 600_000,
       agent: "shell",
+      agents: [
+        { kind: "llm", available: false, reason: "no model is configured (set LLM_MODEL)" },
+        {
+          kind: "claude-code",
+          available: false,
+          reason:
+            "the claude-code CLI is not installed: CLAUDE_CODE_BIN=/nonexistent/claude is missing or not executable; " +
+            "no API key is configured (set ANTHROPIC_API_KEY)",
+        },
+        {
+          kind: "codex",
+          available: false,
+          reason:
+            "the codex CLI is not installed: CODEX_BIN=/nonexistent/codex is missing or not executable; " +
+            "no API key is configured (set OPENAI_API_KEY)",
+        },
+        { kind: "command", available: false, reason: "no command is configured (set AGENT_COMMAND)" },
+        { kind: "shell", available: true },
+      ],
       capacity: { active: expect.any(Number), max: null },
     });
     const metrics = await fetch(`${t.url}/metrics`);

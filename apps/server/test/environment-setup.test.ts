@@ -17,6 +17,7 @@ import { recordRun } from "../../../test/support/recorded-run";
 import { startTestServer, type TestServer } from "../../../test/support/server";
 import { loadConfig } from "../src/config";
 import { createWorkspaceManager } from "../src/execution";
+import { AgentStateDirs } from "../src/execution/agent-state";
 import { createLogger } from "../src/logger";
 import { RepositoryStore } from "../src/repository/repository-store";
 import { SecretBox } from "../src/utils/secret-box";
@@ -40,6 +41,7 @@ describe.each(["local", "remote"] as Mode[])("environment setup and its cache in
       clock: { now: () => new Date(), setTimer: () => ({ cancel() {} }) },
       store: new RepositoryStore(join(dataDir, "repos")),
       secrets: await SecretBox.load({ dataDir }),
+      agentState: new AgentStateDirs(join(dataDir, "agent-state")),
       log: createLogger("silent"),
     });
     const held = holdFirstStep(real);

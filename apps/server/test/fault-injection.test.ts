@@ -561,6 +561,9 @@ describe("a cleanup claim held by another worker", () => {
             throw new Error("no executor in this test");
           },
           attach: async () => null,
+          agentHome: async () => {
+            throw new Error("no agent runs in this test");
+          },
           saveWork: async () => "sha",
           teardown: async (task) => {
             destroyed.push(task.id);

@@ -101,7 +101,10 @@ describe("kubernetes VM provider", () => {
       restartPolicy: "Never",
       automountServiceAccountToken: false,
       securityContext: { runAsNonRoot: true, runAsUser: 1000, seccompProfile: { type: "RuntimeDefault" } },
-      volumes: [{ name: "workspace", emptyDir: {} }],
+      volumes: [
+        { name: "workspace", emptyDir: {} },
+        { name: "agent-state", emptyDir: {} },
+      ],
     });
     const container = pod.spec.containers[0]!;
     expect(container).toMatchObject({
@@ -109,13 +112,17 @@ describe("kubernetes VM provider", () => {
       resources: { requests: { cpu: "250m", memory: "512Mi" }, limits: { cpu: "2", memory: "2Gi" } },
       readinessProbe: { tcpSocket: { port: 8080 } },
       securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: ["ALL"] } },
-      volumeMounts: [{ name: "workspace", mountPath: "/workspace" }],
+      volumeMounts: [
+        { name: "workspace", mountPath: "/workspace" },
+        { name: "agent-state", mountPath: "/agent-state" },
+      ],
     });
     expect(container.env).toEqual([
       { name: "SIDECAR_TOKEN", valueFrom: { secretKeyRef: { name: handle.externalId, key: "token" } } },
       { name: "SIDECAR_WORKSPACE", value: "/workspace" },
       { name: "SIDECAR_HOST", value: "0.0.0.0" },
       { name: "SIDECAR_PORT", value: "8080" },
+      { name: "SIDECAR_AGENT_HOME", value: "/agent-state" },
     ]);
     expect(JSON.stringify(pod)).not.toContain(spec.token);
 

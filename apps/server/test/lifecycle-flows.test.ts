@@ -22,6 +22,7 @@ import { readSandboxRecord } from "../../../test/support/sandbox-probe";
 import { EventRecorder, startTestServer, type TestServer } from "../../../test/support/server";
 import { loadConfig } from "../src/config";
 import { createWorkspaceManager } from "../src/execution";
+import { AgentStateDirs } from "../src/execution/agent-state";
 import { createLogger } from "../src/logger";
 import { RepositoryStore } from "../src/repository/repository-store";
 import { ManualClock } from "../src/utils/clock";
@@ -51,6 +52,7 @@ describe.each(["remote", "local"] as Mode[])("seed lifecycle flows in %s mode", 
       clock,
       store: new RepositoryStore(join(dataDir, "repos")),
       secrets: await SecretBox.load({ dataDir }),
+      agentState: new AgentStateDirs(join(dataDir, "agent-state")),
       log: createLogger("silent"),
     });
     const held = holdFirstStep(real);

@@ -6,6 +6,7 @@ import { databaseTargets, type TestDatabase } from "../../../test/support/databa
 import { createRepo, git, tempDir } from "../../../test/support/git";
 import { holdFirstStep } from "../../../test/support/lifecycle";
 import { EventRecorder, startTestServer, type TestServer } from "../../../test/support/server";
+import { AgentStateDirs } from "../src/execution/agent-state";
 import { LocalWorkspaceManager } from "../src/execution/local/local-workspace-manager";
 import { RepositoryStore } from "../src/repository/repository-store";
 
@@ -13,7 +14,11 @@ const targets = await databaseTargets();
 
 function gatedLocalManager(dataDir: string) {
   const held = holdFirstStep(
-    new LocalWorkspaceManager(new RepositoryStore(join(dataDir, "repos")), join(dataDir, "workspaces")),
+    new LocalWorkspaceManager(
+      new RepositoryStore(join(dataDir, "repos")),
+      join(dataDir, "workspaces"),
+      new AgentStateDirs(join(dataDir, "agent-state")),
+    ),
   );
   return { manager: held.manager, ...held.arm() };
 }

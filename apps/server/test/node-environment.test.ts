@@ -19,6 +19,7 @@ import { recordRun } from "../../../test/support/recorded-run";
 import { startTestServer, type TestServer } from "../../../test/support/server";
 import { loadConfig } from "../src/config";
 import { createWorkspaceManager } from "../src/execution";
+import { AgentStateDirs } from "../src/execution/agent-state";
 import { createLogger } from "../src/logger";
 import { RepositoryStore } from "../src/repository/repository-store";
 import { systemClock } from "../src/utils/clock";
@@ -81,6 +82,7 @@ describe.each(["local", "remote"] as const)("a Node project set up with npm ci i
       clock: systemClock,
       store: new RepositoryStore(join(dataDir, "repos")),
       secrets: await SecretBox.load({ dataDir }),
+      agentState: new AgentStateDirs(join(dataDir, "agent-state")),
       log: createLogger("silent"),
     });
     const held = holdFirstStep(real);

@@ -29,6 +29,9 @@ class RecordingWorkspaces implements WorkspaceManager {
   executor = async () => {
     throw new Error("not used");
   };
+  agentHome = async () => {
+    throw new Error("not used");
+  };
   async saveWork(task: TaskRow) {
     this.saved.push(task.id);
     return "sha";

@@ -17,6 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type FakeKubernetes, type RunContainer, startFakeKubernetes } from "../../../test/support/fake-kubernetes";
 import { createRepo, git, tempDir } from "../../../test/support/git";
 import { ensureSidecarBundle } from "../../sidecar/build";
+import { AgentStateDirs } from "../src/execution/agent-state";
 import { LocalWorkspaceManager } from "../src/execution/local/local-workspace-manager";
 import { RemoteWorkspaceManager } from "../src/execution/remote/remote-workspace-manager";
 import type { WorkspaceManager } from "../src/execution/types";
@@ -33,15 +34,18 @@ const log = createLogger("silent");
 /** The fake kubelet's container runtime: the real sidecar bundle on the pod's loopback address. */
 function sidecarContainer(bundle: string): RunContainer {
   return async ({ env, podIP, port }) => {
-    const workspace = mkdtempSync(join(tmpdir(), "umbra-pod-"));
+    // The pod's volumes: its workspace and its agent state, each a directory of its own.
+    const pod = mkdtempSync(join(tmpdir(), "umbra-pod-"));
+    const workspace = join(pod, "workspace");
     const child: ChildProcess = spawn(process.execPath, [bundle], {
       env: {
         PATH: process.env.PATH,
-        HOME: workspace,
+        HOME: pod,
         ...env,
         SIDECAR_HOST: podIP,
         SIDECAR_PORT: String(port),
         SIDECAR_WORKSPACE: workspace,
+        SIDECAR_AGENT_HOME: join(pod, "agent-state"),
       },
       stdio: ["ignore", "pipe", "ignore"],
     });
@@ -57,7 +61,7 @@ function sidecarContainer(bundle: string): RunContainer {
       async stop() {
         child.kill("SIGKILL");
         await exited;
-        rmSync(workspace, { recursive: true, force: true });
+        rmSync(pod, { recursive: true, force: true });
       },
     };
   };
@@ -76,7 +80,11 @@ const subjects: Subject[] = [
     name: "local",
     mode: "local",
     make: async (dataDir) =>
-      new LocalWorkspaceManager(new RepositoryStore(join(dataDir, "repos")), join(dataDir, "workspaces")),
+      new LocalWorkspaceManager(
+        new RepositoryStore(join(dataDir, "repos")),
+        join(dataDir, "workspaces"),
+        new AgentStateDirs(join(dataDir, "agent-state")),
+      ),
   },
   {
     name: "remote/process",
@@ -88,6 +96,7 @@ const subjects: Subject[] = [
         store: new RepositoryStore(join(dataDir, "repos")),
         provider: new ProcessVmProvider({ dataDir, sidecarBundlePath: await ensureSidecarBundle(), logger: log }),
         secrets: SecretBox.withKey(randomBytes(32)),
+        agentState: new AgentStateDirs(join(dataDir, "agent-state")),
         readyTimeoutMs: 20_000,
         log,
       }),
@@ -107,6 +116,7 @@ const subjects: Subject[] = [
           logger: log,
         }),
         secrets: SecretBox.withKey(randomBytes(32)),
+        agentState: new AgentStateDirs(join(dataDir, "agent-state")),
         readyTimeoutMs: 20_000,
         log,
       });
@@ -281,5 +291,36 @@ describe.each(subjects)("workspace contract: $name", (subject) => {
     expect(await executor.readFile("saved.txt")).toBe("kept\n");
     expect(await executor.readFile("notes/a.txt")).toBe("one\nthree\n");
     if (subject.mode === "local") expect(existsSync(join(dataDir, "workspaces", task.id))).toBe(true);
+  });
+
+  it("keeps the agent's state outside the workspace, uncommitted, across a teardown", async () => {
+    const executor = await manager.executor(task);
+    const home = await manager.agentHome(task);
+    const written = await executor.runCommand(
+      'mkdir -p "$STATE/.claude" && echo turn-1 > "$STATE/.claude/session.jsonl"',
+      {
+        env: { STATE: home },
+      },
+    );
+    expect(written.exitCode).toBe(0);
+    await manager.saveWork(task, "save with the agent's state");
+    await manager.teardown(task);
+    await status.startTurn(task.id);
+    await status.endTurn(task.id, "COMPLETED", null);
+    task = (await status.setInitStatus(task.id, "INACTIVE")) ?? task;
+    await provision();
+
+    let read = "";
+    const again = await manager.executor(task);
+    const result = await again.runCommand('cat "$STATE/.claude/session.jsonl"', {
+      env: { STATE: await manager.agentHome(task) },
+      onOutput: (_stream, text) => {
+        read += text;
+      },
+    });
+    expect([result.exitCode, read]).toEqual([0, "turn-1\n"]);
+    const store = new RepositoryStore(join(dataDir, "repos"));
+    const diff = await store.diff(repo, task.baseCommitSha!, task.branch!);
+    expect(diff.files.map((f) => f.path).sort()).toEqual(["notes/a.txt", "saved.txt"]);
   });
 });

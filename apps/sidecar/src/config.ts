@@ -25,6 +25,8 @@ export interface SidecarConfig {
   listen: { socket: string } | { host: string; port: number };
   /** The agent's sandbox, when commands must run in one. */
   agentBox?: AgentBoxSpec;
+  /** The agent's state directory, archived and restored through /agent-state/*; unset = none. */
+  agentHome?: string;
 }
 
 const EnvSchema = z
@@ -37,6 +39,7 @@ const EnvSchema = z
     SIDECAR_HOST: z.string().min(1).default("127.0.0.1"),
     SIDECAR_PORT: z.coerce.number().int().min(0).max(65535).default(0),
     SIDECAR_AGENT_BOX: z.string().startsWith("/", "must be an absolute path").optional(),
+    SIDECAR_AGENT_HOME: z.string().min(1).startsWith("/", "must be an absolute path").optional(),
   })
   .refine(
     (env) =>
@@ -114,5 +117,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): SidecarConfig 
     token,
     listen: e.SIDECAR_SOCKET ? { socket: e.SIDECAR_SOCKET } : { host: e.SIDECAR_HOST, port: e.SIDECAR_PORT },
     agentBox: e.SIDECAR_AGENT_BOX ? readAgentBox(e.SIDECAR_AGENT_BOX) : undefined,
+    ...(e.SIDECAR_AGENT_HOME ? { agentHome: e.SIDECAR_AGENT_HOME } : {}),
   };
 }

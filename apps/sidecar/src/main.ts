@@ -114,6 +114,7 @@ async function main() {
   const sidecar = createSidecarServer({
     workspace: config.workspace,
     token: config.token,
+    agentHome: config.agentHome,
     logger: log,
     executor,
     sandbox: sandbox?.context,

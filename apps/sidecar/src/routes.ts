@@ -16,6 +16,7 @@ import {
   unpackInto,
 } from "@repo/workspace";
 import type { AgentBox } from "./agent-box";
+import { archiveAgentState, assertAgentHome, restoreAgentState } from "./agent-state";
 import { HttpError, readJson, sendJson } from "./http";
 import type { LimitWatch } from "./limits";
 import { bundleBranch, bundleScratch, receiveBranch } from "./workspace-git";
@@ -27,6 +28,8 @@ const BUNDLE_LIMIT = 2 * 1024 * 1024 * 1024;
 /** Limit for an uploaded environment archive, bytes. */
 const ARCHIVE_LIMIT = 16 * 1024 * 1024 * 1024;
 
+/** Limit for an uploaded agent state archive, bytes. */
+const AGENT_STATE_LIMIT = 512 * 1024 * 1024;
 /** How often a running command's sandbox is checked for refused forks (a fork bomb) and a full disk, ms. */
 const LIMIT_POLL_MS = 250;
 
@@ -43,6 +46,8 @@ export interface RouteContext {
   executor: LocalExecutor;
   /** Registers a running command so that shutdown can stop it; returns the unregister function. */
   track: (controller: AbortController) => () => void;
+  /** The agent's state directory, when this sandbox keeps one. */
+  agentHome?: string;
   sandbox?: SandboxContext;
 }
 
@@ -203,6 +208,33 @@ async function archiveUnpack({ req, res, executor }: RouteContext) {
   sendJson(res, 200, { ok: true });
 }
 
+async function agentStateArchive({ res, agentHome }: RouteContext) {
+  const archive = await archiveAgentState(assertAgentHome(agentHome));
+  res.writeHead(200, { "content-type": "application/gzip", "content-length": archive.length });
+  res.end(archive);
+}
+
+async function agentStateRestore({ req, res, agentHome }: RouteContext) {
+  const home = assertAgentHome(agentHome);
+  let size = 0;
+  const counter = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      size += chunk.length;
+      if (size > AGENT_STATE_LIMIT) {
+        callback(new HttpError(413, "PAYLOAD_TOO_LARGE", `archive exceeds ${AGENT_STATE_LIMIT} bytes`));
+      } else {
+        callback(null, chunk);
+      }
+    },
+  });
+  const [restored] = await Promise.allSettled([restoreAgentState(home, req.pipe(counter))]);
+  if (size > AGENT_STATE_LIMIT) {
+    throw new HttpError(413, "PAYLOAD_TOO_LARGE", `archive exceeds ${AGENT_STATE_LIMIT} bytes`);
+  }
+  if (restored.status === "rejected") throw restored.reason;
+  sendJson(res, 200, { ok: true });
+}
+
 export const routes: ReadonlyMap<string, Route> = new Map<string, Route>([
   ["GET /health", health],
   [
@@ -247,4 +279,6 @@ export const routes: ReadonlyMap<string, Route> = new Map<string, Route>([
   ["POST /git/bundle", gitBundle],
   ["POST /archive/pack", archivePack],
   ["POST /archive/unpack", archiveUnpack],
+  ["POST /agent-state/archive", agentStateArchive],
+  ["POST /agent-state/restore", agentStateRestore],
 ]);

@@ -18,6 +18,8 @@ export interface SidecarServerOptions {
   /** Absolute path of the workspace directory. */
   workspace: string;
   token: string;
+  /** The agent's state directory (SIDECAR_AGENT_HOME); unset = none. */
+  agentHome?: string;
   logger: Logger;
   /** Defaults to a local executor on `workspace`. */
   executor?: LocalExecutor;
@@ -59,7 +61,15 @@ export function createSidecarServer(options: SidecarServerOptions): SidecarServe
       const route = routes.get(`${req.method} ${url.pathname}`);
       if (!route) throw new HttpError(404, "NOT_FOUND", `no route for ${req.method} ${url.pathname}`);
       await ensureSandbox(options.sandbox);
-      const ctx: RouteContext = { req, res, url, executor, track, sandbox: options.sandbox };
+      const ctx: RouteContext = {
+        req,
+        res,
+        url,
+        executor,
+        track,
+        sandbox: options.sandbox,
+        agentHome: options.agentHome,
+      };
       await route(ctx);
     } catch (error) {
       const answer = errorAnswer(error);

@@ -17,6 +17,9 @@ const TASK = {
   lastOutcome: "COMPLETED",
   createdAt: "2030-01-01T00:00:00.000Z",
   updatedAt: "2030-01-01T00:00:00.000Z",
+  agent: "shell",
+  model: null,
+  usage: { inputTokens: 0, outputTokens: 0, costUsd: null },
 };
 
 function respond(status: number, body: unknown) {

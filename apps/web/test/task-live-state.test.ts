@@ -18,6 +18,9 @@ const BASE: TaskDto = {
   lastOutcome: null,
   createdAt: "2030-01-01T00:00:00.000Z",
   updatedAt: "2030-01-01T00:00:00.000Z",
+  agent: "shell",
+  model: null,
+  usage: { inputTokens: 0, outputTokens: 0, costUsd: null },
 };
 
 function at(second: number): string {

@@ -7,13 +7,14 @@
  * Invariants of SPEC §1 that SQL can express are CHECK constraints, so a bug
  * anywhere in the server cannot write an impossible row.
  */
-import { INIT_STATUSES, MESSAGE_ROLES, TASK_MODES, TASK_STATUSES, TURN_OUTCOMES } from "@repo/types";
+import { AGENT_KINDS, INIT_STATUSES, MESSAGE_ROLES, TASK_MODES, TASK_STATUSES, TURN_OUTCOMES } from "@repo/types";
 import { sql } from "drizzle-orm";
 import {
   bigint,
   boolean,
   check,
   customType,
+  doublePrecision,
   index,
   integer,
   jsonb,
@@ -70,6 +71,22 @@ export const tasks = pgTable(
     ownerLeaseUntil: timestamptz("owner_lease_until"),
     /** Since when the task's sandbox has not answered (it is kept, unsaved, for a grace period). */
     workspaceUnreachableSince: timestamptz("workspace_unreachable_since"),
+    /**
+     * The agent kind that runs this task's turns, and its model (null: the
+     * agent's default). A null agent marks a task from before agents were
+     * chosen per task; it runs the server's AGENT.
+     */
+    agent: text("agent"),
+    model: text("model"),
+    /** The agent CLI's session the last turn returned (AgentSession: id, usage totals); the next turn resumes it. */
+    agentSession: jsonb("agent_session").$type<{
+      id: string;
+      usageTotals?: { inputTokens: number; outputTokens: number };
+    }>(),
+    /** Usage summed over the task's turns (see `turns`); cost null while no turn reported one. */
+    inputTokens: bigint("input_tokens", { mode: "number" }).notNull().default(0),
+    outputTokens: bigint("output_tokens", { mode: "number" }).notNull().default(0),
+    costUsd: doublePrecision("cost_usd"),
     /** Bumped on every write; lets readers order snapshots of the same task. */
     version: integer("version").notNull().default(0),
     createdAt: timestamptz("created_at").notNull(),
@@ -93,6 +110,37 @@ export const tasks = pgTable(
     index("tasks_owner_lease_idx").on(t.ownerLeaseUntil).where(sql`${t.ownerId} IS NOT NULL`),
     check("tasks_owner_has_lease", sql`(${t.ownerId} IS NULL) = (${t.ownerLeaseUntil} IS NULL)`),
     check("tasks_owner_only_when_busy", sql`${t.ownerId} IS NULL OR ${t.status} IN ('INITIALIZING', 'RUNNING')`),
+    check(
+      "tasks_agent_kind",
+      sql`${t.agent} IS NULL OR ${t.agent} IN (${sql.raw(AGENT_KINDS.map((k) => `'${k}'`).join(", "))})`,
+    ),
+  ],
+);
+
+/**
+ * One row per agent turn that ended: which agent ran it, how it ended and
+ * what it used (null where the agent does not report tokens). The task's
+ * usage fields are the sums of these rows, written in the same transaction.
+ */
+export const turns = pgTable(
+  "turns",
+  {
+    id: uuid("id").primaryKey(),
+    taskId: uuid("task_id")
+      .notNull()
+      .references(() => tasks.id, { onDelete: "cascade" }),
+    agent: text("agent").notNull(),
+    model: text("model"),
+    outcome: text("outcome").notNull(),
+    inputTokens: integer("input_tokens"),
+    outputTokens: integer("output_tokens"),
+    costUsd: doublePrecision("cost_usd"),
+    startedAt: timestamptz("started_at").notNull(),
+    endedAt: timestamptz("ended_at").notNull(),
+  },
+  (t) => [
+    index("turns_task_idx").on(t.taskId, t.startedAt),
+    check("turns_outcome", sql`${t.outcome} IN ('COMPLETED', 'FAILED', 'STOPPED')`),
   ],
 );
 
@@ -276,6 +324,7 @@ export const environments = pgTable(
 export type TaskRow = typeof tasks.$inferSelect;
 export type NewTaskRow = typeof tasks.$inferInsert;
 export type MessageRow = typeof messages.$inferSelect;
+export type TurnRow = typeof turns.$inferSelect;
 export type VmSessionRow = typeof vmSessions.$inferSelect;
 export type TaskStatusHistoryRow = typeof taskStatusHistory.$inferSelect;
 export type SecretRow = typeof secrets.$inferSelect;

@@ -220,6 +220,21 @@ export class SidecarClient implements ToolExecutor, WorkspaceArchiver {
     await this.parseJson(response, OkReply);
   }
 
+  /** A gzipped tar archive of the sandbox's agent state directory (SIDECAR_AGENT_HOME). */
+  async archiveAgentState(): Promise<Buffer> {
+    const response = await this.send("POST", "/agent-state/archive", {});
+    return Buffer.from(await this.guard(response.arrayBuffer()));
+  }
+
+  /** Replaces the sandbox's agent state directory's content with an archive from archiveAgentState. */
+  async restoreAgentState(archive: Buffer): Promise<void> {
+    const response = await this.send("POST", "/agent-state/restore", {
+      body: new Uint8Array(archive.buffer, archive.byteOffset, archive.byteLength),
+      contentType: "application/gzip",
+    });
+    await this.parseJson(response, OkReply);
+  }
+
   async runCommand(command: string, options: RunCommandOptions = {}): Promise<CommandResult> {
     const { signal } = options;
     if (signal?.aborted) return ABORTED;

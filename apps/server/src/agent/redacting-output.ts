@@ -21,7 +21,7 @@ export function redactingOutput(output: AgentOutput, redactor: SecretRedactor): 
   const text = redactor.stream();
   const streams = { stdout: redactor.stream(), stderr: redactor.stream() };
   // The stream that may be holding something back, released before any other output.
-  let current: { stream: RedactingStream; emit: (text: string) => void } | null = null;
+  let current: { stream: RedactingStream; emit: (text: string) => unknown } | null = null;
 
   const release = () => {
     if (!current) return;
@@ -29,13 +29,14 @@ export function redactingOutput(output: AgentOutput, redactor: SecretRedactor): 
     if (rest) current.emit(rest);
     current = null;
   };
-  const through = (stream: RedactingStream, emit: (text: string) => void, delta: string) => {
+  // Returns what the output returned for the text it passed on (a command's back-pressure), if any.
+  const through = (stream: RedactingStream, emit: (text: string) => unknown, delta: string) => {
     if (current?.stream !== stream) {
       release();
       current = { stream, emit };
     }
     const released = stream.push(delta);
-    if (released) emit(released);
+    return released ? emit(released) : undefined;
   };
 
   return {
@@ -43,7 +44,7 @@ export function redactingOutput(output: AgentOutput, redactor: SecretRedactor): 
       through(text, (t) => output.text(t), delta);
     },
     commandOutput(stream, delta) {
-      through(streams[stream], (t) => output.commandOutput(stream, t), delta);
+      return through(streams[stream], (t) => output.commandOutput(stream, t), delta) as void | Promise<void>;
     },
     toolCall(call) {
       release();

@@ -12,6 +12,7 @@ import type { RepositoryStore } from "../repository/repository-store";
 import type { Clock } from "../utils/clock";
 import type { SecretBox } from "../utils/secret-box";
 import type { TaskFieldsPatch } from "../utils/task-status";
+import type { AgentStateDirs } from "./agent-state";
 import type { NetworkPolicy } from "./vm/egress/egress-policy";
 import type { EgressDenial } from "./vm/egress/egress-proxy";
 import type { VmProvider } from "./vm/types";
@@ -41,6 +42,11 @@ export interface WorkspaceManager {
    * Returns task fields to record.
    */
   runStep(step: InitStatus, context: StepContext): Promise<TaskFieldsPatch | undefined>;
+  /**
+   * The task's agent state directory (see agent-state.ts) as the
+   * workspace's commands see it: the agent CLIs' HOME. Created when missing.
+   */
+  agentHome(task: TaskRow): Promise<string>;
   /** The tool executor of an ACTIVE task's workspace. */
   executor(task: TaskRow): Promise<ToolExecutor>;
   /**
@@ -50,7 +56,8 @@ export interface WorkspaceManager {
   attach(task: TaskRow): Promise<ToolExecutor | null>;
   /**
    * Commits everything in the workspace (tracked and untracked) to the task
-   * branch and makes sure the branch is saved in the repository store.
+   * branch and makes sure the branch is saved in the repository store, and
+   * the agent's state with it where it lives inside the workspace's sandbox.
    * Returns the saved branch head.
    */
   saveWork(task: TaskRow, message: string): Promise<string>;
@@ -87,6 +94,12 @@ export interface WorkspaceManagerDeps {
   store: RepositoryStore;
   /** Seals what must be kept secret in the database (remote sandboxes' tokens). */
   secrets: SecretBox;
+  agentState: AgentStateDirs;
+  /**
+   * Host directories a sandbox must see, read-only at their own path, for the
+   * task's agent to run (its CLI's installation). Default: none.
+   */
+  agentMounts?: (task: TaskRow) => string[];
   log: Logger;
   /**
    * Hears every connection a sandbox's egress proxy refused (process provider),

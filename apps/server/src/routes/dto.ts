@@ -3,7 +3,7 @@
  * repository URL are scrubbed of embedded credentials (security/credentials.ts).
  */
 import type { MessageRow, TaskRow } from "@repo/db";
-import type { MessageDto, TaskDto } from "@repo/types";
+import type { AgentKind, MessageDto, TaskDto } from "@repo/types";
 import { scrubCredentials } from "../security/credentials";
 
 export function toTaskDto(task: TaskRow): TaskDto {
@@ -23,6 +23,9 @@ export function toTaskDto(task: TaskRow): TaskDto {
     lastOutcome: task.lastOutcome,
     createdAt: task.createdAt.toISOString(),
     updatedAt: task.updatedAt.toISOString(),
+    agent: task.agent as AgentKind | null,
+    model: task.model,
+    usage: { inputTokens: task.inputTokens, outputTokens: task.outputTokens, costUsd: task.costUsd },
   };
 }
 

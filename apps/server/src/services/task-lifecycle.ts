@@ -4,7 +4,9 @@
  * about HTTP.
  *
  * Each operation names the status move it needs and hands the work to the
- * turn runner. A move that loses a race comes back as null; this is the
+ * turn runner. A task's agent is fixed at creation: an agent the server
+ * cannot run (no key, no CLI) or a model for an agent that takes none is
+ * refused then, with the reason, so a task never fails later for it. A move that loses a race comes back as null; this is the
  * layer that turns such a refusal into TaskBusyError or
  * InvalidTransitionError (409) for the caller.
  *
@@ -18,8 +20,10 @@
  */
 import { randomUUID } from "node:crypto";
 import type { TaskRow } from "@repo/db";
-import { type CreateTaskBody, InitStatus, isBusy, TaskStatus } from "@repo/types";
-import { InvalidTransitionError, StopRequest, TaskBusyError } from "../errors";
+import { type AgentKind, type CreateTaskBody, InitStatus, isBusy, TaskStatus } from "@repo/types";
+import type { AgentCatalog } from "../agent/catalog";
+import { InvalidTransitionError, StopRequest, TaskBusyError, ValidationError } from "../errors";
+import type { AgentStateDirs } from "../execution/agent-state";
 import { probeWorkspace, type WorkspaceManager } from "../execution/types";
 import type { Logger } from "../logger";
 import type { ReplicaBus } from "../replicas/replica-bus";
@@ -52,12 +56,17 @@ export interface TaskLifecycleDeps {
   clock: Clock;
   /** Carries on, or ends with `message`, the work of a task this process just took over (task-recovery.ts). */
   takeOver(task: TaskRow, message?: string): Promise<void>;
+  agents: AgentCatalog;
+  agentState: AgentStateDirs;
   log: Logger;
   /** How long a stop waits for a live owner to end the work, in ms. Default 120000. */
   stopWaitMs?: number;
   /** How often a stop is sent again to an owner that has not answered, in ms. Default 2000. */
   stopResendMs?: number;
 }
+
+/** The kinds that take a model: the others would silently ignore one. */
+const TAKES_MODEL: ReadonlySet<AgentKind> = new Set(["llm", "claude-code", "codex"]);
 
 export class TaskLifecycle {
   private closing = false;
@@ -78,6 +87,7 @@ export class TaskLifecycle {
    */
   async create(body: CreateTaskBody): Promise<TaskRow> {
     this.assertOpen();
+    const agent = await this.chooseAgent(body.agent, body.model);
     return this.deps.capacity.withRoom(async () => {
       const id = randomUUID();
       const task = await this.deps.status.createTask({
@@ -87,10 +97,25 @@ export class TaskLifecycle {
         repoUrl: body.repoUrl,
         baseBranch: body.baseBranch ?? null,
         branch: RepositoryStore.branchFor(id),
+        agent,
+        model: body.model ?? null,
       });
       await this.deps.turns.start(task, body.message, { initialize: true });
       return task;
     });
+  }
+
+  /** The task's agent: the one asked for (default AGENT), refused with the reason when it cannot run. */
+  private async chooseAgent(requested: AgentKind | undefined, model: string | undefined): Promise<AgentKind> {
+    const kind = requested ?? this.deps.agents.defaultKind;
+    if (model !== undefined && !TAKES_MODEL.has(kind)) {
+      throw new ValidationError(`model: the ${kind} agent takes no model`);
+    }
+    const availability = (await this.deps.agents.availability()).find((entry) => entry.kind === kind);
+    if (!availability?.available) {
+      throw new ValidationError(`agent: ${kind} is not available: ${availability?.reason ?? "unknown agent"}`);
+    }
+    return kind;
   }
 
   /**
@@ -188,6 +213,7 @@ export class TaskLifecycle {
     if (isBusy(task)) await this.stop(taskId, "task deleted").catch(() => undefined);
     await teardown.destroy(task);
     await tasks.delete(taskId);
+    await this.deps.agentState.remove(taskId);
     if (task.branch) await store.deleteBranch(task.repoUrl, task.branch);
   }
 

@@ -18,21 +18,21 @@
  * - Ordered: every database write and every event leaves through one chain,
  *   in the order the agent produced them; `message-end` follows the
  *   message's last write, so a client that refetches on it sees it whole.
+ * - Secrets: once given the task's secrets (`redactSecrets`), everything the
+ *   agent reports passes a redactor first (agent/redacting-output.ts: text
+ *   and command output as streams, a secret split across deltas included;
+ *   tool inputs and results whole), so no secret value reaches a
+ *   `stream-chunk`, a message or the task's log.
  * - Nothing is dropped because of its bytes: NUL and lone surrogates are
  *   stored as U+FFFD (storable-text.ts); a failed write is remembered and
  *   reported by `close()`, and the writes after it still run.
- * - Secrets: once `redactSecrets` has the task's secrets, every piece of
- *   output passes a streaming redactor (one per stream) before it is
- *   streamed, stored or written to the log, and tool calls and results are
- *   redacted whole; no secret value gets past this class. A redactor holds
- *   back the few characters that may begin a secret; they are released into
- *   the same message before it ends.
  */
 import { randomUUID } from "node:crypto";
 import type { MessageRole, StreamChunk } from "@repo/types";
+import { type RedactingOutput, redactingOutput } from "../agent/redacting-output";
 import type { AgentOutput } from "../agent/types";
 import type { Clock, TimerHandle } from "../utils/clock";
-import { type RedactingStream, type Secret, SecretRedactor } from "../utils/redaction";
+import { type Secret, SecretRedactor } from "../utils/redaction";
 import { splitUtf8, storableJson, storableText, utf8Bytes } from "../utils/storable-text";
 import type { TaskOutputLog } from "./output-log";
 
@@ -73,13 +73,6 @@ export interface OutputStore {
 
 type Cursor = { messageId: string; position: number; bytes: number };
 type TextChunkType = "text" | "stdout" | "stderr";
-const TEXT_CHUNK_TYPES: readonly TextChunkType[] = ["text", "stdout", "stderr"];
-/** The message each stream's output belongs to. */
-const STREAM_MESSAGE: Record<TextChunkType, { role: MessageRole; kind: string }> = {
-  text: { role: "assistant", kind: "text" },
-  stdout: { role: "tool", kind: "command-output" },
-  stderr: { role: "tool", kind: "command-output" },
-};
 
 /** A message whose content is still arriving. */
 class OpenMessage {
@@ -200,34 +193,54 @@ export class TurnOutput implements AgentOutput {
   private failure: unknown = null;
   private readonly limits: TurnOutputLimits;
   private redactor = new SecretRedactor([]);
-  private streams = this.redactingStreams();
+  /** What the agent reports enters here: redacted, then written. */
+  private input: RedactingOutput;
 
   constructor(private readonly deps: TurnOutputDeps) {
     this.limits = { ...DEFAULT_TURN_OUTPUT_LIMITS, ...definedOnly(deps.limits ?? {}) };
+    this.input = redactingOutput(this.writer(), this.redactor);
   }
 
-  /** From now on, every occurrence of these secrets' values becomes `[secret:NAME]`. Call before output starts. */
-  redactSecrets(secrets: readonly Secret[]): void {
-    this.redactor = new SecretRedactor([...secrets]);
-    this.streams = this.redactingStreams();
+  /** From now on these secrets' values become `[secret:NAME]` in everything streamed and stored. */
+  redactSecrets(secrets: Secret[]): void {
+    this.input.flush();
+    this.redactor = new SecretRedactor(secrets);
+    this.input = redactingOutput(this.writer(), this.redactor);
   }
 
-  /** `text` with the secrets replaced (for an error message that did not pass the streams). */
+  /** `text` with the secrets replaced (an error message, a log line: what did not pass the output). */
   redact(text: string): string {
     return this.redactor.redact(text);
   }
 
   text(delta: string): void {
-    void this.streamOutput("text", delta);
+    this.input.text(delta);
   }
 
   /** Returns a promise while the task's log is behind: the command's output should wait for it. */
   commandOutput(stream: "stdout" | "stderr", text: string): Promise<void> | undefined {
-    return this.streamOutput(stream, text);
+    return this.input.commandOutput(stream, text) ?? undefined;
   }
 
-  toolCall(raw: { toolCallId: string; toolName: string; input: unknown }): void {
-    const call = { ...raw, input: this.redactor.redactValue(raw.input) };
+  toolCall(call: { toolCallId: string; toolName: string; input: unknown }): void {
+    this.input.toolCall(call);
+  }
+
+  toolResult(result: { toolCallId: string; toolName: string; output: unknown; isError?: boolean }): void {
+    this.input.toolResult(result);
+  }
+
+  /** The writing side: output that has been redacted already. */
+  private writer(): AgentOutput {
+    return {
+      text: (delta) => void this.appendStreaming("assistant", { kind: "text" }, delta, "text"),
+      commandOutput: (stream, text) => this.appendStreaming("tool", { kind: "command-output" }, text, stream),
+      toolCall: (call) => this.writeToolCall(call),
+      toolResult: (result) => this.writeToolResult(result),
+    };
+  }
+
+  private writeToolCall(call: { toolCallId: string; toolName: string; input: unknown }): void {
     this.closeOpen();
     const id = randomUUID();
     this.tools.set(call.toolCallId, id);
@@ -240,8 +253,7 @@ export class TurnOutput implements AgentOutput {
     });
   }
 
-  toolResult(unredacted: { toolCallId: string; toolName: string; output: unknown; isError?: boolean }): void {
-    const result = { ...unredacted, output: this.redactor.redactValue(unredacted.output) };
+  private writeToolResult(result: { toolCallId: string; toolName: string; output: unknown; isError?: boolean }): void {
     const known = this.tools.get(result.toolCallId);
     this.tools.delete(result.toolCallId);
     const raw = typeof result.output === "string" ? result.output : JSON.stringify(result.output ?? null);
@@ -270,22 +282,11 @@ export class TurnOutput implements AgentOutput {
 
   /** Persists everything still open, waits for every write and closes the log. Rejects if a write failed. */
   async close(): Promise<void> {
+    this.input.flush();
     this.closeOpen();
     await this.chain;
     await this.deps.log.close();
     if (this.failure) throw this.failure;
-  }
-
-  private redactingStreams(): Record<TextChunkType, RedactingStream> {
-    return { text: this.redactor.stream(), stdout: this.redactor.stream(), stderr: this.redactor.stream() };
-  }
-
-  /** A piece of one stream: the open message of another kind ends first, then the piece is redacted and appended. */
-  private streamOutput(type: TextChunkType, text: string): Promise<void> | undefined {
-    if (!text) return undefined;
-    const { role, kind } = STREAM_MESSAGE[type];
-    if (this.open && (this.open.role !== role || this.open.metadata.kind !== kind)) this.closeOpen();
-    return this.appendStreaming(role, { kind }, this.streams[type].push(text), type);
   }
 
   private appendStreaming(
@@ -376,11 +377,6 @@ export class TurnOutput implements AgentOutput {
   }
 
   private closeOpen(): void {
-    // What the redactors held back belongs to the open message (a stream switching kind closes it first).
-    for (const type of TEXT_CHUNK_TYPES) {
-      const held = this.streams[type].end();
-      if (held) this.appendStreaming(STREAM_MESSAGE[type].role, { kind: STREAM_MESSAGE[type].kind }, held, type);
-    }
     const message = this.open;
     if (!message) return;
     this.open = null;

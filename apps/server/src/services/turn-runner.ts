@@ -9,9 +9,17 @@
  * FAILED or STOPPED (`endTurn`; in remote mode the warm window starts in the
  * same write). So a task that reads COMPLETED always has its work in the store.
  *
+ * The agent is the task's own choice (`agent`, `model`), a runner made for
+ * the turn by the injected factory. It gets the task's state directory as
+ * its HOME and the session the previous turn left (AgentState); whatever the
+ * outcome, the session it returns and its usage are recorded with the turn
+ * (turn-records.ts) before the turn ends. Everything the agent reports, and
+ * the turn's error, is redacted of the task's secrets (`secretsFor`: the
+ * configured credentials, and whatever else names a secret for the task).
+ *
  * The agent's commands get the repository environment's variables and the
  * secrets it names for the agent (environments/task-environment.ts); every
- * secret in scope is redacted from the turn's output and its error.
+ * secret in the environment's scope is redacted too.
  *
  * Work is tracked per task with an AbortController: stop() aborts it and
  * waits until it has ended (and saved), it never writes a status itself. At
@@ -22,28 +30,38 @@
  * over by another process is abandoned: aborted, its end refused.
  */
 import type { TaskRow } from "@repo/db";
-import { TaskStatus } from "@repo/types";
+import { type AgentKind, TaskStatus } from "@repo/types";
 import type { ToolExecutor } from "@repo/workspace";
+import type { AgentChoiceOfTask } from "../agent/catalog";
 import type { AgentRunner, AgentTurnResult, ConversationMessage } from "../agent/types";
-import { type TaskEnvironments, withCommandEnvironment } from "../environments/task-environment";
+import { type TaskEnvironment, type TaskEnvironments, withCommandEnvironment } from "../environments/task-environment";
 import { errorMessage, StopRequest } from "../errors";
 import type { WorkspaceManager } from "../execution/types";
 import type { TaskInitializationEngine } from "../initialization";
 import type { Logger } from "../logger";
 import type { RepositoryIndexer } from "../repository/indexer";
+import type { Clock } from "../utils/clock";
+import type { Secret } from "../utils/redaction";
 import type { TurnOutcome } from "../utils/task-moves";
 import type { TaskStatusStore } from "../utils/task-status";
 import type { MessageLog, TurnOutput } from "./message-log";
+import type { EndedTurn, TurnRecords } from "./turn-records";
 
 export interface TurnRunnerDeps {
   status: TaskStatusStore;
   engine: TaskInitializationEngine;
   workspaces: WorkspaceManager;
-  agent: AgentRunner;
+  /** The runner of one turn for the task's choice of agent. */
+  agentFor(choice: AgentChoiceOfTask): AgentRunner;
+  /** The named secret values the task's agent output is redacted of. */
+  secretsFor(task: TaskRow): Promise<Secret[]>;
+  records: TurnRecords;
   messages: MessageLog;
   indexer: RepositoryIndexer;
   environments: TaskEnvironments;
-  emitTurnEnd(taskId: string, outcome: TurnOutcome, error?: string): void;
+  clock: Clock;
+  /** Hears every ended turn, after it ended (its record included, when that could be written). */
+  emitTurnEnd(turn: EndedTurn, error?: string): void;
   log: Logger;
 }
 
@@ -154,49 +172,83 @@ export class TurnRunner {
     signal: AbortSignal,
     log: Logger,
   ): Promise<void> {
-    const { agent, workspaces, indexer, environments } = this.deps;
-    const started = Date.now();
-    let result: AgentTurnResult;
-    try {
-      const taskEnv = await environments.forRepository(task.repoUrl);
-      output.redactSecrets(taskEnv.secrets);
-      const executor = withCommandEnvironment(warmExecutor ?? (await workspaces.executor(task)), taskEnv.agentEnv);
-      result = await agent.run({
-        taskId: task.id,
-        message,
-        history,
-        executor,
-        signal,
-        output,
-        searchCode: (query, limit) =>
-          task.indexedCommitSha
-            ? indexer.search(task.repoUrl, task.indexedCommitSha, query, limit)
-            : Promise.resolve([]),
-      });
-    } catch (error) {
-      // The message only, redacted: an agent's error may quote the output that carried a secret.
-      log.error(
-        { err: { name: (error as Error)?.name, message: output.redact(errorMessage(error)) } },
-        "turn.agent.error",
-      );
-      result = { status: "FAILED", error: `agent error: ${errorMessage(error)}` };
-    }
+    const { workspaces, clock } = this.deps;
+    const startedAt = clock.now();
+    const started = performance.now();
+    const agent = this.deps.agentFor({ kind: task.agent as AgentKind | null, model: task.model });
+    const result = await this.runAgent(agent, task, message, history, output, warmExecutor, signal, log);
     await output.close().catch((error) => log.error({ err: error }, "turn.output.persist.failed"));
 
     let saveError: string | null = null;
     try {
       await workspaces.saveWork(task, commitMessage(message));
     } catch (error) {
-      log.error({ err: error }, "turn.save.failed");
+      log.error({ err: { message: output.redact(errorMessage(error)) } }, "turn.save.failed");
       saveError = `saving the workspace failed: ${errorMessage(error)}`;
     }
-    log.info({ ms: Date.now() - started, result: result.status, stopped: signal.aborted }, "turn.end");
     const decided = turnOutcome(result, signal, saveError);
-    const { outcome } = decided;
+    const outcome = decided.outcome;
     const error = decided.error === undefined ? undefined : output.redact(decided.error);
+    const endedAt = clock.now();
+    log.info({ ms: Math.round(performance.now() - started), agent: agent.kind, outcome }, "turn.end");
+    const turn: EndedTurn = {
+      taskId: task.id,
+      agent: agent.kind,
+      model: task.model,
+      outcome,
+      usage: result.usage,
+      session: result.session,
+      startedAt,
+      endedAt,
+    };
+    // Before the turn ends: a task that reads COMPLETED has its usage and its session recorded.
+    await this.deps.records.record(turn).catch((e) => log.error({ err: e }, "turn.record.failed"));
     const ended = await this.deps.status.endTurn(task.id, outcome, error ?? null);
     if (!ended) log.warn({ outcome }, "turn.end.lost");
-    this.deps.emitTurnEnd(task.id, outcome, error);
+    this.deps.emitTurnEnd(turn, error);
+  }
+
+  /** Runs the agent with the task's secrets redacted from its output. Never throws. */
+  private async runAgent(
+    agent: AgentRunner,
+    task: TaskRow,
+    message: string,
+    history: ConversationMessage[],
+    output: TurnOutput,
+    warmExecutor: ToolExecutor | undefined,
+    signal: AbortSignal,
+    log: Logger,
+  ): Promise<AgentTurnResult> {
+    const { workspaces, indexer, environments } = this.deps;
+    let taskEnv: TaskEnvironment;
+    try {
+      taskEnv = await environments.forRepository(task.repoUrl);
+      output.redactSecrets([...taskEnv.secrets, ...(await this.deps.secretsFor(task))]);
+    } catch (error) {
+      // Without the list, nothing could be redacted: the agent does not run.
+      log.error({ err: error }, "turn.secrets.failed");
+      return { status: "FAILED", error: `could not read the task's secrets: ${errorMessage(error)}` };
+    }
+    try {
+      const executor = withCommandEnvironment(warmExecutor ?? (await workspaces.executor(task)), taskEnv.agentEnv);
+      const home = await workspaces.agentHome(task);
+      return await agent.run({
+        taskId: task.id,
+        message,
+        history,
+        executor,
+        signal,
+        output,
+        agentState: { home, session: task.agentSession ?? null },
+        searchCode: (query, limit) =>
+          task.indexedCommitSha
+            ? indexer.search(task.repoUrl, task.indexedCommitSha, query, limit)
+            : Promise.resolve([]),
+      });
+    } catch (error) {
+      log.error({ err: { message: output.redact(errorMessage(error)) } }, "turn.agent.error");
+      return { status: "FAILED", error: `agent error: ${errorMessage(error)}` };
+    }
   }
 }
 

@@ -71,6 +71,9 @@ export interface NewTaskInput {
   repoUrl: string;
   baseBranch?: string | null;
   branch?: string | null;
+  /** The task's agent kind and model (fixed at creation). */
+  agent?: string | null;
+  model?: string | null;
 }
 
 type Tx = Parameters<Parameters<Db["transaction"]>[0]>[0];
@@ -349,6 +352,8 @@ async function insertTask(
           repoUrl: input.repoUrl,
           baseBranch: input.baseBranch ?? null,
           branch: input.branch ?? null,
+          agent: input.agent ?? null,
+          model: input.model ?? null,
           status: TaskStatus.INITIALIZING,
           initStatus: InitStatus.INACTIVE,
           ...owner(now),

@@ -103,6 +103,19 @@ export const BranchNameSchema = textField("baseBranch")
     { message: "baseBranch is not a valid branch name" },
   );
 
+/**
+ * A model name as the agents take it (`claude-sonnet-4-5`, `gpt-5.5`,
+ * `openai/gpt-4o`, `llama3:8b`): no spaces, no shell or option syntax.
+ */
+export const ModelNameSchema = z
+  .string()
+  .trim()
+  .min(1, "model must not be empty")
+  .max(200)
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$/, {
+    message: "model must be a model name (letters, digits and . _ : / @ + -)",
+  });
+
 /** A user's message to the agent: multi-line text. */
 export const MessageTextSchema = textField("message", { multiline: true })
   .trim()
@@ -114,6 +127,10 @@ export const CreateTaskBodySchema = z.strictObject({
   message: MessageTextSchema,
   baseBranch: BranchNameSchema.optional(),
   title: textField("title").trim().min(1).max(200).optional(),
+  /** The agent for this task; default: the server's AGENT. */
+  agent: z.enum(AGENT_KINDS, { message: `agent must be one of ${AGENT_KINDS.join(", ")}` }).optional(),
+  /** The agent's model; default: the configured one (llm) or the CLI's own choice. */
+  model: ModelNameSchema.optional(),
 });
 export type CreateTaskBody = z.infer<typeof CreateTaskBodySchema>;
 
@@ -123,6 +140,15 @@ export const FollowUpBodySchema = z.strictObject({
 export type FollowUpBody = z.infer<typeof FollowUpBodySchema>;
 
 export const TaskIdSchema = z.uuid();
+
+/** Tokens (and cost, where the agent reports it) summed over a task's turns. */
+export const UsageSchema = z.object({
+  inputTokens: z.number().int().nonnegative(),
+  outputTokens: z.number().int().nonnegative(),
+  /** US dollars; null when no turn reported a cost. */
+  costUsd: z.number().nonnegative().nullable(),
+});
+export type Usage = z.infer<typeof UsageSchema>;
 
 export const TaskSchema = z.object({
   id: z.string(),
@@ -141,6 +167,10 @@ export const TaskSchema = z.object({
   lastOutcome: z.enum(TURN_OUTCOMES).nullable(),
   createdAt: z.string(),
   updatedAt: z.string(),
+  /** The task's agent; null only for tasks from before agents were chosen per task (they run the server's AGENT). */
+  agent: z.enum(AGENT_KINDS).nullable(),
+  model: z.string().nullable(),
+  usage: UsageSchema,
 });
 export type TaskDto = z.infer<typeof TaskSchema>;
 
@@ -158,11 +188,20 @@ export const TaskResponseSchema = z.object({ task: TaskSchema });
 export const TaskListResponseSchema = z.object({ tasks: z.array(TaskSchema) });
 export const MessageListResponseSchema = z.object({ messages: z.array(MessageSchema) });
 
+/** Whether an agent kind can run on this server, and why not. */
+export const AgentAvailabilitySchema = z.object({
+  kind: z.enum(AGENT_KINDS),
+  available: z.boolean(),
+  reason: z.string().optional(),
+});
+export type AgentAvailabilityDto = z.infer<typeof AgentAvailabilitySchema>;
+
 export const ConfigResponseSchema = z.object({
   mode: z.enum(TASK_MODES),
   steps: z.array(z.enum(INIT_STATUSES)),
   cleanupDelayMs: z.number().int(),
   agent: z.enum(AGENT_KINDS),
+  agents: z.array(AgentAvailabilitySchema),
   /** Live workspaces (being made or ACTIVE) against MAX_ACTIVE_WORKSPACES; `max` null = no cap (local mode). */
   capacity: z.object({ active: z.number().int(), max: z.number().int().nullable() }).optional(),
 });

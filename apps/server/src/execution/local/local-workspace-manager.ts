@@ -2,7 +2,8 @@
  * Local mode: a task's workspace is a git worktree of the repository store
  * under `<DATA_DIR>/workspaces/<task-id>`, on the task branch. Because the
  * worktree shares the store's objects and refs, a commit in the workspace is
- * saved in the store the moment it is made.
+ * saved in the store the moment it is made. The agent's state directory is
+ * used where it is (DATA_DIR/agent-state/<task-id>, beside the workspaces).
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
@@ -11,6 +12,7 @@ import { InitStatus } from "@repo/types";
 import { LocalExecutor, type ToolExecutor } from "@repo/workspace";
 import { WorkspaceError } from "../../errors";
 import type { RepositoryStore } from "../../repository/repository-store";
+import type { AgentStateDirs } from "../agent-state";
 import { resolveTaskBase } from "../task-branch";
 import type { StepContext, WorkspaceManager } from "../types";
 
@@ -20,6 +22,7 @@ export class LocalWorkspaceManager implements WorkspaceManager {
   constructor(
     private readonly store: RepositoryStore,
     private readonly workspacesDir: string,
+    private readonly agentState: AgentStateDirs,
   ) {}
 
   workspacePath(taskId: string): string {
@@ -34,6 +37,10 @@ export class LocalWorkspaceManager implements WorkspaceManager {
     const path = this.workspacePath(task.id);
     await this.store.addWorktree(task.repoUrl, base.branch, path, base.baseCommitSha);
     return { ...base.patch, workspacePath: path };
+  }
+
+  agentHome(task: TaskRow): Promise<string> {
+    return this.agentState.ensure(task.id);
   }
 
   async executor(task: TaskRow): Promise<ToolExecutor> {

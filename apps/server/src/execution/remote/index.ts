@@ -19,6 +19,7 @@ export async function createVmProvider(config: ServerConfig, deps: WorkspaceMana
       runtimeClassName: config.kubernetes.runtimeClassName || null,
       readyTimeoutMs: config.vmReadyTimeoutMs,
       egressProxyUrl: config.kubernetes.egressProxyUrl,
+      agentBinaries: config.agentBinaries,
       logger,
     });
   }
@@ -42,6 +43,8 @@ export async function createRemoteWorkspaceManager(
     store: deps.store,
     provider: await createVmProvider(config, deps),
     secrets: deps.secrets,
+    agentState: deps.agentState,
+    agentMounts: deps.agentMounts,
     readyTimeoutMs: config.vmReadyTimeoutMs,
     log: deps.log,
   });

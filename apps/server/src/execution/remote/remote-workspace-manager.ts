@@ -12,6 +12,14 @@
  * sandbox and fetches the branch back into the store; it runs after every
  * turn and before every teardown.
  *
+ * The agent's state (agent-state.ts) outlives every sandbox of the task.
+ * With a provider that mounts host directories (`process`), the task's
+ * state directory is bound read-write at its own path, and the task's agent
+ * CLI's installation read-only; nothing needs copying. Otherwise
+ * (`kubernetes`) the state lives in the sandbox's own directory
+ * (`sandboxAgents.home`): saveWork archives it onto the server's disk with
+ * the branch, and VERIFY_VM_WORKSPACE restores the archive into a new sandbox.
+ *
  * The per-VM token is random and stored in the VM session row sealed with the
  * server's secret box (and hashed). Any server process sharing the database
  * and the key — another replica, or this server after a restart — rebuilds
@@ -35,9 +43,10 @@ import type { RepositoryStore } from "../../repository/repository-store";
 import { hashToken } from "../../utils/auth";
 import type { Clock } from "../../utils/clock";
 import type { SecretBox } from "../../utils/secret-box";
+import type { AgentStateDirs } from "../agent-state";
 import { resolveTaskBase } from "../task-branch";
 import type { StepContext, WorkspaceManager, WorkspaceProbe } from "../types";
-import { UMBRA_LABELS, UMBRA_MANAGED_BY, type VmProvider } from "../vm/types";
+import { UMBRA_LABELS, UMBRA_MANAGED_BY, type VmMount, type VmProvider } from "../vm/types";
 
 export interface RemoteWorkspaceManagerOptions {
   db: Db;
@@ -46,6 +55,9 @@ export interface RemoteWorkspaceManagerOptions {
   provider: VmProvider;
   /** Seals each sandbox's token in its VM session row (SECRETS_KEY, shared by every server process). */
   secrets: SecretBox;
+  agentState: AgentStateDirs;
+  /** Host directories the task's agent needs read-only in its sandbox (see WorkspaceManagerDeps). Default: none. */
+  agentMounts?: (task: TaskRow) => string[];
   /** How long WAIT_VM_READY waits for the sidecar, in ms. */
   readyTimeoutMs: number;
   /** Pause between health probes while waiting, in ms. Default 100. */
@@ -104,6 +116,7 @@ export class RemoteWorkspaceManager implements WorkspaceManager {
       token,
       labels: { [UMBRA_LABELS.managedBy]: UMBRA_MANAGED_BY, [UMBRA_LABELS.taskId]: task.id },
       network,
+      ...(provider.hostMounts ? { mounts: await this.mountsFor(task) } : {}),
     });
     const sessionId = randomUUID();
     await db.insert(vmSessions).values({
@@ -120,6 +133,16 @@ export class RemoteWorkspaceManager implements WorkspaceManager {
     this.vms.set(task.id, this.clientsFor(sessionId, handle.externalId, handle.endpoint, token));
     log.info({ provider: handle.provider, externalId: handle.externalId }, "vm.created");
     return { ...base.patch, workspacePath: handle.endpoint };
+  }
+
+  /** The task's state directory read-write and its agent's CLI read-only, each at its own path. */
+  private async mountsFor(task: TaskRow): Promise<VmMount[]> {
+    const state = await this.options.agentState.ensure(task.id);
+    const cliDirs = this.options.agentMounts?.(task) ?? [];
+    return [
+      { source: state, target: state, writable: true },
+      ...cliDirs.map((dir) => ({ source: dir, target: dir, writable: false })),
+    ];
   }
 
   private async waitReady({ task, signal }: StepContext): Promise<void> {
@@ -168,6 +191,15 @@ export class RemoteWorkspaceManager implements WorkspaceManager {
         true,
       );
     }
+    if (!this.options.provider.hostMounts) {
+      const archive = await this.options.agentState.readArchive(task.id);
+      if (archive) await vm.client.restoreAgentState(archive);
+    }
+  }
+
+  async agentHome(task: TaskRow): Promise<string> {
+    const inSandbox = this.options.provider.sandboxAgents?.home;
+    return inSandbox ?? this.options.agentState.ensure(task.id);
   }
 
   async executor(task: TaskRow): Promise<ToolExecutor> {
@@ -182,7 +214,11 @@ export class RemoteWorkspaceManager implements WorkspaceManager {
   async saveWork(task: TaskRow, message: string): Promise<string> {
     const vm = await this.live(task);
     const { bundle } = await vm.client.bundleBranch(task.branch!, message);
-    return this.options.store.saveBundle(task.repoUrl, task.branch!, bundle);
+    const head = await this.options.store.saveBundle(task.repoUrl, task.branch!, bundle);
+    if (!this.options.provider.hostMounts) {
+      await this.options.agentState.writeArchive(task.id, await vm.client.archiveAgentState());
+    }
+    return head;
   }
 
   /**

@@ -17,6 +17,22 @@ export interface VmSpec {
   labels: Record<string, string>;
   /** This sandbox's egress policy (a repository's environment); default: the provider's. */
   network?: NetworkPolicy;
+  /**
+   * Host directories to make visible inside the sandbox (the agent's state
+   * directory, the agent CLIs). Only for providers whose `hostMounts` is
+   * true; the others refuse a spec that has any.
+   */
+  mounts?: VmMount[];
+}
+
+/** A host directory bound into a sandbox. */
+export interface VmMount {
+  /** Absolute path on the host; it must exist. */
+  source: string;
+  /** Absolute path inside the sandbox. */
+  target: string;
+  /** Read-write when true; read-only otherwise. */
+  writable: boolean;
 }
 
 export interface VmHandle {
@@ -51,6 +67,18 @@ export interface ProviderLogger {
 
 export interface VmProvider {
   readonly name: "process" | "kubernetes";
+  /**
+   * Whether create() can bind host directories into the sandbox
+   * (VmSpec.mounts): true for sandboxes on this host, false for pods.
+   */
+  readonly hostMounts: boolean;
+  /**
+   * For providers without host mounts: the agent CLIs' executables and the
+   * directory the agent's state lives in, as seen inside the sandbox (built
+   * into the sandbox's image). The state is carried between sandboxes as an
+   * archive through the sidecar.
+   */
+  readonly sandboxAgents?: SandboxAgents;
   /** Starts a sandbox; returns once it is created (not necessarily ready). */
   create(spec: VmSpec): Promise<VmHandle>;
   status(externalId: string): Promise<VmStatus>;
@@ -60,6 +88,13 @@ export interface VmProvider {
   list(labels: Record<string, string>): Promise<VmListing[]>;
   /** Releases provider resources (watchers, clients). Does not destroy sandboxes. */
   close?(): Promise<void>;
+}
+
+export interface SandboxAgents {
+  /** The agent's HOME inside the sandbox. */
+  home: string;
+  /** Executables of the agent CLIs inside the sandbox. */
+  binaries: { claudeCode: string; codex: string };
 }
 
 export const UMBRA_LABELS = {

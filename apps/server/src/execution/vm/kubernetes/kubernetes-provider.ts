@@ -33,9 +33,17 @@ import {
   type V1ResourceRequirements,
 } from "@kubernetes/client-node";
 import { WorkspaceError } from "../../../errors";
-import type { ProviderLogger, VmHandle, VmListing, VmProvider, VmSpec, VmStatus } from "../types";
+import type { ProviderLogger, SandboxAgents, VmHandle, VmListing, VmProvider, VmSpec, VmStatus } from "../types";
 import { callApi, callApiAllowMissing } from "./errors";
-import { labelSelector, sandboxLabels, sandboxName, sidecarPod, tokenSecret } from "./manifests";
+import {
+  AGENT_HOME_PATH,
+  IMAGE_AGENT_BINARIES,
+  labelSelector,
+  sandboxLabels,
+  sandboxName,
+  sidecarPod,
+  tokenSecret,
+} from "./manifests";
 import { podVmStatus } from "./pod-status";
 
 export { KubernetesApiError } from "./errors";
@@ -90,6 +98,12 @@ export interface KubernetesVmProviderOptions {
   deleteGracePeriodSeconds?: number;
   /** Structured logger (pino-compatible). Default: discards everything. */
   logger?: ProviderLogger;
+  /**
+   * Where the agent CLIs are in the image (CLAUDE_CODE_BIN / CODEX_BIN in
+   * kubernetes mode). Default: where apps/sidecar/Dockerfile installs them,
+   * `/opt/umbra/bin/claude` and `/opt/umbra/bin/codex`.
+   */
+  agentBinaries?: { claudeCode?: string; codex?: string };
 }
 
 const DEFAULT_REQUESTS = { cpu: "250m", memory: "512Mi" };
@@ -107,6 +121,10 @@ function endpointFor(podIP: string, port: number): string {
   return podIP.includes(":") ? `http://[${podIP}]:${port}` : `http://${podIP}:${port}`;
 }
 
+function definedOnly<T extends object>(values: T): Partial<T> {
+  return Object.fromEntries(Object.entries(values).filter(([, value]) => value !== undefined)) as Partial<T>;
+}
+
 function positiveInteger(name: string, value: number): number {
   if (!Number.isInteger(value) || value <= 0) {
     throw new WorkspaceError(`kubernetes provider: ${name} must be a positive integer, got ${value}`, null, false);
@@ -116,6 +134,9 @@ function positiveInteger(name: string, value: number): number {
 
 export class KubernetesVmProvider implements VmProvider {
   readonly name = "kubernetes" as const;
+  /** A pod cannot see the server's disk: agent state travels as an archive through the sidecar. */
+  readonly hostMounts = false;
+  readonly sandboxAgents: SandboxAgents;
 
   private readonly core: CoreV1Api;
   private readonly namespace: string;
@@ -148,6 +169,10 @@ export class KubernetesVmProvider implements VmProvider {
     this.pollIntervalMs = positiveInteger("pollIntervalMs", options.pollIntervalMs ?? 500);
     this.deleteGracePeriodSeconds = options.deleteGracePeriodSeconds ?? 5;
     this.log = (options.logger ?? silentLogger).child({ provider: "kubernetes", namespace: this.namespace });
+    this.sandboxAgents = {
+      home: AGENT_HOME_PATH,
+      binaries: { ...IMAGE_AGENT_BINARIES, ...definedOnly(options.agentBinaries ?? {}) },
+    };
   }
 
   private static defaultKubeConfig(): KubeConfig {
@@ -160,6 +185,7 @@ export class KubernetesVmProvider implements VmProvider {
   async create(spec: VmSpec): Promise<VmHandle> {
     if (this.closing.signal.aborted) throw new WorkspaceError("kubernetes provider is closed", null, false);
     if (!spec.token) throw new WorkspaceError("refusing to start a sidecar without a token", null, false);
+    if (spec.mounts?.length) throw new WorkspaceError("pods cannot mount the server's directories", null, false);
     const name = sandboxName(spec.taskId);
     const labels = sandboxLabels(spec.taskId, spec.labels);
     const log = this.log.child({ taskId: spec.taskId, pod: name });

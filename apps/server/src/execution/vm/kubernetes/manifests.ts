@@ -12,6 +12,9 @@
  *   `umbra.dev/task-id` are always present and cannot be overridden;
  * - the Pod runs unprivileged: non-root, no privilege escalation, no
  *   capabilities, no service-account token, never restarted;
+ * - the agent's state (its HOME) is a volume of its own at AGENT_HOME_PATH,
+ *   outside the workspace, which the sidecar archives and restores
+ *   (SIDECAR_AGENT_HOME);
  * - with an egress proxy configured, everything the agent runs is pointed at
  *   it (HTTP_PROXY and friends; the NetworkPolicy lets the pod reach nothing
  *   else, deploy/kubernetes/networkpolicy.yaml).
@@ -24,6 +27,10 @@ import { UMBRA_LABELS, UMBRA_MANAGED_BY } from "../types";
 export const SECRET_TOKEN_KEY = "token";
 export const CONTAINER_NAME = "sidecar";
 export const WORKSPACE_PATH = "/workspace";
+/** The agent CLIs' HOME inside the pod. */
+export const AGENT_HOME_PATH = "/agent-state";
+/** Where apps/sidecar/Dockerfile installs the agent CLIs. */
+export const IMAGE_AGENT_BINARIES = { claudeCode: "/opt/umbra/bin/claude", codex: "/opt/umbra/bin/codex" };
 
 const LABEL_VALUE_MAX = 63;
 const LABEL_NAME = /^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)$/;
@@ -158,6 +165,7 @@ export function sidecarPod(name: string, labels: Record<string, string>, setting
             { name: "SIDECAR_WORKSPACE", value: WORKSPACE_PATH },
             { name: "SIDECAR_HOST", value: "0.0.0.0" },
             { name: "SIDECAR_PORT", value: String(port) },
+            { name: "SIDECAR_AGENT_HOME", value: AGENT_HOME_PATH },
             ...proxyEnv(settings.egressProxyUrl),
           ],
           resources: settings.resources,
@@ -169,10 +177,16 @@ export function sidecarPod(name: string, labels: Record<string, string>, setting
             capabilities: { drop: ["ALL"] },
             runAsNonRoot: true,
           },
-          volumeMounts: [{ name: "workspace", mountPath: WORKSPACE_PATH }],
+          volumeMounts: [
+            { name: "workspace", mountPath: WORKSPACE_PATH },
+            { name: "agent-state", mountPath: AGENT_HOME_PATH },
+          ],
         },
       ],
-      volumes: [{ name: "workspace", emptyDir: {} }],
+      volumes: [
+        { name: "workspace", emptyDir: {} },
+        { name: "agent-state", emptyDir: {} },
+      ],
     },
   };
 }

@@ -7,8 +7,10 @@
  *   git, sh and node run; the rest of the host's files (other workspaces, the
  *   database, home directories) do not exist inside;
  * - the sidecar bundle and the node binary read-only;
- * - its workspace and /tmp, both on the sandbox's own volume (volume.ts), and
- *   nothing else writable (the root is remounted read-only);
+ * - its workspace and /tmp, both on the sandbox's own volume (volume.ts), the
+ *   host directories the spec names (`mounts`: the agent's state read-write,
+ *   the agent CLIs read-only), and nothing else writable (the root is
+ *   remounted read-only);
  * - /run/umbra/conf (read-only: the agent sandbox's description and seccomp
  *   filter), /run/umbra/sockets (the sidecar's socket, the egress socket) and
  *   /run/umbra/cgroup/<controller> (read-only: its cgroups' counters) — none
@@ -27,6 +29,7 @@
  */
 import { accessSync, constants, lstatSync, readlinkSync, realpathSync } from "node:fs";
 import { delimiter, dirname, join, sep } from "node:path";
+import type { VmMount } from "../types";
 
 const SYSTEM_PATHS = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc"];
 
@@ -126,6 +129,13 @@ export interface BubblewrapSpec {
   nodePath: string;
   /** Load the seccomp filter from SECCOMP_FD. */
   seccomp: boolean;
+  /** Extra host directories, bound after /tmp and the workspace so that neither hides them. */
+  mounts?: VmMount[];
+}
+
+/** Mounts of the spec's host directories as the agent's sandbox (inside this one) binds them: at their targets. */
+export function agentBoxMounts(mounts: VmMount[]): string[] {
+  return mounts.flatMap((mount) => [mount.writable ? "--bind" : "--ro-bind", mount.target, mount.target]);
 }
 
 export interface BubblewrapCommand {
@@ -181,6 +191,9 @@ export function bubblewrapArgs(spec: BubblewrapSpec, staged: boolean): Bubblewra
     ...bind("--ro-bind", spec.confDir, INSIDE.conf),
     ...bind("--bind", spec.socketsDir, INSIDE.sockets),
     ...cgroupMounts,
+    ...(spec.mounts ?? []).flatMap((mount) =>
+      bind(mount.writable ? "--bind" : "--ro-bind", mount.source, mount.target),
+    ),
     "--remount-ro",
     "/",
     "--chdir",

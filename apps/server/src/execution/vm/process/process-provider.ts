@@ -27,14 +27,19 @@
  * - destroy() is idempotent and leaves nothing: processes, egress listener,
  *   cgroups, mounted volume, uid claim and directory.
  * - Whatever this host cannot enforce is said loudly, once (sandbox-host.ts).
+ * - VmSpec.mounts are bound at their targets in the sandbox and in the
+ *   agent's sandbox inside it, writable ones owned by the sandbox's uid; a
+ *   mount's source must be an existing directory, and without bubblewrap only
+ *   mounts at their own path can be honoured (the host's files are all
+ *   visible anyway).
  */
 import { closeSync, openSync } from "node:fs";
-import { mkdir, readdir, readFile } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { mkdir, readdir, readFile, rm, stat } from "node:fs/promises";
+import { isAbsolute, join, normalize, resolve } from "node:path";
 import { WorkspaceError } from "../../../errors";
 import { defaultAllowedDomains, type NetworkPolicy } from "../egress/egress-policy";
-import { EgressProxy } from "../egress/egress-proxy";
-import type { ProviderLogger, VmHandle, VmListing, VmProvider, VmSpec, VmStatus } from "../types";
+import { type EgressDenial, EgressProxy, type HostLookup } from "../egress/egress-proxy";
+import type { ProviderLogger, VmHandle, VmListing, VmMount, VmProvider, VmSpec, VmStatus } from "../types";
 import { bubblewrapArgs, INSIDE } from "./bubblewrap";
 import { SandboxCgroupManager } from "./cgroups";
 import { type LaunchSpec, launchSandbox } from "./launch";
@@ -64,6 +69,7 @@ function validTaskId(taskId: string): boolean {
 
 export class ProcessVmProvider implements VmProvider {
   readonly name = "process" as const;
+  readonly hostMounts = true;
   private readonly vmsDir: string;
   private readonly bundlePath: string;
   private readonly nodePath: string;
@@ -141,12 +147,13 @@ export class ProcessVmProvider implements VmProvider {
     if (!spec.token) throw new WorkspaceError("refusing to start a sidecar without a token", null, false);
     const paths = sandboxPaths(this.sandboxDir(spec.taskId));
     const log = this.log.child({ taskId: spec.taskId });
+    const mounts = await this.checkMounts(spec.mounts ?? []);
     await this.clearStale(spec.taskId, paths.dir);
     const network = spec.network ?? this.network;
     const made: Partial<PreparedSandbox> = {};
     let logFd: number | null = null;
     try {
-      const prepared = await this.prepare(spec.taskId, paths, network, made);
+      const prepared = await this.prepare(spec.taskId, paths, network, mounts, made);
       logFd = openSync(join(paths.dir, "sidecar.log"), "a", 0o600);
       if (this.bubblewrap) await this.egress.attach(spec.taskId, paths.egressSocket, network);
       const markers = [`--umbra-sandbox=${spec.taskId}`];
@@ -165,7 +172,7 @@ export class ProcessVmProvider implements VmProvider {
         network,
       });
       const launched = await launchSandbox({
-        ...this.launchSpec(paths, prepared, markers, logFd),
+        ...this.launchSpec(paths, prepared, mounts, markers, logFd),
         token: spec.token,
         // Recorded before the sidecar listens, so a server that dies meanwhile leaves a sandbox list() finds.
         onStarted: (pid, launcherPid) => writeRecord(paths.dir, recordOf(pid, launcherPid)),
@@ -240,6 +247,7 @@ export class ProcessVmProvider implements VmProvider {
   private launchSpec(
     paths: SandboxPaths,
     prepared: PreparedSandbox,
+    mounts: VmMount[],
     markers: string[],
     logFd: number,
   ): Omit<LaunchSpec, "token" | "onStarted"> {
@@ -273,6 +281,7 @@ export class ProcessVmProvider implements VmProvider {
         bundlePath: this.bundlePath,
         nodePath: this.nodePath,
         seccomp: this.host.seccomp,
+        mounts,
       },
       staged,
     );
@@ -301,6 +310,7 @@ export class ProcessVmProvider implements VmProvider {
     taskId: string,
     paths: SandboxPaths,
     network: NetworkPolicy,
+    mounts: VmMount[],
     made: Partial<PreparedSandbox>,
   ): Promise<PreparedSandbox> {
     if (!this.bubblewrap) return this.prepareUnconfined(paths);
@@ -313,6 +323,7 @@ export class ProcessVmProvider implements VmProvider {
       cgroups: this.cgroups,
       limits: this.limits,
       nodePath: this.nodePath,
+      mounts,
       made,
     });
   }
@@ -339,6 +350,25 @@ export class ProcessVmProvider implements VmProvider {
     await mkdir(join(paths.dir, "tmp"), { recursive: true, mode: 0o700 });
     await mkdir(paths.sockets, { recursive: true, mode: 0o700 });
     return { uid: null, cgroups: null, volumeImage: false };
+  }
+
+  /** The mounts as bubblewrap gets them; refuses what it cannot bind as asked. */
+  private async checkMounts(mounts: VmMount[]): Promise<VmMount[]> {
+    const refuse = (mount: VmMount, why: string) =>
+      new WorkspaceError(`cannot mount ${mount.source} at ${mount.target}: ${why}`, null, false);
+    for (const mount of mounts) {
+      for (const path of [mount.source, mount.target]) {
+        if (!isAbsolute(path) || normalize(path) !== path || path === "/") {
+          throw refuse(mount, "paths must be absolute, normalized and not /");
+        }
+      }
+      const source = await stat(mount.source).catch(() => null);
+      if (!source?.isDirectory()) throw refuse(mount, "the source is not a directory");
+      if (!this.bubblewrap && mount.source !== mount.target) {
+        throw refuse(mount, "without bubblewrap a directory can only be seen at its own path");
+      }
+    }
+    return mounts;
   }
 
   /** Attaches the egress listener of a running sandbox that has none (one an earlier server started). */

@@ -15,11 +15,12 @@
  * reached (a half-made sandbox, or one whose record is lost, included) and may
  * be repeated; the processes still in the sandbox's cgroups end with it.
  */
-import { chown, mkdir, rm, symlink, writeFile } from "node:fs/promises";
+import { chown, lchown, mkdir, readdir, rm, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { AgentBoxSpec } from "@repo/workspace";
 import { type NetworkPolicy, parseEntry } from "../egress/egress-policy";
-import { INSIDE, programMounts, SANDBOX_UID } from "./bubblewrap";
+import type { VmMount } from "../types";
+import { agentBoxMounts, INSIDE, programMounts, SANDBOX_UID } from "./bubblewrap";
 import type { CgroupLimits, SandboxCgroupManager, SandboxCgroups } from "./cgroups";
 import type { HostSupport } from "./sandbox-host";
 import type { SandboxUids } from "./sandbox-uid";
@@ -85,6 +86,8 @@ export interface PrepareContext {
   cgroups: SandboxCgroupManager;
   limits: SandboxLimits;
   nodePath: string;
+  /** Host directories bound into the sandbox and its agent's sandbox (VmSpec.mounts). */
+  mounts: VmMount[];
   /** Filled in as each part is made, so a failure can release what exists. */
   made: Partial<PreparedSandbox>;
 }
@@ -122,7 +125,7 @@ function agentBoxSpec(context: PrepareContext, cgroups: SandboxCgroups | null): 
     bwrap: host.bwrap!,
     uid: SANDBOX_UID,
     gid: SANDBOX_UID,
-    mounts: programMounts(context.nodePath),
+    mounts: [...programMounts(context.nodePath), ...agentBoxMounts(context.mounts)],
     seccompFile: `${INSIDE.conf}/agent.bpf`,
     env: {
       HTTP_PROXY: proxy,
@@ -174,7 +177,22 @@ export async function prepareSandbox(context: PrepareContext): Promise<PreparedS
   }
   await mkdir(paths.sockets, { mode: 0o700 });
   await chown(paths.sockets, owner.uid, owner.gid);
+  for (const mount of context.mounts) if (mount.writable) await chownTree(mount.source, owner);
   return { uid, cgroups, volumeImage: host.volume.enforced };
+}
+
+/**
+ * Gives a writable mount's directory to the sandbox's uid: the uid is claimed
+ * anew for every sandbox, and the directory (the agent's state) outlives it.
+ * Symbolic links are changed themselves, never followed.
+ */
+async function chownTree(dir: string, owner: { uid: number; gid: number }): Promise<void> {
+  await chown(dir, owner.uid, owner.gid);
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) await chownTree(path, owner);
+    else await lchown(path, owner.uid, owner.gid);
+  }
 }
 
 /** Releases what prepareSandbox made (from a record or a failed preparation). Idempotent. */
