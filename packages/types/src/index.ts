@@ -1,5 +1,6 @@
 export * from "./api/schemas";
 export * from "./chat/streaming";
+export * from "./delivery/delivery";
 export * from "./enums";
 export * from "./init/steps";
 export * from "./tasks/status";

@@ -3,6 +3,7 @@
  * that the server validates with them and clients can parse with them.
  */
 import { z } from "zod";
+import { DELIVERY_MODES, DeliveryConfigSchema, DeliverySchema } from "../delivery/delivery";
 import { AGENT_KINDS, INIT_STATUSES, MESSAGE_ROLES, TASK_MODES, TASK_STATUSES } from "../enums";
 
 export const ERROR_CODES = [
@@ -11,6 +12,7 @@ export const ERROR_CODES = [
   "NOT_FOUND",
   "TASK_BUSY",
   "INVALID_TRANSITION",
+  "FORGE_ERROR",
   "INTERNAL",
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
@@ -57,6 +59,8 @@ export const CreateTaskBodySchema = z.strictObject({
   message: z.string().trim().min(1, "message is required").max(100_000),
   baseBranch: BranchNameSchema.optional(),
   title: z.string().trim().min(1).max(200).optional(),
+  /** Where the work goes (server default DELIVERY). */
+  delivery: z.enum(DELIVERY_MODES).optional(),
 });
 export type CreateTaskBody = z.infer<typeof CreateTaskBodySchema>;
 
@@ -82,6 +86,7 @@ export const TaskSchema = z.object({
   errorMessage: z.string().nullable(),
   createdAt: z.string(),
   updatedAt: z.string(),
+  delivery: DeliverySchema,
 });
 export type TaskDto = z.infer<typeof TaskSchema>;
 
@@ -104,6 +109,7 @@ export const ConfigResponseSchema = z.object({
   steps: z.array(z.enum(INIT_STATUSES)),
   cleanupDelayMs: z.number().int(),
   agent: z.enum(AGENT_KINDS),
+  delivery: DeliveryConfigSchema,
 });
 export type ConfigResponse = z.infer<typeof ConfigResponseSchema>;
 
