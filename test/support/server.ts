@@ -101,7 +101,7 @@ export class EventRecorder {
 
   constructor(url: string, auth?: { token: string }) {
     this.socket = connect(url, { transports: ["websocket"], auth, reconnection: false, forceNew: true });
-    for (const name of ["task-status-update", "init-progress", "stream-chunk"] as const) {
+    for (const name of ["task-status-update", "init-progress", "stream-chunk", "task-delivery-update"] as const) {
       this.socket.on(name, (payload: unknown) => this.record({ name, payload } as RecordedEvent));
     }
   }

@@ -15,6 +15,9 @@ import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, ty
 import { createAgentRunner } from "./agent";
 import type { AgentRunner } from "./agent/types";
 import type { ServerConfig } from "./config";
+import { createDelivery, type Delivery } from "./delivery";
+import { DeliveryStore } from "./delivery/delivery-store";
+import { GitCredentials } from "./delivery/git-credentials";
 import { AppError, NotFoundError, UnauthorizedError } from "./errors";
 import { createWorkspaceManager } from "./execution";
 import type { WorkspaceManager } from "./execution/types";
@@ -23,7 +26,10 @@ import { createLogger, type Logger } from "./logger";
 import { Metrics } from "./metrics";
 import { RepositoryIndexer } from "./repository/indexer";
 import { RepositoryStore } from "./repository/repository-store";
+import { registerDeliveryRoutes } from "./routes/delivery";
+import { taskDescriber } from "./routes/dto";
 import { registerTaskRoutes } from "./routes/tasks";
+import { isSignedWebhook, registerWebhookRoutes } from "./routes/webhooks";
 import { MessageLog } from "./services/message-log";
 import { TaskCleanupService } from "./services/task-cleanup";
 import { createTaskCore } from "./services/task-core";
@@ -63,6 +69,7 @@ export interface UmbraServer {
   cleanup: TaskCleanupService | null;
   recovery: TaskRecovery;
   workspaces: WorkspaceManager;
+  delivery: Delivery;
   /** Base URL once listening, e.g. http://127.0.0.1:3000. */
   url: string;
   listen(): Promise<string>;
@@ -96,17 +103,36 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
     },
   }) as unknown as FastifyInstance;
   const { tasks, changes, status, claims } = createTaskCore({ db, clock, cleanupDelayMs: config.cleanupDelayMs, log });
-  const io = createSocketServer(fastify.server, { apiToken: config.apiToken, tasks, log });
+  const deliveries = new DeliveryStore(db, clock);
+  const describe = taskDescriber(deliveries);
+  const io = createSocketServer(fastify.server, { apiToken: config.apiToken, tasks, describe: describe.one, log });
   const events = new TaskEvents(io);
   changes.subscribe((change) => events.statusChanged(change.task, change.at));
   const metrics = new Metrics();
-  const store = new RepositoryStore(join(config.dataDir, "repos"));
+  const credentials = new GitCredentials(config.delivery);
+  const store = new RepositoryStore(join(config.dataDir, "repos"), (repoUrl, transfer) =>
+    credentials.withCredentials(repoUrl, transfer),
+  );
   const indexer = new RepositoryIndexer(db, store, clock);
   const workspaces =
     options.workspaces ??
     (await createWorkspaceManager(config, { db, clock, store, log: log.child({ component: "workspace" }) }));
   const agent = options.agent ?? createAgentRunner(config);
   const messages = new MessageLog({ db, clock, emitChunk: (taskId, chunk) => events.streamChunk(taskId, chunk) });
+  const delivery = createDelivery({
+    config: config.delivery,
+    credentials,
+    llm: config.llm,
+    deliveries,
+    clock,
+    store,
+    tasks,
+    workspaces,
+    messages,
+    emit: (taskId, dto) => events.deliveryChanged(taskId, dto),
+    log: log.child({ component: "delivery" }),
+  });
+  changes.subscribe(delivery.service.onTaskChange);
   const engine = new TaskInitializationEngine({
     status,
     workspaces,
@@ -127,10 +153,22 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
       metrics.increment("umbra_turns_total", "Agent turns finished.");
       events.streamChunk(taskId, { type: "turn-end", status: outcome, error });
     },
+    beforeTurn: (task) => delivery.service.prepareTurn(task),
     log: log.child({ component: "turn" }),
   });
   const teardown = new WorkspaceTeardown({ status, workspaces, tasks, log });
-  const lifecycle = new TaskLifecycle({ tasks, status, turns, workspaces, teardown, claims, store, log });
+  const lifecycle = new TaskLifecycle({
+    tasks,
+    status,
+    turns,
+    workspaces,
+    teardown,
+    claims,
+    store,
+    delivery: delivery.service,
+    log,
+  });
+  const review = delivery.reviewLoop({ lifecycle, changes });
   const cleanup =
     workspaces.mode === "remote"
       ? new TaskCleanupService({
@@ -162,13 +200,22 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
   });
 
   installHttpBasics(fastify, config);
-  registerTaskRoutes(fastify, { tasks, lifecycle, messages, store });
+  registerTaskRoutes(fastify, { tasks, lifecycle, messages, store, describe });
+  registerDeliveryRoutes(fastify, { tasks, store, remotes: delivery.remotes, delivery: delivery.service, describe });
+  registerWebhookRoutes(fastify, {
+    githubSecret: config.delivery.github.webhookSecret,
+    gitlabSecret: config.delivery.gitlab.webhookSecret,
+    mention: config.delivery.mention,
+    deliveries,
+    loop: review,
+  });
   fastify.get("/api/health", async () => ({ ok: true }));
   fastify.get("/api/config", async () => ({
     mode: workspaces.mode,
     steps: getStepsForMode(workspaces.mode),
     cleanupDelayMs: config.cleanupDelayMs,
     agent: agent.kind,
+    delivery: delivery.configDto,
   }));
   fastify.get("/metrics", async (_request, reply) =>
     reply.type("text/plain; version=0.0.4").send(await metrics.render(db)),
@@ -189,9 +236,11 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
     cleanup,
     recovery,
     workspaces,
+    delivery,
     url: "",
     async listen() {
       await recovery.recoverAtStartup();
+      await delivery.start();
       await fastify.listen({ port: config.port, host: config.host });
       const address = fastify.server.address();
       const port = typeof address === "object" && address ? address.port : config.port;
@@ -206,7 +255,9 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
         log.info({ reason }, "server.closing");
         await recovery.stop();
         await cleanup?.stop();
+        await delivery.stopIntake();
         await lifecycle.shutdown(reason);
+        await delivery.drain();
         io.close();
         await fastify.close();
         await workspaces.close?.();
@@ -224,9 +275,11 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
  * matched, not on the raw URL: the router decodes the path, so
  * `/%61pi/tasks` reaches `/api/tasks` while its raw URL does not start with
  * `/api`. Requests that matched no route are judged on the raw URL (an
- * unknown `/api/...` path answers 401, not 404, without a token).
+ * unknown `/api/...` path answers 401, not 404, without a token). The
+ * webhook routes check their forge's signature instead.
  */
 function needsToken(request: FastifyRequest): boolean {
+  if (isSignedWebhook(request)) return false; // authenticated by the forge's signature instead
   const path = request.routeOptions.url ?? request.url;
   return path.startsWith("/api") || path.startsWith("/metrics");
 }

@@ -5,6 +5,7 @@
 import { resolve } from "node:path";
 import { AGENT_KINDS, type AgentKind, type TaskMode } from "@repo/types";
 import { z } from "zod";
+import { type DeliveryConfig, DeliveryConfigError, loadDeliveryConfig } from "./delivery/delivery-config";
 import { parseSecretsKey } from "./utils/secret-box";
 
 const LOOPBACK_HOSTS = new Set(["127.0.0.1", "localhost", "::1", "[::1]"]);
@@ -105,6 +106,8 @@ export interface ServerConfig {
   /** The built sidecar the `process` provider runs. Default: the `@repo/sidecar/bundle` package export. */
   sidecarBundle?: string;
   logLevel: string;
+  /** DELIVERY, the forges (GITHUB_*, GITLAB_*), MENTION and GIT_CREDENTIALS_FILE. */
+  delivery: DeliveryConfig;
 }
 
 export class ConfigError extends Error {
@@ -125,6 +128,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
     throw new ConfigError(String(issue.path[0] ?? "environment"), issue.message);
   }
   const e = parsed.data;
+  const delivery = parseDelivery(env);
   const llm = resolveLlm(e);
   const agent = resolveAgent(e.AGENT, llm, e.AGENT_COMMAND);
   if (!LOOPBACK_HOSTS.has(e.HOST) && !e.API_TOKEN) {
@@ -149,7 +153,17 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
     kubernetes: { namespace: e.K8S_NAMESPACE, image: e.K8S_IMAGE, runtimeClassName: e.K8S_RUNTIME_CLASS },
     sidecarBundle: e.SIDECAR_BUNDLE,
     logLevel: e.LOG_LEVEL,
+    delivery,
   };
+}
+
+function parseDelivery(env: NodeJS.ProcessEnv): DeliveryConfig {
+  try {
+    return loadDeliveryConfig(env);
+  } catch (error) {
+    if (error instanceof DeliveryConfigError) throw new ConfigError(error.variable, error.message);
+    throw error;
+  }
 }
 
 function resolveLlm(e: z.infer<typeof EnvSchema>): LlmConfig | undefined {

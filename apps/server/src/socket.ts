@@ -1,24 +1,25 @@
 /**
  * Socket.IO (SPEC §6): a room per task. Clients `join-task` (acknowledged
  * with the task) and `leave-task`; the server sends `task-status-update`,
- * `init-progress` and `stream-chunk` to the task's room. Every event leaves
+ * `init-progress`, `stream-chunk` and `task-delivery-update` to the task's room. Every event leaves
  * through TaskEvents, the one place that emits.
  */
 import type { Server as HttpServer } from "node:http";
 import type { TaskRow } from "@repo/db";
 import {
   type ClientToServerEvents,
+  type DeliveryDto,
   type InitializationProgress,
   type JoinTaskAck,
   JoinTaskPayloadSchema,
   type ServerToClientEvents,
   type StreamChunk,
+  type TaskDto,
   TaskIdSchema,
 } from "@repo/types";
 import { Server } from "socket.io";
 import { AppError } from "./errors";
 import type { Logger } from "./logger";
-import { toTaskDto } from "./routes/dto";
 import type { TaskRepository } from "./services/task-repository";
 import { tokenMatches } from "./utils/auth";
 
@@ -53,11 +54,17 @@ export class TaskEvents {
     if (chunk.type === "turn-end") this.chunkSequence.delete(taskId);
     this.io.to(room(taskId)).emit("stream-chunk", { taskId, sequence, ...chunk });
   }
+
+  deliveryChanged(taskId: string, delivery: DeliveryDto): void {
+    this.io.to(room(taskId)).emit("task-delivery-update", { taskId, delivery });
+  }
 }
 
 export interface SocketDeps {
   apiToken?: string;
   tasks: Pick<TaskRepository, "get">;
+  /** The task object the join acknowledgement carries. */
+  describe(task: TaskRow): Promise<TaskDto>;
   log: Logger;
 }
 
@@ -87,7 +94,7 @@ export function createSocketServer(http: HttpServer, deps: SocketDeps): UmbraSoc
       try {
         const task = await deps.tasks.get(parsed.data.taskId);
         await socket.join(room(task.id));
-        reply({ ok: true, task: toTaskDto(task) });
+        reply({ ok: true, task: await deps.describe(task) });
       } catch (error) {
         if (error instanceof AppError) {
           reply({ ok: false, error: { code: error.code, message: error.message } });

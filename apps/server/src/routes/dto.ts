@@ -1,8 +1,10 @@
 /** Database rows → the API's JSON shapes (SPEC §5). */
 import type { MessageRow, TaskRow } from "@repo/db";
-import type { MessageDto, TaskDto } from "@repo/types";
+import type { DeliveryDto, MessageDto, TaskDto } from "@repo/types";
+import { toDeliveryDto } from "../delivery/delivery-service";
+import type { DeliveryStore } from "../delivery/delivery-store";
 
-export function toTaskDto(task: TaskRow): TaskDto {
+export function toTaskDto(task: TaskRow, delivery: DeliveryDto): TaskDto {
   return {
     id: task.id,
     title: task.title,
@@ -18,6 +20,25 @@ export function toTaskDto(task: TaskRow): TaskDto {
     errorMessage: task.errorMessage,
     createdAt: task.createdAt.toISOString(),
     updatedAt: task.updatedAt.toISOString(),
+    delivery,
+  };
+}
+
+/** The task objects of the API: a task row with its delivery. */
+export interface TaskDescriber {
+  one(task: TaskRow): Promise<TaskDto>;
+  many(tasks: readonly TaskRow[]): Promise<TaskDto[]>;
+}
+
+export function taskDescriber(deliveries: Pick<DeliveryStore, "find" | "findMany">): TaskDescriber {
+  return {
+    async one(task) {
+      return toTaskDto(task, toDeliveryDto(await deliveries.find(task.id)));
+    },
+    async many(tasks) {
+      const rows = await deliveries.findMany(tasks.map((task) => task.id));
+      return tasks.map((task) => toTaskDto(task, toDeliveryDto(rows.get(task.id))));
+    },
   };
 }
 

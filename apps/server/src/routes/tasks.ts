@@ -11,13 +11,14 @@ import type { RepositoryStore } from "../repository/repository-store";
 import type { MessageLog } from "../services/message-log";
 import type { TaskLifecycle } from "../services/task-lifecycle";
 import type { TaskRepository } from "../services/task-repository";
-import { toMessageDto, toTaskDto } from "./dto";
+import { type TaskDescriber, toMessageDto } from "./dto";
 
 export interface TaskRouteDeps {
   tasks: TaskRepository;
   lifecycle: TaskLifecycle;
   messages: MessageLog;
   store: RepositoryStore;
+  describe: TaskDescriber;
 }
 
 export function parseBody<T extends z.ZodType>(schema: T, body: unknown): z.infer<T> {
@@ -36,23 +37,28 @@ export function parseBody<T extends z.ZodType>(schema: T, body: unknown): z.infe
   return parsed.data;
 }
 
-function taskIdFrom(params: unknown): string {
+export function taskIdFrom(params: unknown): string {
   const id = (params as { id?: string }).id ?? "";
   // An id that is not a UUID cannot name a task.
   if (!TaskIdSchema.safeParse(id).success) throw new NotFoundError("task", id);
   return id;
 }
 
-export function registerTaskRoutes(app: FastifyInstance, { tasks, lifecycle, messages, store }: TaskRouteDeps): void {
+export function registerTaskRoutes(
+  app: FastifyInstance,
+  { tasks, lifecycle, messages, store, describe }: TaskRouteDeps,
+): void {
   app.post("/api/tasks", async (request, reply) => {
     const body = parseBody(CreateTaskBodySchema, request.body);
     const task = await lifecycle.create(body);
-    return reply.code(201).send({ task: toTaskDto(task) });
+    return reply.code(201).send({ task: await describe.one(task) });
   });
 
-  app.get("/api/tasks", async () => ({ tasks: (await tasks.list()).map(toTaskDto) }));
+  app.get("/api/tasks", async () => ({ tasks: await describe.many(await tasks.list()) }));
 
-  app.get("/api/tasks/:id", async (request) => ({ task: toTaskDto(await tasks.get(taskIdFrom(request.params))) }));
+  app.get("/api/tasks/:id", async (request) => ({
+    task: await describe.one(await tasks.get(taskIdFrom(request.params))),
+  }));
 
   app.get("/api/tasks/:id/messages", async (request) => {
     const task = await tasks.get(taskIdFrom(request.params));
@@ -63,15 +69,15 @@ export function registerTaskRoutes(app: FastifyInstance, { tasks, lifecycle, mes
     const id = taskIdFrom(request.params);
     const body = parseBody(FollowUpBodySchema, request.body);
     const task = await lifecycle.followUp(id, body.message);
-    return reply.code(202).send({ task: toTaskDto(task) });
+    return reply.code(202).send({ task: await describe.one(task) });
   });
 
   app.post("/api/tasks/:id/stop", async (request) => ({
-    task: toTaskDto(await lifecycle.stop(taskIdFrom(request.params))),
+    task: await describe.one(await lifecycle.stop(taskIdFrom(request.params))),
   }));
 
   app.post("/api/tasks/:id/archive", async (request) => ({
-    task: toTaskDto(await lifecycle.archive(taskIdFrom(request.params))),
+    task: await describe.one(await lifecycle.archive(taskIdFrom(request.params))),
   }));
 
   app.delete("/api/tasks/:id", async (request, reply) => {

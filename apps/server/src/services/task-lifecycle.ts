@@ -11,6 +11,7 @@
 import { randomUUID } from "node:crypto";
 import type { TaskRow } from "@repo/db";
 import { type CreateTaskBody, InitStatus, isBusy, TaskStatus } from "@repo/types";
+import type { TaskOrigin } from "../delivery/delivery-service";
 import { InvalidTransitionError, StopRequest, TaskBusyError } from "../errors";
 import type { WorkspaceManager } from "../execution/types";
 import type { Logger } from "../logger";
@@ -21,6 +22,11 @@ import type { TaskRepository } from "./task-repository";
 import type { TurnRunner } from "./turn-runner";
 import type { WorkspaceTeardown } from "./workspace-teardown";
 
+/** What the lifecycle tells delivery about a new task, before its first turn. */
+export interface DeliveryRegistration {
+  register(task: TaskRow, mode: CreateTaskBody["delivery"], origin?: TaskOrigin): Promise<void>;
+}
+
 export interface TaskLifecycleDeps {
   tasks: TaskRepository;
   status: TaskStatusStore;
@@ -29,6 +35,7 @@ export interface TaskLifecycleDeps {
   teardown: WorkspaceTeardown;
   claims: CleanupClaims;
   store: RepositoryStore;
+  delivery?: DeliveryRegistration;
   log: Logger;
 }
 
@@ -37,8 +44,12 @@ export class TaskLifecycle {
 
   constructor(private readonly deps: TaskLifecycleDeps) {}
 
-  /** Creates the task (INITIALIZING / INACTIVE) and starts initializing it at once. */
-  async create(body: CreateTaskBody): Promise<TaskRow> {
+  /**
+   * Creates the task (INITIALIZING / INACTIVE), records its delivery and
+   * starts initializing it at once. `origin` names the issue a task from a
+   * webhook was created for.
+   */
+  async create(body: CreateTaskBody, origin?: TaskOrigin): Promise<TaskRow> {
     this.assertOpen();
     const id = randomUUID();
     const task = await this.deps.status.createTask({
@@ -49,6 +60,7 @@ export class TaskLifecycle {
       baseBranch: body.baseBranch ?? null,
       branch: RepositoryStore.branchFor(id),
     });
+    await this.deps.delivery?.register(task, body.delivery, origin);
     await this.deps.turns.start(task, body.message, { initialize: true });
     return task;
   }

@@ -35,6 +35,11 @@ export interface TurnRunnerDeps {
   messages: MessageLog;
   indexer: RepositoryIndexer;
   emitTurnEnd(taskId: string, outcome: TurnOutcome, error?: string): void;
+  /**
+   * Runs on the ready workspace just before the agent (delivery takes in
+   * commits pushed to the task's remote branch). Must not throw.
+   */
+  beforeTurn?(task: TaskRow): Promise<void>;
   log: Logger;
 }
 
@@ -139,6 +144,7 @@ export class TurnRunner {
     const started = Date.now();
     let result: AgentTurnResult;
     try {
+      await this.deps.beforeTurn?.(task);
       const executor = warmExecutor ?? (await workspaces.executor(task));
       result = await agent.run({
         taskId: task.id,
