@@ -105,7 +105,7 @@ export async function startFakeGithub(token: string): Promise<FakeGithub> {
         return send(422, { message: "Validation Failed", errors: [{ message: "A pull request already exists" }] });
       }
       const pull: FakePull = {
-        number: pulls.length + 1,
+        number: pulls.filter((p) => p.owner === owner && p.repo === repo).length + 1,
         owner: owner!,
         repo: repo!,
         head: String(body.head),

@@ -87,8 +87,11 @@ export function createDelivery(deps: DeliveryDeps) {
       await review?.close();
       await retries?.stop();
     },
-    /** Waits for pushes started by the last turns (after the lifecycle shut down). */
-    drain: () => service.drain(),
+    /** Waits for the webhook work and the pushes in flight. */
+    async drain(): Promise<void> {
+      await review?.settle();
+      await service.drain();
+    },
   };
 }
 

@@ -60,6 +60,11 @@ export class ReviewLoop {
   async close(): Promise<void> {
     this.closed = true;
     for (const wake of [...this.waiters]) wake();
+    await this.settle();
+  }
+
+  /** Waits until no webhook work is in flight. */
+  async settle(): Promise<void> {
     while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
   }
 
@@ -81,8 +86,9 @@ export class ReviewLoop {
       return;
     }
     if (!(await this.mayDirect(event, log))) return;
+    // Where the comment came from, on a line of its own that a shell agent reads as a comment too.
     const where = event.location ? ` on ${event.location}` : "";
-    const message = `${event.message}\n\n(Review comment by @${event.actor.login}${where} on the pull request.)`;
+    const message = `${event.message}\n\n# From a review comment by @${event.actor.login}${where} on the pull request.`;
     log.info({ taskId: row.taskId, number: event.number }, "webhook.comment.follow_up");
     await this.followUpWhenIdle(row.taskId, message, log);
   }
