@@ -100,3 +100,15 @@ export async function deliveryRow(t: TestServer, id: string) {
   if (!row) throw new Error(`task ${id} has no delivery row`);
   return row;
 }
+
+/**
+ * Like heldCommand, for an agent inside a sandbox, which sees nothing of the
+ * host but its workspace: it waits for a file in the workspace's `.git`
+ * (never committed), which `open` creates from the host side.
+ */
+export function heldInWorkspace(then: string): { command: string; open(hostWorkspace: string): void } {
+  return {
+    command: `while [ ! -e .git/umbra-go ]; do sleep 0.02; done; ${then}`,
+    open: (hostWorkspace) => writeFileSync(join(hostWorkspace, ".git", "umbra-go"), ""),
+  };
+}
