@@ -18,7 +18,6 @@
  *   answer at once.
  */
 import { createHash } from "node:crypto";
-import { verify } from "@octokit/webhooks-methods";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { DeliveryStore } from "../delivery/delivery-store";
 import type { ReviewLoop } from "../delivery/review-loop";
@@ -105,6 +104,7 @@ async function accept(
 async function githubSignatureMatches(secret: string, raw: Buffer, signature: string): Promise<boolean> {
   if (raw.length === 0) return false;
   try {
+    const { verify } = await import("@octokit/webhooks-methods");
     return await verify(secret, raw.toString("utf8"), signature);
   } catch {
     return false;

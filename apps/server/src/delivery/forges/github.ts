@@ -3,9 +3,10 @@
  * api.github.com for github.com and `<GITHUB_URL>/api/v3` for Enterprise
  * (delivery-config.ts decides). Octokit's own log goes to the server's
  * logger; its errors are turned into ForgeError with the status and GitHub's
- * message only (Octokit already redacts the token from what it keeps).
+ * message only (Octokit already redacts the token from what it keeps). The
+ * client is loaded on first use, so a server without GitHub never loads it.
  */
-import { Octokit } from "@octokit/rest";
+import type { Octokit } from "@octokit/rest";
 import type { Logger } from "../../logger";
 import type { ForgeSettings } from "../delivery-config";
 import { type Forge, type ForgeActor, ForgeError, type OpenPullRequest, type PullRequestInfo } from "./types";
@@ -24,29 +25,36 @@ interface GithubPull {
 
 export class GithubForge implements Forge {
   readonly kind = "github" as const;
-  private readonly octokit: Octokit;
+  private client: Promise<Octokit> | null = null;
 
   constructor(
     readonly settings: ForgeSettings,
-    log: Logger,
-  ) {
-    this.octokit = new Octokit({
-      auth: settings.token,
-      baseUrl: settings.apiUrl,
-      userAgent: "umbra",
-      log: {
-        debug: () => {},
-        info: () => {},
-        warn: (message: string) => log.warn({ forge: "github", detail: message }, "forge.client.warning"),
-        error: (message: string) => log.warn({ forge: "github", detail: message }, "forge.client.error"),
-      },
-    });
+    private readonly log: Logger,
+  ) {}
+
+  private get octokit(): Promise<Octokit> {
+    this.client ??= import("@octokit/rest").then(
+      ({ Octokit }) =>
+        new Octokit({
+          auth: this.settings.token,
+          baseUrl: this.settings.apiUrl,
+          userAgent: "umbra",
+          log: {
+            debug: () => {},
+            info: () => {},
+            warn: (message: string) => this.log.warn({ forge: "github", detail: message }, "forge.client.warning"),
+            error: (message: string) => this.log.warn({ forge: "github", detail: message }, "forge.client.error"),
+          },
+        }),
+    );
+    return this.client;
   }
 
   async findPullRequest(project: string, head: string): Promise<PullRequestInfo | null> {
     const { owner, repo } = split(project);
+    const octokit = await this.octokit;
     const { data } = await this.call(() =>
-      this.octokit.rest.pulls.list({ owner, repo, head: `${owner}:${head}`, state: "all", per_page: 10 }),
+      octokit.rest.pulls.list({ owner, repo, head: `${owner}:${head}`, state: "all", per_page: 10 }),
     );
     const pulls = data as GithubPull[];
     const open = pulls.find((pull) => pull.state === "open") ?? pulls[0];
@@ -55,8 +63,9 @@ export class GithubForge implements Forge {
 
   async openPullRequest(request: OpenPullRequest): Promise<PullRequestInfo> {
     const { owner, repo } = split(request.project);
+    const octokit = await this.octokit;
     const { data } = await this.call(() =>
-      this.octokit.rest.pulls.create({
+      octokit.rest.pulls.create({
         owner,
         repo,
         head: request.head,
@@ -71,7 +80,8 @@ export class GithubForge implements Forge {
 
   async updatePullRequest(project: string, number: number, body: string): Promise<PullRequestInfo> {
     const { owner, repo } = split(project);
-    const { data } = await this.call(() => this.octokit.rest.pulls.update({ owner, repo, pull_number: number, body }));
+    const octokit = await this.octokit;
+    const { data } = await this.call(() => octokit.rest.pulls.update({ owner, repo, pull_number: number, body }));
     return toInfo(data as GithubPull);
   }
 

@@ -3,9 +3,10 @@
  * request is a draft when its title starts with "Draft:", which is how the
  * API opens one. Whether a commenter may direct Umbra is their access level
  * on the project (Developer or above), asked of the API, because GitLab's
- * note events do not carry it.
+ * note events do not carry it. The client is loaded on first use, so a server
+ * without GitLab never loads it.
  */
-import { Gitlab } from "@gitbeaker/rest";
+import type { Gitlab } from "@gitbeaker/rest";
 import type { ForgeSettings } from "../delivery-config";
 import { type Forge, type ForgeActor, ForgeError, type OpenPullRequest, type PullRequestInfo } from "./types";
 
@@ -22,23 +23,31 @@ interface GitlabMergeRequest {
 
 export class GitlabForge implements Forge {
   readonly kind = "gitlab" as const;
-  private readonly api: InstanceType<typeof Gitlab>;
+  private client: Promise<InstanceType<typeof Gitlab>> | null = null;
 
-  constructor(readonly settings: ForgeSettings) {
-    this.api = new Gitlab({ host: settings.apiUrl, token: settings.token ?? "", queryTimeout: 30_000 });
+  constructor(readonly settings: ForgeSettings) {}
+
+  private get api(): Promise<InstanceType<typeof Gitlab>> {
+    this.client ??= import("@gitbeaker/rest").then(
+      ({ Gitlab }) =>
+        new Gitlab({ host: this.settings.apiUrl, token: this.settings.token ?? "", queryTimeout: 30_000 }),
+    );
+    return this.client;
   }
 
   async findPullRequest(project: string, head: string): Promise<PullRequestInfo | null> {
+    const api = await this.api;
     const list = (await this.call(() =>
-      this.api.MergeRequests.all({ projectId: project, sourceBranch: head, perPage: 10, maxPages: 1 }),
+      api.MergeRequests.all({ projectId: project, sourceBranch: head, perPage: 10, maxPages: 1 }),
     )) as unknown as GitlabMergeRequest[];
     const open = list.find((mr) => mr.state === "opened") ?? list[0];
     return open ? toInfo(open) : null;
   }
 
   async openPullRequest(request: OpenPullRequest): Promise<PullRequestInfo> {
+    const api = await this.api;
     const created = await this.call(() =>
-      this.api.MergeRequests.create(request.project, request.head, request.base, `Draft: ${request.title}`, {
+      api.MergeRequests.create(request.project, request.head, request.base, `Draft: ${request.title}`, {
         description: request.body,
       }),
     );
@@ -46,13 +55,15 @@ export class GitlabForge implements Forge {
   }
 
   async updatePullRequest(project: string, number: number, body: string): Promise<PullRequestInfo> {
-    const updated = await this.call(() => this.api.MergeRequests.edit(project, number, { description: body }));
+    const api = await this.api;
+    const updated = await this.call(() => api.MergeRequests.edit(project, number, { description: body }));
     return toInfo(updated as unknown as GitlabMergeRequest);
   }
 
   async canDirect(project: string, actor: ForgeActor): Promise<boolean> {
     try {
-      const member = await this.api.ProjectMembers.show(project, actor.id, { includeInherited: true });
+      const api = await this.api;
+      const member = await api.ProjectMembers.show(project, actor.id, { includeInherited: true });
       return Number((member as { access_level?: number }).access_level) >= DEVELOPER_ACCESS;
     } catch (error) {
       if (statusOf(error) === 404) return false;
