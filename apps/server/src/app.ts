@@ -28,6 +28,7 @@ import { RepositoryIndexer } from "./repository/indexer";
 import { RepositoryStore } from "./repository/repository-store";
 import { registerDeliveryRoutes } from "./routes/delivery";
 import { taskDescriber } from "./routes/dto";
+import { registerRepositoryRoutes } from "./routes/repositories";
 import { registerTaskRoutes } from "./routes/tasks";
 import { isSignedWebhook, registerWebhookRoutes } from "./routes/webhooks";
 import { MessageLog } from "./services/message-log";
@@ -201,6 +202,7 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
 
   installHttpBasics(fastify, config);
   registerTaskRoutes(fastify, { tasks, lifecycle, messages, store, describe });
+  registerRepositoryRoutes(fastify, { tasks, store });
   registerDeliveryRoutes(fastify, { tasks, store, remotes: delivery.remotes, delivery: delivery.service, describe });
   registerWebhookRoutes(fastify, {
     githubSecret: config.delivery.github.webhookSecret,

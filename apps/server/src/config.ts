@@ -30,6 +30,11 @@ const integer = (fallback: number, min: number) =>
       return parsed;
     });
 
+/** An http(s) URL without trailing slashes (clients append their paths). */
+const httpUrl = optionalString
+  .refine((url) => !url || /^https?:$/.test(URL.parse(url)?.protocol ?? ""), { message: "must be an http(s) URL" })
+  .transform((url) => url?.replace(/\/+$/, ""));
+
 const EnvSchema = z.object({
   PORT: integer(3000, 0).refine((port) => port <= 65535, "must be a port number (0-65535)"),
   HOST: z.string().trim().min(1).default("127.0.0.1"),
@@ -58,7 +63,7 @@ const EnvSchema = z.object({
     },
     { message: "must be 32 bytes, as base64 or hex" },
   ),
-  AGENT: z.enum(["auto", ...AGENT_KINDS], { message: "must be auto, llm, command or shell" }).default("auto"),
+  AGENT: z.enum(["auto", ...AGENT_KINDS], { message: `must be auto, ${AGENT_KINDS.join(", ")}` }).default("auto"),
   LLM_PROVIDER: z
     .enum(["openai", "anthropic", "openai-compatible"], { message: "must be openai, anthropic or openai-compatible" })
     .optional(),
@@ -66,6 +71,10 @@ const EnvSchema = z.object({
   LLM_BASE_URL: optionalString.refine((url) => !url || URL.canParse(url), { message: "must be a URL" }),
   OPENAI_API_KEY: optionalString,
   ANTHROPIC_API_KEY: optionalString,
+  OPENAI_BASE_URL: httpUrl,
+  ANTHROPIC_BASE_URL: httpUrl,
+  CLAUDE_CODE_BIN: optionalString,
+  CODEX_BIN: optionalString,
   AGENT_COMMAND: optionalString,
   SIDECAR_BUNDLE: optionalString,
   K8S_NAMESPACE: z.string().default("umbra"),
@@ -79,6 +88,12 @@ export interface LlmConfig {
   model: string;
   baseUrl?: string;
   apiKey?: string;
+}
+
+export interface VendorConfig {
+  apiKey?: string;
+  /** The vendor's API root; unset = the vendor's own. */
+  baseUrl?: string;
 }
 
 export interface ServerConfig {
@@ -102,6 +117,12 @@ export interface ServerConfig {
   agent: AgentKind;
   llm?: LlmConfig;
   agentCommand?: string;
+  /** ANTHROPIC_API_KEY and ANTHROPIC_BASE_URL (Anthropic's convention: without `/v1`). */
+  anthropic: VendorConfig;
+  /** OPENAI_API_KEY and OPENAI_BASE_URL (OpenAI's convention: with `/v1`). */
+  openai: VendorConfig;
+  /** CLAUDE_CODE_BIN / CODEX_BIN; unset = the CLIs installed with the server. */
+  agentBinaries: { claudeCode?: string; codex?: string };
   kubernetes: { namespace: string; image: string; runtimeClassName: string };
   /** The built sidecar the `process` provider runs. Default: the `@repo/sidecar/bundle` package export. */
   sidecarBundle?: string;
@@ -130,7 +151,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
   const e = parsed.data;
   const delivery = parseDelivery(env);
   const llm = resolveLlm(e);
-  const agent = resolveAgent(e.AGENT, llm, e.AGENT_COMMAND);
+  const agent = resolveAgent(e, llm);
   if (!LOOPBACK_HOSTS.has(e.HOST) && !e.API_TOKEN) {
     throw new ConfigError("API_TOKEN", `must be set when HOST (${e.HOST}) is not a loopback address`);
   }
@@ -150,6 +171,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
     agent,
     llm,
     agentCommand: e.AGENT_COMMAND,
+    anthropic: { apiKey: e.ANTHROPIC_API_KEY, baseUrl: e.ANTHROPIC_BASE_URL },
+    openai: { apiKey: e.OPENAI_API_KEY, baseUrl: e.OPENAI_BASE_URL },
+    agentBinaries: { claudeCode: e.CLAUDE_CODE_BIN, codex: e.CODEX_BIN },
     kubernetes: { namespace: e.K8S_NAMESPACE, image: e.K8S_IMAGE, runtimeClassName: e.K8S_RUNTIME_CLASS },
     sidecarBundle: e.SIDECAR_BUNDLE,
     logLevel: e.LOG_LEVEL,
@@ -174,22 +198,38 @@ function resolveLlm(e: z.infer<typeof EnvSchema>): LlmConfig | undefined {
     throw new ConfigError("LLM_BASE_URL", "is required for LLM_PROVIDER=openai-compatible");
   }
   const apiKey = provider === "anthropic" ? e.ANTHROPIC_API_KEY : e.OPENAI_API_KEY;
-  if (provider === "openai" && !apiKey && !e.LLM_BASE_URL) {
+  if (provider === "openai" && !apiKey && !e.LLM_BASE_URL && !e.OPENAI_BASE_URL) {
     throw new ConfigError("OPENAI_API_KEY", "is required for LLM_PROVIDER=openai");
   }
   if (provider === "anthropic" && !apiKey) {
     throw new ConfigError("ANTHROPIC_API_KEY", "is required for LLM_PROVIDER=anthropic");
   }
-  return { provider, model: e.LLM_MODEL, baseUrl: e.LLM_BASE_URL, apiKey };
+  return { provider, model: e.LLM_MODEL, baseUrl: e.LLM_BASE_URL ?? vendorBaseUrl(provider, e), apiKey };
 }
 
-function resolveAgent(
-  requested: "auto" | AgentKind,
-  llm: LlmConfig | undefined,
-  command: string | undefined,
-): AgentKind {
+/**
+ * The vendor's endpoint as the AI SDK wants it, when LLM_BASE_URL is unset:
+ * ANTHROPIC_BASE_URL follows Anthropic's convention (no `/v1`, which Claude
+ * Code appends itself) while the AI SDK's Anthropic provider expects the
+ * `/v1` root; OPENAI_BASE_URL already ends in `/v1` by OpenAI's convention.
+ */
+function vendorBaseUrl(provider: LlmConfig["provider"], e: z.infer<typeof EnvSchema>): string | undefined {
+  if (provider === "anthropic" && e.ANTHROPIC_BASE_URL) return `${e.ANTHROPIC_BASE_URL}/v1`;
+  if (provider === "openai") return e.OPENAI_BASE_URL;
+  return undefined;
+}
+
+function resolveAgent(e: z.infer<typeof EnvSchema>, llm: LlmConfig | undefined): AgentKind {
+  const requested = e.AGENT;
   if (requested === "llm" && !llm) throw new ConfigError("AGENT", "is llm but no model is configured (LLM_MODEL)");
-  if (requested === "command" && !command) throw new ConfigError("AGENT_COMMAND", "is required for AGENT=command");
+  if (requested === "command" && !e.AGENT_COMMAND) {
+    throw new ConfigError("AGENT_COMMAND", "is required for AGENT=command");
+  }
+  if (requested === "claude-code" && !e.ANTHROPIC_API_KEY) {
+    throw new ConfigError("ANTHROPIC_API_KEY", "is required for AGENT=claude-code");
+  }
+  if (requested === "codex" && !e.OPENAI_API_KEY)
+    throw new ConfigError("OPENAI_API_KEY", "is required for AGENT=codex");
   if (requested !== "auto") return requested;
   return llm ? "llm" : "shell";
 }

@@ -15,6 +15,7 @@ import {
   PULL_REQUEST_STATES,
   TASK_MODES,
   TASK_STATUSES,
+  TURN_OUTCOMES,
 } from "@repo/types";
 import { sql } from "drizzle-orm";
 import {
@@ -38,6 +39,7 @@ export const taskStatusEnum = pgEnum("task_status", TASK_STATUSES);
 export const initStatusEnum = pgEnum("init_status", INIT_STATUSES);
 export const taskModeEnum = pgEnum("task_mode", TASK_MODES);
 export const messageRoleEnum = pgEnum("message_role", MESSAGE_ROLES);
+export const turnOutcomeEnum = pgEnum("turn_outcome", TURN_OUTCOMES);
 
 const timestamptz = (name: string) => timestamp(name, { withTimezone: true, mode: "date" });
 
@@ -58,6 +60,8 @@ export const tasks = pgTable(
     indexedCommitSha: text("indexed_commit_sha"),
     initializationError: text("initialization_error"),
     errorMessage: text("error_message"),
+    /** How the last turn (or a failed or stopped initialization) ended; kept when the task is archived. */
+    lastOutcome: turnOutcomeEnum("last_outcome"),
     /** When the warm workspace is due for cleanup (remote mode only). */
     scheduledCleanupAt: timestamptz("scheduled_cleanup_at"),
     /** Which cleanup worker holds the claim on this task, and until when. */

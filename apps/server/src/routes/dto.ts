@@ -18,6 +18,7 @@ export function toTaskDto(task: TaskRow, delivery: DeliveryDto): TaskDto {
     scheduledCleanupAt: task.scheduledCleanupAt?.toISOString() ?? null,
     initializationError: task.initializationError,
     errorMessage: task.errorMessage,
+    lastOutcome: task.lastOutcome,
     createdAt: task.createdAt.toISOString(),
     updatedAt: task.updatedAt.toISOString(),
     delivery,

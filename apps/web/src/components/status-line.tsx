@@ -3,13 +3,12 @@
  * when they change; the warm-window countdown ticks every second and sits
  * outside the live region so screen readers are not flooded.
  */
-import type { TaskDto } from "@repo/types";
 import { useConfig } from "../api";
 import { useNow } from "../hooks/use-now";
-import { describeStatus } from "../status-display";
+import { describeStatus, type StatusTask } from "../status-display";
 import { StatusIcon } from "./status-badge";
 
-export function StatusLine({ task, reinitializing }: { task: TaskDto; reinitializing: boolean }) {
+export function StatusLine({ task, reinitializing }: { task: StatusTask; reinitializing: boolean }) {
   const config = useConfig();
   const ticking = task.scheduledCleanupAt !== null;
   const now = useNow(1000, ticking);
