@@ -42,6 +42,13 @@ export interface StartOptions extends Omit<Partial<UmbraServerOptions>, "config"
   database?: Database;
 }
 
+/**
+ * How long a hook may take to start a server: its embedded database runs
+ * initdb and the migrations first, which on a loaded machine alone takes
+ * well over a minute.
+ */
+export const SERVER_START_MS = 180_000;
+
 export async function startTestServer(options: StartOptions = {}): Promise<TestServer> {
   const dataDir = options.dataDir ?? tempDir("umbra-data-");
   const config: ServerConfig = loadConfig({

@@ -7,7 +7,7 @@ import { type FakeGitlab, startFakeGitlab } from "../../../test/support/fake-git
 import { createRepo, git, tempDir } from "../../../test/support/git";
 import { eventually } from "../../../test/support/lifecycle";
 import { type OpenAiStub, startOpenAiStub } from "../../../test/support/openai-stub";
-import { startTestServer, type TestServer } from "../../../test/support/server";
+import { SERVER_START_MS, startTestServer, type TestServer } from "../../../test/support/server";
 import { ManualClock } from "../src/utils/clock";
 
 type TaskBody = { task: TaskDto };
@@ -24,10 +24,10 @@ describe("pull requests on a GitHub Enterprise Server", () => {
       clock,
       env: { GITHUB_URL: github.url, GITHUB_TOKEN: token, DELIVERY: "pull-request" },
     });
-  });
+  }, SERVER_START_MS);
   afterAll(async () => {
-    await t.close();
-    await github.close();
+    await t?.close();
+    await github?.close();
   });
 
   const apiCalls = (method: string, path: string) =>
@@ -163,11 +163,11 @@ describe("merge requests on a self-managed GitLab", () => {
         LLM_BASE_URL: model.baseUrl,
       },
     });
-  });
+  }, SERVER_START_MS);
   afterAll(async () => {
-    await t.close();
-    await gitlab.close();
-    await model.close();
+    await t?.close();
+    await gitlab?.close();
+    await model?.close();
   });
 
   it("opens a draft merge request into the base branch with the model's summary and refreshes it on a follow-up", async () => {

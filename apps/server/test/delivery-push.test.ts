@@ -18,7 +18,7 @@ import { createRepo, git, tempDir } from "../../../test/support/git";
 import { type SmartGitServer, startSmartGitServer } from "../../../test/support/git-smart-http";
 import { eventually } from "../../../test/support/lifecycle";
 import { type CapturedLogs, captureLogs } from "../../../test/support/log-capture";
-import { EventRecorder, startTestServer, type TestServer } from "../../../test/support/server";
+import { EventRecorder, SERVER_START_MS, startTestServer, type TestServer } from "../../../test/support/server";
 import { ManualClock } from "../src/utils/clock";
 
 const targets = await databaseTargets();
@@ -33,10 +33,10 @@ describe.each(targets)("pushing task branches on $name", (target) => {
     database = await target.open();
     logs = captureLogs();
     t = await startTestServer({ database, logger: logs.logger });
-  });
+  }, SERVER_START_MS);
   afterAll(async () => {
-    await t.close();
-    await database.close();
+    await t?.close();
+    await database?.close();
   });
 
   it("pushes the task branch to a bare repository over file:// after a turn, and announces it", async () => {
@@ -53,6 +53,7 @@ describe.each(targets)("pushing task branches on $name", (target) => {
         remoteBranch: branch,
         pushedSha: refIn(remote, `refs/heads/${branch}`),
         error: null,
+        nextRetryAt: null,
         pullRequest: null,
       });
       expect(git(remote, "show", `${branch}:hello.txt`)).toBe("hello");
@@ -105,6 +106,7 @@ describe.each(targets)("pushing task branches on $name", (target) => {
       remoteBranch: null,
       pushedSha: null,
       error: null,
+      nextRetryAt: null,
       pullRequest: null,
     });
   });
@@ -136,12 +138,12 @@ describe("pushing over git smart HTTP with basic auth", () => {
     const line = (origin: string) => `${origin.replace("://", `://umbra-bot:${password}@`)}\n`;
     writeFileSync(credentials, line(git_.origin) + line(gone.origin), { mode: 0o600 });
     t = await startTestServer({ clock, env: { GIT_CREDENTIALS_FILE: credentials } });
-  });
+  }, SERVER_START_MS);
   afterEach(() => git_.setCredentials("umbra-bot", password));
   afterAll(async () => {
-    await t.close();
-    await git_.close();
-    await gone.close();
+    await t?.close();
+    await git_?.close();
+    await gone?.close();
   });
 
   it("answers the server's challenge with the configured credentials and pushes", async () => {
@@ -166,6 +168,7 @@ describe("pushing over git smart HTTP with basic auth", () => {
     const failed = await deliveryOf(t, task.id, (d) => d.state === "failed");
     expect(failed.error).toMatch(/^pushing umbra\/\S+ failed: Authentication failed/);
     expect(failed.error).not.toContain(password);
+    expect(failed.nextRetryAt).toBe(new Date(clock.now().getTime() + 30_000).toISOString());
     expect((await getTask(t, task.id)).status).toBe("COMPLETED");
     const diff = (await t.api<{ files: { path: string }[] }>("GET", `/api/tasks/${task.id}/diff`)).body;
     expect(diff.files.map((f) => f.path)).toEqual(["rotated.txt"]);

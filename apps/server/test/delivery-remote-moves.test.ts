@@ -14,7 +14,7 @@ import {
 } from "../../../test/support/delivery";
 import { createRepo, git } from "../../../test/support/git";
 import { eventually, readTask } from "../../../test/support/lifecycle";
-import { startTestServer, type TestServer } from "../../../test/support/server";
+import { SERVER_START_MS, startTestServer, type TestServer } from "../../../test/support/server";
 
 /** Commits someone else pushed to a task's branch, taken in before the next turn (local mode, real git). */
 describe("commits pushed to a task's branch by someone else", () => {
@@ -22,9 +22,9 @@ describe("commits pushed to a task's branch by someone else", () => {
 
   beforeAll(async () => {
     t = await startTestServer();
-  });
+  }, SERVER_START_MS);
   afterAll(async () => {
-    await t.close();
+    await t?.close();
   });
 
   async function pushedTask(remote: string, message: string) {

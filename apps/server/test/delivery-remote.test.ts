@@ -9,7 +9,7 @@ import { createRepo, git } from "../../../test/support/git";
 import { eventually, readTask, vmSessionsOf } from "../../../test/support/lifecycle";
 import { type CapturedLogs, captureLogs } from "../../../test/support/log-capture";
 import { readSandboxRecord, sandboxDir, sidecarPid } from "../../../test/support/sandbox-probe";
-import { EventRecorder, startTestServer, type TestServer } from "../../../test/support/server";
+import { EventRecorder, SERVER_START_MS, startTestServer, type TestServer } from "../../../test/support/server";
 import { githubPullClosed, githubPullComment, postGithub } from "../../../test/support/webhooks";
 import { ManualClock } from "../src/utils/clock";
 
@@ -57,10 +57,10 @@ describe("delivery in remote mode", () => {
         DELIVERY: "pull-request",
       },
     });
-  });
+  }, SERVER_START_MS);
   afterAll(async () => {
-    await t.close();
-    await github.close();
+    await t?.close();
+    await github?.close();
   });
 
   it("runs a review comment warm at once, re-initializes for one after cleanup, and archives on merge", async () => {

@@ -9,7 +9,7 @@ import { type FakeGithub, startFakeGithub } from "../../../test/support/fake-git
 import { type FakeGitlab, startFakeGitlab } from "../../../test/support/fake-gitlab";
 import { createRepo } from "../../../test/support/git";
 import { eventually, readTask } from "../../../test/support/lifecycle";
-import { startTestServer, type TestServer } from "../../../test/support/server";
+import { SERVER_START_MS, startTestServer, type TestServer } from "../../../test/support/server";
 import {
   type GithubRepo,
   type GitlabProject,
@@ -82,7 +82,7 @@ beforeAll(async () => {
     },
   });
   t = withApiToken(server);
-});
+}, SERVER_START_MS);
 afterAll(async () => {
   await server?.close();
   await github?.close();

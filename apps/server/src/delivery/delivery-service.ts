@@ -438,7 +438,15 @@ function conflictMessage(branch: string, files: readonly string[]): string {
 /** The API's view of a delivery row; a task without one delivers nothing. */
 export function toDeliveryDto(row: TaskDeliveryRow | null | undefined): DeliveryDto {
   if (!row) {
-    return { mode: "none", state: "pending", remoteBranch: null, pushedSha: null, error: null, pullRequest: null };
+    return {
+      mode: "none",
+      state: "pending",
+      remoteBranch: null,
+      pushedSha: null,
+      error: null,
+      nextRetryAt: null,
+      pullRequest: null,
+    };
   }
   return {
     mode: row.mode,
@@ -446,6 +454,8 @@ export function toDeliveryDto(row: TaskDeliveryRow | null | undefined): Delivery
     remoteBranch: row.remoteBranch,
     pushedSha: row.pushedSha,
     error: row.error,
+    // A retry is scheduled only after a failure; without an error the column holds nothing a user waits for.
+    nextRetryAt: row.error !== null && row.nextAttemptAt ? row.nextAttemptAt.toISOString() : null,
     pullRequest:
       row.prNumber !== null && row.prUrl !== null && row.prState !== null
         ? { url: row.prUrl, number: row.prNumber, state: row.prState, draft: row.prDraft ?? false }

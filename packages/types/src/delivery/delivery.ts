@@ -37,6 +37,8 @@ export const DeliverySchema = z.object({
   /** The commit the remote branch was last pushed to. */
   pushedSha: z.string().nullable(),
   error: z.string().nullable(),
+  /** When a failed push or forge call is tried again (ISO); null when nothing waits for a retry. */
+  nextRetryAt: z.string().nullable(),
   pullRequest: PullRequestSchema.nullable(),
 });
 export type DeliveryDto = z.infer<typeof DeliverySchema>;
