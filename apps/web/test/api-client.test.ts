@@ -17,7 +17,15 @@ const TASK = {
   lastOutcome: "COMPLETED",
   createdAt: "2030-01-01T00:00:00.000Z",
   updatedAt: "2030-01-01T00:00:00.000Z",
-  delivery: { mode: "branch", state: "pending", remoteBranch: null, pushedSha: null, error: null, pullRequest: null },
+  delivery: {
+    mode: "branch",
+    state: "pending",
+    remoteBranch: null,
+    pushedSha: null,
+    error: null,
+    nextRetryAt: null,
+    pullRequest: null,
+  },
 };
 
 function respond(status: number, body: unknown) {

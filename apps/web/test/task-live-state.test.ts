@@ -18,7 +18,15 @@ const BASE: TaskDto = {
   lastOutcome: null,
   createdAt: "2030-01-01T00:00:00.000Z",
   updatedAt: "2030-01-01T00:00:00.000Z",
-  delivery: { mode: "branch", state: "pending", remoteBranch: null, pushedSha: null, error: null, pullRequest: null },
+  delivery: {
+    mode: "branch",
+    state: "pending",
+    remoteBranch: null,
+    pushedSha: null,
+    error: null,
+    nextRetryAt: null,
+    pullRequest: null,
+  },
 };
 
 function at(second: number): string {

@@ -20,7 +20,7 @@ import { z } from "zod";
 import { type Config, ConfigSchema, type Task, TaskListResponseSchema, TaskResponseSchema } from "./schemas";
 
 /** What the new-task form sends: the SPEC §5 body; agent, model and delivery only to servers that offer them. */
-export type CreateTaskRequest = CreateTaskBody & { agent?: string; model?: string; delivery?: string };
+export type CreateTaskRequest = CreateTaskBody & { agent?: string; model?: string };
 
 /** Error codes of the API plus the two the client itself produces. */
 export type ClientErrorCode = z.infer<typeof ErrorBodySchema>["error"]["code"] | "NETWORK" | "BAD_RESPONSE";

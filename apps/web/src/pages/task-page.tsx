@@ -10,7 +10,7 @@ import { useQueryClient } from "@tanstack/react-query";
 import { lazy, Suspense, useEffect, useMemo, useState } from "react";
 import { api, errorText, useConfig } from "../api";
 import { forgetTask } from "../api/queries";
-import type { Task, Usage } from "../api/schemas";
+import { configForges, type Task, type Usage } from "../api/schemas";
 import { Conversation } from "../components/conversation";
 import { DeliveryPanel } from "../components/delivery-panel";
 import { FilesPanel } from "../components/files-panel";
@@ -55,6 +55,7 @@ async function downloadPatch(task: Task): Promise<void> {
 
 function ChangesTab({ live, task }: { live: TaskLive; task: Task }) {
   const busy = isBusy(task);
+  const forges = configForges(useConfig());
   return (
     <section className="changes-tab" aria-label="Changes" data-testid="diff">
       <div className="section-header">
@@ -78,6 +79,7 @@ function ChangesTab({ live, task }: { live: TaskLive; task: Task }) {
       <DeliveryPanel
         delivery={task.delivery}
         busy={busy}
+        offersPullRequests={forges === null || forges.length > 0}
         onOpenPullRequest={live.openPullRequest}
         onDownloadPatch={() => downloadPatch(task)}
       />
