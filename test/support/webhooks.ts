@@ -19,7 +19,7 @@ export interface GithubRepo {
 
 /** Posts a GitHub delivery; `secret: null` sends it unsigned. */
 export async function postGithub(
-  t: TestServer,
+  t: Pick<TestServer, "url">,
   event: string,
   payload: unknown,
   options: { secret: string | null; deliveryId?: string; body?: string },

@@ -49,6 +49,7 @@ describe("pull requests on a GitHub Enterprise Server", () => {
       remoteBranch: branch,
       pushedSha: refIn(remote, `refs/heads/${branch}`),
       error: null,
+      nextRetryAt: null,
       pullRequest: { url: `${github.url}/acme/web/pull/1`, number: 1, state: "open", draft: true },
     });
     const [create] = apiCalls("POST", "/api/v3/repos/acme/web/pulls");
