@@ -6,6 +6,13 @@ import { resolve } from "node:path";
 import { AGENT_KINDS, type AgentKind, type TaskMode } from "@repo/types";
 import { z } from "zod";
 import { type DeliveryConfig, DeliveryConfigError, loadDeliveryConfig } from "./delivery/delivery-config";
+import {
+  defaultAllowedDomains,
+  NETWORK_MODES,
+  type NetworkPolicy,
+  parseEntry,
+} from "./execution/vm/egress/egress-policy";
+import type { SandboxLimits } from "./execution/vm/process/process-provider";
 import { parseSecretsKey } from "./utils/secret-box";
 
 const LOOPBACK_HOSTS = new Set(["127.0.0.1", "localhost", "::1", "[::1]"]);
@@ -77,9 +84,32 @@ const EnvSchema = z.object({
   CODEX_BIN: optionalString,
   AGENT_COMMAND: optionalString,
   SIDECAR_BUNDLE: optionalString,
+  SANDBOX_NETWORK: z.enum(NETWORK_MODES, { message: "must be off, allowlist or on" }).default("allowlist"),
+  SANDBOX_ALLOWED_DOMAINS: optionalString,
+  SANDBOX_MEMORY_MB: integer(2048, 64),
+  SANDBOX_PIDS: integer(512, 16),
+  SANDBOX_CPUS: z
+    .string()
+    .trim()
+    .default("1")
+    .transform((value, ctx) => {
+      const parsed = Number(value);
+      if (!Number.isFinite(parsed) || parsed < 0.01 || parsed > 1024) {
+        ctx.addIssue({
+          code: "custom",
+          message: `must be a number of cores (e.g. 0.5, 2), got ${JSON.stringify(value)}`,
+        });
+        return z.NEVER;
+      }
+      return parsed;
+    }),
+  SANDBOX_DISK_MB: integer(10240, 64),
   K8S_NAMESPACE: z.string().default("umbra"),
   K8S_IMAGE: z.string().default("umbra-sidecar:latest"),
   K8S_RUNTIME_CLASS: z.string().default("kata-fc"),
+  K8S_EGRESS_PROXY: optionalString.refine((url) => !url || /^http:\/\/[^/]+:\d+\/?$/.test(url), {
+    message: "must be http://<address>:<port> of the in-cluster egress proxy",
+  }),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
 
@@ -123,9 +153,11 @@ export interface ServerConfig {
   openai: VendorConfig;
   /** CLAUDE_CODE_BIN / CODEX_BIN; unset = the CLIs installed with the server. */
   agentBinaries: { claudeCode?: string; codex?: string };
-  kubernetes: { namespace: string; image: string; runtimeClassName: string };
+  kubernetes: { namespace: string; image: string; runtimeClassName: string; egressProxyUrl?: string };
   /** The built sidecar the `process` provider runs. Default: the `@repo/sidecar/bundle` package export. */
   sidecarBundle?: string;
+  /** Every sandbox's egress policy and resource limits (SANDBOX_*). */
+  sandbox: { network: NetworkPolicy; limits: SandboxLimits };
   logLevel: string;
   /** DELIVERY, the forges (GITHUB_*, GITLAB_*), MENTION and GIT_CREDENTIALS_FILE. */
   delivery: DeliveryConfig;
@@ -174,8 +206,22 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
     anthropic: { apiKey: e.ANTHROPIC_API_KEY, baseUrl: e.ANTHROPIC_BASE_URL },
     openai: { apiKey: e.OPENAI_API_KEY, baseUrl: e.OPENAI_BASE_URL },
     agentBinaries: { claudeCode: e.CLAUDE_CODE_BIN, codex: e.CODEX_BIN },
-    kubernetes: { namespace: e.K8S_NAMESPACE, image: e.K8S_IMAGE, runtimeClassName: e.K8S_RUNTIME_CLASS },
+    kubernetes: {
+      namespace: e.K8S_NAMESPACE,
+      image: e.K8S_IMAGE,
+      runtimeClassName: e.K8S_RUNTIME_CLASS,
+      egressProxyUrl: e.K8S_EGRESS_PROXY,
+    },
     sidecarBundle: e.SIDECAR_BUNDLE,
+    sandbox: {
+      network: { mode: e.SANDBOX_NETWORK, allowedDomains: resolveAllowedDomains(e) },
+      limits: {
+        memoryMb: e.SANDBOX_MEMORY_MB,
+        pids: e.SANDBOX_PIDS,
+        cpus: e.SANDBOX_CPUS,
+        diskMb: e.SANDBOX_DISK_MB,
+      },
+    },
     logLevel: e.LOG_LEVEL,
     delivery,
   };
@@ -188,6 +234,26 @@ function parseDelivery(env: NodeJS.ProcessEnv): DeliveryConfig {
     if (error instanceof DeliveryConfigError) throw new ConfigError(error.variable, error.message);
     throw error;
   }
+}
+
+/** SANDBOX_ALLOWED_DOMAINS (comma or space separated), else the model endpoints and package registries. */
+function resolveAllowedDomains(e: z.infer<typeof EnvSchema>): string[] {
+  if (e.SANDBOX_ALLOWED_DOMAINS === undefined) {
+    return defaultAllowedDomains({
+      anthropicBaseUrl: e.ANTHROPIC_BASE_URL,
+      openaiBaseUrl: e.OPENAI_BASE_URL,
+      llmBaseUrl: e.LLM_BASE_URL,
+    });
+  }
+  const entries = e.SANDBOX_ALLOWED_DOMAINS.split(/[\s,]+/).filter(Boolean);
+  const invalid = entries.find((entry) => parseEntry(entry) === null);
+  if (invalid !== undefined) {
+    throw new ConfigError(
+      "SANDBOX_ALLOWED_DOMAINS",
+      `has ${JSON.stringify(invalid)}, which is not a host name, *.domain or address (with an optional :port)`,
+    );
+  }
+  return entries;
 }
 
 function resolveLlm(e: z.infer<typeof EnvSchema>): LlmConfig | undefined {

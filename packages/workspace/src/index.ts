@@ -1,7 +1,14 @@
+export { AgentBoxSpec, CgroupCounter } from "./agent-box-spec";
 export * from "./git";
 export * from "./local-executor";
 export { confinePath, resolveLexically } from "./paths";
-export { DEFAULT_PATH, killProcessGroup, minimalEnvironment, runInProcessGroup } from "./process-group";
+export {
+  type CommandLauncher,
+  DEFAULT_PATH,
+  killProcessGroup,
+  minimalEnvironment,
+  runInProcessGroup,
+} from "./process-group";
 export * from "./sidecar-client";
 export type { SidecarHealth } from "./sidecar-protocol";
 export * as sidecarProtocol from "./sidecar-protocol";

@@ -11,7 +11,11 @@
  *   treats the dropped connection as cancellation and kills the command.
  * - The token is only ever sent in the Authorization header, never logged or
  *   put into error messages.
+ * - Two transports: `http://host:port` (a pod) and `unix:/absolute/path` (a
+ *   sandbox on this host, whose sidecar listens on a socket in the sandbox's
+ *   directory: nothing on the host's network can reach it, or sniff it).
  */
+import { Agent, fetch as undiciFetch } from "undici";
 import type { z } from "zod";
 import {
   CommitReply,
@@ -31,7 +35,7 @@ import type { CommandResult, CommitResult, DirEntry, GrepMatch, RunCommandOption
 import { WORKSPACE_OPERATION_ERROR_CODES, WorkspaceOperationError, WorkspacePathError } from "./types";
 
 export interface SidecarClientOptions {
-  /** Base URL of the sidecar, e.g. `http://127.0.0.1:41234`. */
+  /** Where the sidecar listens: a base URL (`http://10.0.0.7:8080`) or a unix socket (`unix:/path/sidecar.sock`). */
   endpoint: string;
   /** The sandbox's bearer token. */
   token: string;
@@ -91,15 +95,35 @@ async function* ndjsonLines(body: ReadableStream<Uint8Array>): AsyncGenerator<st
   }
 }
 
+const UNIX_PREFIX = "unix:";
+
+type Fetch = (url: string, init: RequestInit) => Promise<Response>;
+
+/** The fetch and base URL for an endpoint; a unix socket gets a connection pool of its own. */
+function transportFor(endpoint: string): { baseUrl: string; fetch: Fetch } {
+  if (!endpoint.startsWith(UNIX_PREFIX)) return { baseUrl: endpoint.replace(/\/+$/, ""), fetch: globalThis.fetch };
+  const socketPath = endpoint.slice(UNIX_PREFIX.length);
+  if (!socketPath.startsWith("/")) throw new Error(`a unix endpoint needs an absolute path, got ${endpoint}`);
+  const dispatcher = new Agent({ connect: { socketPath } });
+  return {
+    // The host part is never resolved: every connection goes to the socket.
+    baseUrl: "http://sidecar.invalid",
+    fetch: (url, init) =>
+      undiciFetch(url, { ...(init as Parameters<typeof undiciFetch>[1]), dispatcher }) as unknown as Promise<Response>,
+  };
+}
+
 export class SidecarClient implements ToolExecutor {
   private readonly endpoint: string;
   private readonly token: string;
   private readonly timeoutMs: number;
+  private readonly transport: { baseUrl: string; fetch: Fetch };
 
   constructor(options: SidecarClientOptions) {
     this.endpoint = options.endpoint.replace(/\/+$/, "");
     this.token = options.token;
     this.timeoutMs = options.timeoutMs ?? 120_000;
+    this.transport = transportFor(this.endpoint);
   }
 
   health(): Promise<SidecarHealth> {
@@ -169,8 +193,8 @@ export class SidecarClient implements ToolExecutor {
       for await (const line of ndjsonLines(response.body)) {
         const event = this.parseEvent(line);
         if (event.type === "exit") {
-          const { exitCode, signal: exitSignal, timedOut, aborted } = event;
-          return { exitCode, signal: exitSignal, timedOut, aborted };
+          const { exitCode, signal: exitSignal, timedOut, aborted, limit } = event;
+          return { exitCode, signal: exitSignal, timedOut, aborted, ...(limit ? { limit } : {}) };
         }
         options.onOutput?.(event.type, event.data);
       }
@@ -240,7 +264,7 @@ export class SidecarClient implements ToolExecutor {
       body = payload.body as RequestInit["body"];
     }
     const response = await this.guard(
-      fetch(`${this.endpoint}${route}`, {
+      this.transport.fetch(`${this.transport.baseUrl}${route}`, {
         method,
         headers,
         body,
