@@ -4,6 +4,7 @@ import { cleanupLagSection } from "../sections/cleanup-lag";
 import { concurrencySection } from "../sections/concurrency";
 import { dueQuerySection } from "../sections/due-query";
 import { followUpSection } from "../sections/follow-up";
+import { outputFloodSection } from "../sections/output-flood";
 import { timeToActiveSection } from "../sections/time-to-active";
 import type { Section } from "./section";
 
@@ -14,4 +15,5 @@ export const SECTIONS: readonly Section[] = [
   cleanupLagSection,
   dueQuerySection,
   agentTurnSection,
+  outputFloodSection,
 ];

@@ -31,7 +31,10 @@ import { taskDescriber } from "./routes/dto";
 import { registerRepositoryRoutes } from "./routes/repositories";
 import { registerTaskRoutes } from "./routes/tasks";
 import { isSignedWebhook, registerWebhookRoutes } from "./routes/webhooks";
+import { RepoUrlPolicy, type ResolveHost } from "./security/repo-url-policy";
+import { HostAllowList, installRequestOriginGuard } from "./security/request-origin";
 import { MessageLog } from "./services/message-log";
+import { OutputLogs } from "./services/output-log";
 import { TaskCleanupService } from "./services/task-cleanup";
 import { createTaskCore } from "./services/task-core";
 import { TaskLifecycle } from "./services/task-lifecycle";
@@ -55,6 +58,8 @@ export interface UmbraServerOptions {
   logger?: Logger;
   workspaces?: WorkspaceManager;
   agent?: AgentRunner;
+  /** How repository host names are resolved for the SSRF guard; default: the system resolver. */
+  resolveHost?: ResolveHost;
 }
 
 export interface UmbraServer {
@@ -106,7 +111,14 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
   const { tasks, changes, status, claims } = createTaskCore({ db, clock, cleanupDelayMs: config.cleanupDelayMs, log });
   const deliveries = new DeliveryStore(db, clock);
   const describe = taskDescriber(deliveries);
-  const io = createSocketServer(fastify.server, { apiToken: config.apiToken, tasks, describe: describe.one, log });
+  const allowedHosts = HostAllowList.forServer(config.host, config.allowedHosts);
+  const io = createSocketServer(fastify.server, {
+    apiToken: config.apiToken,
+    refusal: (headers) => allowedHosts.refusal(headers),
+    tasks,
+    describe: describe.one,
+    log,
+  });
   const events = new TaskEvents(io);
   changes.subscribe((change) => events.statusChanged(change.task, change.at));
   const metrics = new Metrics();
@@ -119,7 +131,14 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
     options.workspaces ??
     (await createWorkspaceManager(config, { db, clock, store, log: log.child({ component: "workspace" }) }));
   const agent = options.agent ?? createAgentRunner(config);
-  const messages = new MessageLog({ db, clock, emitChunk: (taskId, chunk) => events.streamChunk(taskId, chunk) });
+  const outputs = new OutputLogs(join(config.dataDir, "logs"), config.output.logMaxBytes, clock, log);
+  const messages = new MessageLog({
+    db,
+    clock,
+    emitChunk: (taskId, chunk) => events.streamChunk(taskId, chunk),
+    outputs,
+    limits: { maxMessageBytes: config.output.messageMaxBytes },
+  });
   const delivery = createDelivery({
     config: config.delivery,
     credentials,
@@ -200,9 +219,11 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
     dataDir: config.dataDir,
   });
 
+  installRequestOriginGuard(fastify, allowedHosts);
   installHttpBasics(fastify, config);
-  registerTaskRoutes(fastify, { tasks, lifecycle, messages, store, describe });
-  registerRepositoryRoutes(fastify, { tasks, store });
+  const repoUrls = new RepoUrlPolicy({ ...config, resolve: options.resolveHost });
+  registerTaskRoutes(fastify, { tasks, lifecycle, messages, store, repoUrls, outputs, describe });
+  registerRepositoryRoutes(fastify, { tasks, store, repoUrls });
   registerDeliveryRoutes(fastify, { tasks, store, remotes: delivery.remotes, delivery: delivery.service, describe });
   registerWebhookRoutes(fastify, {
     githubSecret: config.delivery.github.webhookSecret,

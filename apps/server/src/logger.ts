@@ -1,12 +1,15 @@
 /**
  * The server's pino logger. Child loggers bind ids (`log.child({ taskId })`);
- * messages are stable event names with details in fields. Secrets are redacted.
+ * messages are stable event names with details in fields. Secrets are redacted:
+ * token fields by name, and credentials embedded in URLs wherever they appear
+ * in a line (an error message quoting a repository URL, say).
  */
 import { pino } from "pino";
+import { scrubCredentials } from "./security/credentials";
 
 export type Logger = pino.Logger;
 
-/** The server's logger at `level`, writing to stdout or to `destination`. */
+/** @param destination where lines go; default standard output */
 export function createLogger(level = "info", destination?: pino.DestinationStream): Logger {
   const options: pino.LoggerOptions = {
     level,
@@ -15,6 +18,7 @@ export function createLogger(level = "info", destination?: pino.DestinationStrea
       paths: ["token", "*.token", "apiKey", "*.apiKey", "req.headers.authorization", "headers.authorization"],
       censor: "[redacted]",
     },
+    hooks: { streamWrite: scrubCredentials },
   };
   return destination ? pino(options, destination) : pino(options);
 }

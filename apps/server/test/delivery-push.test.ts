@@ -137,7 +137,8 @@ describe("pushing over git smart HTTP with basic auth", () => {
     const credentials = join(tempDir("umbra-credentials-"), "git-credentials");
     const line = (origin: string) => `${origin.replace("://", `://umbra-bot:${password}@`)}\n`;
     writeFileSync(credentials, line(git_.origin) + line(gone.origin), { mode: 0o600 });
-    t = await startTestServer({ clock, env: { GIT_CREDENTIALS_FILE: credentials } });
+    // The git server listens on loopback, which repository URLs may name only when allowed.
+    t = await startTestServer({ clock, env: { GIT_CREDENTIALS_FILE: credentials, ALLOWED_REPO_HOSTS: "127.0.0.1" } });
   }, SERVER_START_MS);
   afterEach(() => git_.setCredentials("umbra-bot", password));
   afterAll(async () => {
