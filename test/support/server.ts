@@ -42,6 +42,13 @@ export interface StartOptions extends Omit<Partial<UmbraServerOptions>, "config"
   database?: Database;
 }
 
+/**
+ * How long a hook may take to start a server: its embedded database runs
+ * initdb and the migrations first, which on a loaded machine alone takes
+ * well over a minute.
+ */
+export const SERVER_START_MS = 180_000;
+
 export async function startTestServer(options: StartOptions = {}): Promise<TestServer> {
   const dataDir = options.dataDir ?? tempDir("umbra-data-");
   const config: ServerConfig = loadConfig({
@@ -101,7 +108,7 @@ export class EventRecorder {
 
   constructor(url: string, auth?: { token: string }) {
     this.socket = connect(url, { transports: ["websocket"], auth, reconnection: false, forceNew: true });
-    for (const name of ["task-status-update", "init-progress", "stream-chunk"] as const) {
+    for (const name of ["task-status-update", "init-progress", "stream-chunk", "task-delivery-update"] as const) {
       this.socket.on(name, (payload: unknown) => this.record({ name, payload } as RecordedEvent));
     }
   }

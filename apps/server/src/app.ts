@@ -15,6 +15,9 @@ import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, ty
 import { type AgentCatalog, configuredAgents, singleAgent } from "./agent/catalog";
 import type { AgentRunner } from "./agent/types";
 import { configuredSecrets, type ServerConfig } from "./config";
+import { createDelivery, type Delivery } from "./delivery";
+import { DeliveryStore } from "./delivery/delivery-store";
+import { GitCredentials } from "./delivery/git-credentials";
 import { createEnvironments } from "./environments";
 import type { EnvironmentCache } from "./environments/environment-cache";
 import { AppError, CapacityError, NotFoundError, UnauthorizedError } from "./errors";
@@ -28,9 +31,12 @@ import { LocalReplicaBus, PgReplicaBus, type ReplicaBus } from "./replicas/repli
 import { createPgSocketAdapter } from "./replicas/socket-adapter";
 import { RepositoryIndexer } from "./repository/indexer";
 import { RepositoryStore } from "./repository/repository-store";
+import { registerDeliveryRoutes } from "./routes/delivery";
+import { taskDescriber } from "./routes/dto";
 import { registerEnvironmentRoutes } from "./routes/environments";
 import { registerRepositoryRoutes } from "./routes/repositories";
 import { registerTaskRoutes } from "./routes/tasks";
+import { isSignedWebhook, registerWebhookRoutes } from "./routes/webhooks";
 import { RepoUrlPolicy, type ResolveHost } from "./security/repo-url-policy";
 import { HostAllowList, installRequestOriginGuard } from "./security/request-origin";
 import { EgressNotices } from "./services/egress-notices";
@@ -94,6 +100,7 @@ export interface UmbraServer {
   /** Messages to and from the other server processes sharing the database (a local no-op with PGlite). */
   bus: ReplicaBus;
   workspaces: WorkspaceManager;
+  delivery: Delivery;
   /** Base URL once listening, e.g. http://127.0.0.1:3000. */
   url: string;
   listen(): Promise<string>;
@@ -133,12 +140,15 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
     ownerLeaseMs: config.ownerLeaseMs,
     log,
   });
+  const deliveries = new DeliveryStore(db, clock);
+  const describe = taskDescriber(deliveries);
   const allowedHosts = HostAllowList.forServer(config.host, config.allowedHosts);
   const metrics = new Metrics();
   const io = createSocketServer(fastify.server, {
     apiToken: config.apiToken,
     refusal: (headers) => allowedHosts.refusal(headers),
     tasks,
+    describe: describe.one,
     log,
   });
   const replicas = connectReplicas(database, status.ownerId, metrics, log);
@@ -157,7 +167,11 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
       .then((task) => task && changes.publish({ task, previous: null, at: clock.now(), remote: true }))
       .catch((error) => log.warn({ taskId: message.taskId, err: error }, "replicas.change.read_failed"));
   });
-  const store = new RepositoryStore(join(config.dataDir, "repos"), replicas.locks ?? undefined);
+  const credentials = new GitCredentials(config.delivery);
+  const store = new RepositoryStore(join(config.dataDir, "repos"), {
+    locks: replicas.locks ?? undefined,
+    auth: (repoUrl, transfer) => credentials.withCredentials(repoUrl, transfer),
+  });
   const indexer = new RepositoryIndexer(db, store, clock);
   const secretBox = await SecretBox.load({ secretsKey: config.secretsKey, dataDir: config.dataDir });
   const agentState = new AgentStateDirs(join(config.dataDir, "agent-state"));
@@ -189,6 +203,23 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
     : configuredAgents(config, { sandboxAgents: workspaces.vmProvider?.sandboxAgents });
   const catalog = agents;
   const environments = createEnvironments(config, { db, clock, log, metrics, workspaces, box: secretBox });
+  const delivery = createDelivery({
+    config: config.delivery,
+    credentials,
+    llm: config.llm,
+    deliveries,
+    clock,
+    store,
+    tasks,
+    workspaces,
+    messages,
+    emit: (taskId, dto) => events.deliveryChanged(taskId, dto),
+    log: log.child({ component: "delivery" }),
+  });
+  changes.subscribe((change) => {
+    // The process that made a change delivers it; the others only relay its events.
+    if (!change.remote) delivery.service.onTaskChange(change);
+  });
   const engine = new TaskInitializationEngine({
     status,
     workspaces,
@@ -216,6 +247,7 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
       countTurn(metrics, turn);
       events.streamChunk(turn.taskId, { type: "turn-end", status: turn.outcome, error });
     },
+    beforeTurn: (task) => delivery.service.prepareTurn(task),
     log: log.child({ component: "turn" }),
   });
   const capacity = new WorkspaceCapacity({
@@ -273,8 +305,10 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
     takeOver,
     agents: catalog,
     agentState,
+    delivery: delivery.service,
     log,
   });
+  const review = delivery.reviewLoop({ lifecycle, changes });
   const cleanup =
     workspaces.mode === "remote"
       ? new TaskCleanupService({
@@ -311,9 +345,17 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
   installRequestOriginGuard(fastify, allowedHosts);
   installHttpBasics(fastify, config);
   const repoUrls = new RepoUrlPolicy({ ...config, resolve: options.resolveHost });
-  registerTaskRoutes(fastify, { tasks, lifecycle, messages, store, repoUrls, outputs });
+  registerTaskRoutes(fastify, { tasks, lifecycle, messages, store, repoUrls, outputs, describe });
   registerEnvironmentRoutes(fastify, { secrets: environments.secrets, environments: environments.store });
   registerRepositoryRoutes(fastify, { tasks, store, repoUrls });
+  registerDeliveryRoutes(fastify, { tasks, store, remotes: delivery.remotes, delivery: delivery.service, describe });
+  registerWebhookRoutes(fastify, {
+    githubSecret: config.delivery.github.webhookSecret,
+    gitlabSecret: config.delivery.gitlab.webhookSecret,
+    mention: config.delivery.mention,
+    deliveries,
+    loop: review,
+  });
   fastify.get("/api/health", async () => ({ ok: true }));
   fastify.get("/api/config", async () => ({
     mode: workspaces.mode,
@@ -322,6 +364,7 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
     agent: catalog.defaultKind,
     agents: await catalog.availability(),
     capacity: { active: await capacity.active(), max: capacity.max },
+    delivery: delivery.configDto,
   }));
   fastify.get("/metrics", async (_request, reply) =>
     reply.type("text/plain; version=0.0.4").send(await metrics.render(db)),
@@ -346,11 +389,13 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
     ownership,
     bus,
     workspaces,
+    delivery,
     url: "",
     async listen() {
       await replicas.pubsub?.start();
       await taskRecovery.recoverAtStartup();
       await environments.cache?.init();
+      await delivery.start();
       await fastify.listen({ port: config.port, host: config.host });
       const address = fastify.server.address();
       const port = typeof address === "object" && address ? address.port : config.port;
@@ -367,8 +412,10 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
         ownership.drain();
         await taskRecovery.stop();
         await cleanup?.stop();
+        await delivery.stopIntake();
         await lifecycle.shutdown(reason);
         await ownership.stop();
+        await delivery.drain();
         io.close();
         await fastify.close();
         await workspaces.close?.();
@@ -466,9 +513,11 @@ function countTurn(metrics: Metrics, turn: EndedTurn): void {
  * matched, not on the raw URL: the router decodes the path, so
  * `/%61pi/tasks` reaches `/api/tasks` while its raw URL does not start with
  * `/api`. Requests that matched no route are judged on the raw URL (an
- * unknown `/api/...` path answers 401, not 404, without a token).
+ * unknown `/api/...` path answers 401, not 404, without a token). The
+ * webhook routes check their forge's signature instead.
  */
 function needsToken(request: FastifyRequest): boolean {
+  if (isSignedWebhook(request)) return false; // authenticated by the forge's signature instead
   const path = request.routeOptions.url ?? request.url;
   return path.startsWith("/api") || path.startsWith("/metrics");
 }

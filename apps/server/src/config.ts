@@ -6,6 +6,7 @@ import { availableParallelism, totalmem } from "node:os";
 import { resolve } from "node:path";
 import { AGENT_KINDS, type AgentKind, type TaskMode } from "@repo/types";
 import { z } from "zod";
+import { type DeliveryConfig, DeliveryConfigError, loadDeliveryConfig } from "./delivery/delivery-config";
 import {
   defaultAllowedDomains,
   NETWORK_MODES,
@@ -212,6 +213,8 @@ export interface ServerConfig {
   /** Every sandbox's egress policy and resource limits (SANDBOX_*). */
   sandbox: { network: NetworkPolicy; limits: SandboxLimits };
   logLevel: string;
+  /** DELIVERY, the forges (GITHUB_*, GITLAB_*), MENTION and GIT_CREDENTIALS_FILE. */
+  delivery: DeliveryConfig;
   /**
    * Extra Host/Origin names the server answers, besides HOST, localhost,
    * 127.0.0.1 and [::1] (ALLOWED_HOSTS): the DNS-rebinding and cross-site guard.
@@ -249,6 +252,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
     throw new ConfigError(String(issue.path[0] ?? "environment"), issue.message);
   }
   const e = parsed.data;
+  const delivery = parseDelivery(env);
   const llm = resolveLlm(e);
   const agent = resolveAgent(e, llm);
   if (e.OWNER_LEASE_MS < 2 * e.OWNER_HEARTBEAT_MS) {
@@ -302,6 +306,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
       },
     },
     logLevel: e.LOG_LEVEL,
+    delivery,
     allowedHosts: e.ALLOWED_HOSTS,
     allowedRepoHosts: e.ALLOWED_REPO_HOSTS,
     allowLocalRepos: e.ALLOW_LOCAL_REPOS ?? LOOPBACK_HOSTS.has(e.HOST),
@@ -326,8 +331,22 @@ export function configuredSecrets(config: ServerConfig): Secret[] {
     ["OPENAI_API_KEY", config.openai.apiKey],
     ["API_TOKEN", config.apiToken],
     ["SECRETS_KEY", config.secretsKey],
+    ["GITHUB_TOKEN", config.delivery.github.token],
+    ["GITHUB_WEBHOOK_SECRET", config.delivery.github.webhookSecret],
+    ["GITLAB_TOKEN", config.delivery.gitlab.token],
+    ["GITLAB_WEBHOOK_SECRET", config.delivery.gitlab.webhookSecret],
+    ...config.delivery.hostCredentials.map((entry): [string, string] => ["GIT_CREDENTIALS_FILE", entry.password]),
   ];
   return named.flatMap(([name, value]) => (value ? [{ name, value }] : []));
+}
+
+function parseDelivery(env: NodeJS.ProcessEnv): DeliveryConfig {
+  try {
+    return loadDeliveryConfig(env);
+  } catch (error) {
+    if (error instanceof DeliveryConfigError) throw new ConfigError(error.variable, error.message);
+    throw error;
+  }
 }
 
 /** SANDBOX_ALLOWED_DOMAINS (comma or space separated), else the model endpoints and package registries. */

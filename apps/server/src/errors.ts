@@ -82,6 +82,13 @@ export class CapacityError extends AppError {
   }
 }
 
+/** A push to the task's repository or a call to its forge failed; `message` says why (never with a secret). */
+export class DeliveryFailedError extends AppError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("FORGE_ERROR", 502, message, options);
+  }
+}
+
 /** A provisioning or workspace operation failed. `retryable` says whether trying again may help. */
 export class WorkspaceError extends Error {
   constructor(

@@ -1,7 +1,7 @@
 /**
  * Socket.IO (SPEC §6): a room per task. Clients `join-task` (acknowledged
  * with the task) and `leave-task`; the server sends `task-status-update`,
- * `init-progress` and `stream-chunk` to the task's room. Every event leaves
+ * `init-progress`, `stream-chunk` and `task-delivery-update` to the task's room. Every event leaves
  * through TaskEvents, the one place that emits.
  *
  * A client that reads slower than a task streams does not make the server
@@ -15,17 +15,18 @@ import type { Server as HttpServer, IncomingHttpHeaders } from "node:http";
 import type { TaskRow } from "@repo/db";
 import {
   type ClientToServerEvents,
+  type DeliveryDto,
   type InitializationProgress,
   type JoinTaskAck,
   JoinTaskPayloadSchema,
   type ServerToClientEvents,
   type StreamChunk,
+  type TaskDto,
   TaskIdSchema,
 } from "@repo/types";
 import { Server } from "socket.io";
 import { AppError } from "./errors";
 import type { Logger } from "./logger";
-import { toTaskDto } from "./routes/dto";
 import { scrubCredentials } from "./security/credentials";
 import type { TaskRepository } from "./services/task-repository";
 import { tokenMatches } from "./utils/auth";
@@ -90,6 +91,10 @@ export class TaskEvents {
     }
     return lagging;
   }
+
+  deliveryChanged(taskId: string, delivery: DeliveryDto): void {
+    this.io.to(room(taskId)).emit("task-delivery-update", { taskId, delivery });
+  }
 }
 
 export interface SocketDeps {
@@ -97,6 +102,8 @@ export interface SocketDeps {
   /** Why a handshake with these headers is refused, or null (the Host/Origin allow-list). */
   refusal?: (headers: IncomingHttpHeaders) => string | null;
   tasks: Pick<TaskRepository, "get">;
+  /** The task object the join acknowledgement carries. */
+  describe(task: TaskRow): Promise<TaskDto>;
   log: Logger;
 }
 
@@ -134,7 +141,7 @@ export function createSocketServer(http: HttpServer, deps: SocketDeps): UmbraSoc
       try {
         const task = await deps.tasks.get(parsed.data.taskId);
         await socket.join(room(task.id));
-        reply({ ok: true, task: toTaskDto(task) });
+        reply({ ok: true, task: await deps.describe(task) });
       } catch (error) {
         if (error instanceof AppError) {
           reply({ ok: false, error: { code: error.code, message: error.message } });

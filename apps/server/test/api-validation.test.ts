@@ -87,6 +87,7 @@ describe("bad input answers with the error shape and changes nothing", () => {
       mode: "local",
       steps: ["PREPARE_WORKSPACE", "INSTALL_DEPENDENCIES", "INDEX_REPOSITORY"],
       cleanupDelayMs: 600_000,
+      delivery: { mode: "branch", forges: [] },
       agent: "shell",
       agents: [
         { kind: "llm", available: false, reason: "no model is configured (set LLM_MODEL)" },

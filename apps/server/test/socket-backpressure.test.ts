@@ -14,7 +14,9 @@ import type { TaskRow } from "@repo/db";
 import type { StreamChunkEvent } from "@repo/types";
 import { io as connectSocket, type Socket } from "socket.io-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { toDeliveryDto } from "../src/delivery/delivery-service";
 import { createLogger } from "../src/logger";
+import { toTaskDto } from "../src/routes/dto";
 import { CLIENT_QUEUE_LIMIT_BYTES, createSocketServer, TaskEvents } from "../src/socket";
 
 const TASK_ID = "0b6f7c4e-7d55-4b8e-9a51-3c1f2f1f9a10";
@@ -88,7 +90,11 @@ describe("a client that stops reading", () => {
     createdAt: now,
     updatedAt: now,
   } as TaskRow;
-  const io = createSocketServer(http, { tasks: { get: async () => task }, log: createLogger("silent") });
+  const io = createSocketServer(http, {
+    tasks: { get: async () => task },
+    describe: async (row) => toTaskDto(row, toDeliveryDto(null)),
+    log: createLogger("silent"),
+  });
   const events = new TaskEvents(io);
   let proxy: Awaited<ReturnType<typeof freezableProxy>>;
 

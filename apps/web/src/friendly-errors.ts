@@ -6,7 +6,7 @@
  * prefix — never hidden.
  */
 
-export type FormField = "repoUrl" | "baseBranch" | "title" | "message" | "agent" | "model";
+export type FormField = "repoUrl" | "baseBranch" | "title" | "message" | "agent" | "model" | "delivery";
 
 const RULES: { field: FormField | "*"; test: RegExp; text: (match: RegExpExecArray) => string }[] = [
   { field: "repoUrl", test: /is required|too small/i, text: () => "Enter the repository to work on." },

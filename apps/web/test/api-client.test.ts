@@ -20,6 +20,15 @@ const TASK = {
   agent: "shell",
   model: null,
   usage: { inputTokens: 0, outputTokens: 0, costUsd: null },
+  delivery: {
+    mode: "branch",
+    state: "pending",
+    remoteBranch: null,
+    pushedSha: null,
+    error: null,
+    nextRetryAt: null,
+    pullRequest: null,
+  },
 };
 
 function respond(status: number, body: unknown) {

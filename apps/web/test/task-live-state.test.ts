@@ -21,6 +21,15 @@ const BASE: TaskDto = {
   agent: "shell",
   model: null,
   usage: { inputTokens: 0, outputTokens: 0, costUsd: null },
+  delivery: {
+    mode: "branch",
+    state: "pending",
+    remoteBranch: null,
+    pushedSha: null,
+    error: null,
+    nextRetryAt: null,
+    pullRequest: null,
+  },
 };
 
 function at(second: number): string {

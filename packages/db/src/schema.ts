@@ -7,7 +7,17 @@
  * Invariants of SPEC §1 that SQL can express are CHECK constraints, so a bug
  * anywhere in the server cannot write an impossible row.
  */
-import { AGENT_KINDS, INIT_STATUSES, MESSAGE_ROLES, TASK_MODES, TASK_STATUSES, TURN_OUTCOMES } from "@repo/types";
+import {
+  AGENT_KINDS,
+  DELIVERY_MODES,
+  DELIVERY_STATES,
+  INIT_STATUSES,
+  MESSAGE_ROLES,
+  PULL_REQUEST_STATES,
+  TASK_MODES,
+  TASK_STATUSES,
+  TURN_OUTCOMES,
+} from "@repo/types";
 import { sql } from "drizzle-orm";
 import {
   bigint,
@@ -210,6 +220,66 @@ export const taskStatusHistory = pgTable(
   ],
 );
 
+const sqlList = (values: readonly string[]) => sql.raw(values.map((value) => `'${value}'`).join(", "));
+
+/**
+ * Where a task's work goes and how far it got (SPEC §5 `delivery`), one row
+ * per task. Kept apart from `tasks`: delivery moves on its own (pushes,
+ * retries, pull-request events) and never takes part in the status machine.
+ */
+export const taskDeliveries = pgTable(
+  "task_deliveries",
+  {
+    taskId: uuid("task_id")
+      .primaryKey()
+      .references(() => tasks.id, { onDelete: "cascade" }),
+    mode: text("mode", { enum: DELIVERY_MODES }).notNull(),
+    state: text("state", { enum: DELIVERY_STATES }).notNull().default("pending"),
+    remoteBranch: text("remote_branch"),
+    pushedSha: text("pushed_sha"),
+    error: text("error"),
+    /** Failed pushes in a row; drives the retry backoff. */
+    attempts: integer("attempts").notNull().default(0),
+    /** When the next push is due after a failure (or until when a retry is claimed); null when none is. */
+    nextAttemptAt: timestamptz("next_attempt_at"),
+    /** The forge of the task's repository (`github`, `gitlab`) and the repository's path there, lower case. */
+    forge: text("forge"),
+    forgeProject: text("forge_project"),
+    prNumber: integer("pr_number"),
+    prUrl: text("pr_url"),
+    prState: text("pr_state", { enum: PULL_REQUEST_STATES }),
+    prDraft: boolean("pr_draft"),
+    /** The issue the task was created from; its pull request closes it. */
+    closesIssue: integer("closes_issue"),
+    updatedAt: timestamptz("updated_at").notNull(),
+  },
+  (t) => [
+    index("task_deliveries_pull_request_idx")
+      .on(t.forge, t.forgeProject, t.prNumber)
+      .where(sql`${t.prNumber} IS NOT NULL`),
+    index("task_deliveries_next_attempt_idx").on(t.nextAttemptAt).where(sql`${t.nextAttemptAt} IS NOT NULL`),
+    check("task_deliveries_mode", sql`${t.mode} IN (${sqlList(DELIVERY_MODES)})`),
+    check("task_deliveries_state", sql`${t.state} IN (${sqlList(DELIVERY_STATES)})`),
+    check("task_deliveries_pr_state", sql`${t.prState} IS NULL OR ${t.prState} IN (${sqlList(PULL_REQUEST_STATES)})`),
+    check(
+      "task_deliveries_pr_complete",
+      sql`(${t.prNumber} IS NULL) = (${t.prUrl} IS NULL) AND (${t.prNumber} IS NULL) = (${t.prState} IS NULL)`,
+    ),
+  ],
+);
+
+/** Webhook deliveries already handled, by the id the forge gave them: a redelivery does nothing. */
+export const webhookDeliveries = pgTable(
+  "webhook_deliveries",
+  {
+    source: text("source").notNull(),
+    deliveryId: text("delivery_id").notNull(),
+    event: text("event").notNull(),
+    receivedAt: timestamptz("received_at").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.source, t.deliveryId] }), index("webhook_deliveries_received_idx").on(t.receivedAt)],
+);
+
 /**
  * The rest of a long message's content, in order after `messages.content`.
  * A long output is stored as a chain of bounded segments, each grown by
@@ -329,3 +399,4 @@ export type VmSessionRow = typeof vmSessions.$inferSelect;
 export type TaskStatusHistoryRow = typeof taskStatusHistory.$inferSelect;
 export type SecretRow = typeof secrets.$inferSelect;
 export type EnvironmentRow = typeof environments.$inferSelect;
+export type TaskDeliveryRow = typeof taskDeliveries.$inferSelect;

@@ -2,6 +2,7 @@ export * from "./api/environments";
 export * from "./api/repositories";
 export * from "./api/schemas";
 export * from "./chat/streaming";
+export * from "./delivery/delivery";
 export * from "./enums";
 export * from "./init/steps";
 export * from "./tasks/status";

@@ -61,6 +61,14 @@ export interface WorkspaceManager {
    * Returns the saved branch head.
    */
   saveWork(task: TaskRow, message: string): Promise<string>;
+  /**
+   * Fast-forwards the workspace's task branch to `sha`, a descendant of its
+   * head already in the repository store (commits someone pushed to the
+   * task's remote branch, merged in before a turn). The workspace is clean
+   * then: the last turn saved it. A manager without it takes no such commits
+   * into a live workspace.
+   */
+  fastForward?(task: TaskRow, sha: string): Promise<void>;
   /** Destroys the workspace and its resources. Idempotent. Save first. */
   teardown(task: TaskRow): Promise<void>;
   /** True when the task's workspace still exists and answers. */

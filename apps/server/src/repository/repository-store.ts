@@ -15,7 +15,14 @@ import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { GitError, type GitRunOptions, git, gitBuffer } from "@repo/workspace";
+import {
+  GitError,
+  type GitRunOptions,
+  type GitRunResult,
+  git,
+  gitBuffer,
+  runGit as runGitReporting,
+} from "@repo/workspace";
 import { WorkspaceError } from "../errors";
 import { KeyedMutex } from "../utils/keyed-mutex";
 
@@ -50,6 +57,13 @@ function runGit(args: string[], options: StoreGitOptions): Promise<string> {
 function runGitBuffer(args: string[], options: StoreGitOptions): Promise<Buffer> {
   return gitBuffer(storeArgs(args), withStoreEnv(options));
 }
+/** git in the store, reporting how it ended instead of throwing. */
+function runGitResult(args: string[], options: StoreGitOptions): Promise<GitRunResult> {
+  return runGitReporting(storeArgs(args), withStoreEnv(options));
+}
+
+/** The store's git runners, for modules that work on a mirror beside the store (remote-branch.ts). */
+export { runGit as storeGit, runGitBuffer as storeGitBuffer, runGitResult as storeGitResult };
 
 export interface DiffSummary {
   files: { path: string; additions: number; deletions: number }[];
@@ -92,11 +106,32 @@ export interface KeyedLock {
   run<T>(key: string, fn: () => Promise<T>): Promise<T>;
 }
 
+/**
+ * Runs a transfer with `repoUrl` with the git config arguments that carry the
+ * server's credential for it (see delivery/git-credentials.ts).
+ */
+export type TransferAuth = <T>(repoUrl: string, transfer: (configArgs: string[]) => Promise<T>) => Promise<T>;
+
+const anonymous: TransferAuth = (_repoUrl, transfer) => transfer([]);
+
+export interface RepositoryStoreOptions {
+  /** Locks per mirror; with several server processes, locks that hold across them. Default: this process only. */
+  locks?: KeyedLock;
+  /** Credentials for fetching private repositories and pushing task branches. Default: none. */
+  auth?: TransferAuth;
+}
+
 export class RepositoryStore {
+  private readonly mutex: KeyedLock;
+  private readonly auth: TransferAuth;
+
   constructor(
     private readonly root: string,
-    private readonly mutex: KeyedLock = new KeyedMutex(),
-  ) {}
+    options: RepositoryStoreOptions = {},
+  ) {
+    this.mutex = options.locks ?? new KeyedMutex();
+    this.auth = options.auth ?? anonymous;
+  }
 
   static branchFor(taskId: string): string {
     return `umbra/${taskId}`;
@@ -187,6 +222,36 @@ export class RepositoryStore {
       } else {
         await rm(path, { recursive: true, force: true });
       }
+    });
+  }
+
+  /**
+   * Moves the task branch from `from` to `to` as one compare-and-set; refused
+   * (GitError) if the branch is no longer at `from`. Callers move it forward
+   * (commits taken in from the task's remote branch), or back to undo their
+   * own move.
+   */
+  async moveBranch(repoUrl: string, branch: string, from: string, to: string): Promise<void> {
+    const mirror = this.mirrorPath(repoUrl);
+    await this.mutex.run(mirror, () => runGit(["update-ref", `refs/heads/${branch}`, to, from], { cwd: mirror }));
+  }
+
+  /**
+   * Fast-forwards the worktree at `path` (which must have `branch` checked
+   * out and nothing uncommitted) to its descendant `sha`: branch, index and
+   * files move together.
+   */
+  async fastForwardWorktree(repoUrl: string, path: string, branch: string, sha: string): Promise<void> {
+    await this.mutex.run(this.mirrorPath(repoUrl), async () => {
+      const head = await runGit(["symbolic-ref", "--quiet", "HEAD"], { cwd: path }).catch(() => "");
+      if (head.trim() !== `refs/heads/${branch}`) {
+        throw new WorkspaceError(
+          `the workspace has ${head.trim() || "no branch"} checked out, not ${branch}`,
+          null,
+          false,
+        );
+      }
+      await runGit(["merge", "--ff-only", "--quiet", sha], { cwd: path });
     });
   }
 
@@ -338,7 +403,9 @@ export class RepositoryStore {
       await runGit(["config", "gc.auto", "0"], { cwd: mirror });
     }
     try {
-      await runGit(["fetch", "--prune", "--quiet", "origin"], { cwd: mirror, timeoutMs: 10 * 60_000 });
+      await this.auth(repoUrl, (configArgs) =>
+        runGit([...configArgs, "fetch", "--prune", "--quiet", "origin"], { cwd: mirror, timeoutMs: 10 * 60_000 }),
+      );
       await runGit(["remote", "set-head", "origin", "--auto"], { cwd: mirror }).catch(() => undefined);
     } catch (error) {
       throw new WorkspaceError(`cannot fetch ${repoUrl}: ${gitReason(error)}`, null, true, { cause: error });

@@ -16,13 +16,14 @@ import type { MessageLog } from "../services/message-log";
 import type { OutputLogs } from "../services/output-log";
 import type { TaskLifecycle } from "../services/task-lifecycle";
 import type { TaskRepository } from "../services/task-repository";
-import { toMessageDto, toTaskDto } from "./dto";
+import { type TaskDescriber, toMessageDto } from "./dto";
 
 export interface TaskRouteDeps {
   tasks: TaskRepository;
   lifecycle: TaskLifecycle;
   messages: MessageLog;
   store: RepositoryStore;
+  describe: TaskDescriber;
   /** Which repository URLs may be fetched (SSRF and local-repository guard). */
   repoUrls: RepoUrlPolicy;
   outputs: OutputLogs;
@@ -44,7 +45,7 @@ export function parseBody<T extends z.ZodType>(schema: T, body: unknown): z.infe
   return parsed.data;
 }
 
-function taskIdFrom(params: unknown): string {
+export function taskIdFrom(params: unknown): string {
   const id = (params as { id?: string }).id ?? "";
   // An id that is not a UUID cannot name a task.
   if (!TaskIdSchema.safeParse(id).success) throw new NotFoundError("task", id);
@@ -52,17 +53,19 @@ function taskIdFrom(params: unknown): string {
 }
 
 export function registerTaskRoutes(app: FastifyInstance, deps: TaskRouteDeps): void {
-  const { tasks, lifecycle, messages, store, repoUrls, outputs } = deps;
+  const { tasks, lifecycle, messages, store, repoUrls, outputs, describe } = deps;
   app.post("/api/tasks", async (request, reply) => {
     const body = parseBody(CreateTaskBodySchema, request.body);
     await repoUrls.check(body.repoUrl);
     const task = await lifecycle.create(body);
-    return reply.code(201).send({ task: toTaskDto(task) });
+    return reply.code(201).send({ task: await describe.one(task) });
   });
 
-  app.get("/api/tasks", async () => ({ tasks: (await tasks.list()).map(toTaskDto) }));
+  app.get("/api/tasks", async () => ({ tasks: await describe.many(await tasks.list()) }));
 
-  app.get("/api/tasks/:id", async (request) => ({ task: toTaskDto(await tasks.get(taskIdFrom(request.params))) }));
+  app.get("/api/tasks/:id", async (request) => ({
+    task: await describe.one(await tasks.get(taskIdFrom(request.params))),
+  }));
 
   app.get("/api/tasks/:id/messages", async (request) => {
     const task = await tasks.get(taskIdFrom(request.params));
@@ -73,15 +76,15 @@ export function registerTaskRoutes(app: FastifyInstance, deps: TaskRouteDeps): v
     const id = taskIdFrom(request.params);
     const body = parseBody(FollowUpBodySchema, request.body);
     const task = await lifecycle.followUp(id, body.message);
-    return reply.code(202).send({ task: toTaskDto(task) });
+    return reply.code(202).send({ task: await describe.one(task) });
   });
 
   app.post("/api/tasks/:id/stop", async (request) => ({
-    task: toTaskDto(await lifecycle.stop(taskIdFrom(request.params))),
+    task: await describe.one(await lifecycle.stop(taskIdFrom(request.params))),
   }));
 
   app.post("/api/tasks/:id/archive", async (request) => ({
-    task: toTaskDto(await lifecycle.archive(taskIdFrom(request.params))),
+    task: await describe.one(await lifecycle.archive(taskIdFrom(request.params))),
   }));
 
   app.get("/api/tasks/:id/log", async (request, reply) => {

@@ -22,6 +22,7 @@ import { randomUUID } from "node:crypto";
 import type { TaskRow } from "@repo/db";
 import { type AgentKind, type CreateTaskBody, InitStatus, isBusy, TaskStatus } from "@repo/types";
 import type { AgentCatalog } from "../agent/catalog";
+import type { TaskOrigin } from "../delivery/delivery-service";
 import { InvalidTransitionError, StopRequest, TaskBusyError, ValidationError } from "../errors";
 import type { AgentStateDirs } from "../execution/agent-state";
 import { probeWorkspace, type WorkspaceManager } from "../execution/types";
@@ -39,6 +40,11 @@ import type { TaskRepository } from "./task-repository";
 import type { TurnRunner } from "./turn-runner";
 import type { WorkspaceCapacity } from "./workspace-capacity";
 import type { WorkspaceTeardown } from "./workspace-teardown";
+
+/** What the lifecycle tells delivery about a new task, before its first turn. */
+export interface DeliveryRegistration {
+  register(task: TaskRow, mode: CreateTaskBody["delivery"], origin?: TaskOrigin): Promise<void>;
+}
 
 export interface TaskLifecycleDeps {
   tasks: TaskRepository;
@@ -58,6 +64,7 @@ export interface TaskLifecycleDeps {
   takeOver(task: TaskRow, message?: string): Promise<void>;
   agents: AgentCatalog;
   agentState: AgentStateDirs;
+  delivery?: DeliveryRegistration;
   log: Logger;
   /** How long a stop waits for a live owner to end the work, in ms. Default 120000. */
   stopWaitMs?: number;
@@ -82,10 +89,12 @@ export class TaskLifecycle {
   }
 
   /**
-   * Creates the task (INITIALIZING / INACTIVE) and starts initializing it at
-   * once. At the workspace cap, room is made first (CapacityError when none can be).
+   * Creates the task (INITIALIZING / INACTIVE), records its delivery and
+   * starts initializing it at once. At the workspace cap, room is made first
+   * (CapacityError when none can be). `origin` names the issue a task from a
+   * webhook was created for.
    */
-  async create(body: CreateTaskBody): Promise<TaskRow> {
+  async create(body: CreateTaskBody, origin?: TaskOrigin): Promise<TaskRow> {
     this.assertOpen();
     const agent = await this.chooseAgent(body.agent, body.model);
     return this.deps.capacity.withRoom(async () => {
@@ -100,6 +109,7 @@ export class TaskLifecycle {
         agent,
         model: body.model ?? null,
       });
+      await this.deps.delivery?.register(task, body.delivery, origin);
       await this.deps.turns.start(task, body.message, { initialize: true });
       return task;
     });

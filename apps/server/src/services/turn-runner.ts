@@ -62,6 +62,11 @@ export interface TurnRunnerDeps {
   clock: Clock;
   /** Hears every ended turn, after it ended (its record included, when that could be written). */
   emitTurnEnd(turn: EndedTurn, error?: string): void;
+  /**
+   * Runs on the ready workspace just before the agent (delivery takes in
+   * commits pushed to the task's remote branch). Must not throw.
+   */
+  beforeTurn?(task: TaskRow): Promise<void>;
   log: Logger;
 }
 
@@ -230,6 +235,7 @@ export class TurnRunner {
       return { status: "FAILED", error: `could not read the task's secrets: ${errorMessage(error)}` };
     }
     try {
+      await this.deps.beforeTurn?.(task);
       const executor = withCommandEnvironment(warmExecutor ?? (await workspaces.executor(task)), taskEnv.agentEnv);
       const home = await workspaces.agentHome(task);
       return await agent.run({

@@ -37,6 +37,7 @@ export const DeliverySchema = z.object({
   remoteBranch: z.string().nullable().optional(),
   pushedSha: z.string().nullable().optional(),
   error: z.string().nullable().optional(),
+  nextRetryAt: z.string().nullable().optional(),
   pullRequest: PullRequestSchema.nullable().optional(),
 });
 export type Delivery = z.infer<typeof DeliverySchema>;
@@ -57,11 +58,19 @@ export const AgentOptionSchema = z.object({
 });
 export type AgentOption = z.infer<typeof AgentOptionSchema>;
 
+export const ForgeSchema = z.object({ kind: z.string(), url: z.string() }).loose();
+export type Forge = z.infer<typeof ForgeSchema>;
+
 export const ConfigSchema = ConfigResponseSchema.extend({
   agent: z.string(),
   agents: z.array(AgentOptionSchema).optional(),
-  /** The server's default delivery: a mode, or an object that names one. */
-  delivery: z.union([z.enum(DELIVERY_MODES), z.object({ mode: z.enum(DELIVERY_MODES) }).loose()]).optional(),
+  /** The server's default delivery: a mode, or an object that names one and the forges pull requests go to. */
+  delivery: z
+    .union([
+      z.enum(DELIVERY_MODES),
+      z.object({ mode: z.enum(DELIVERY_MODES), forges: z.array(ForgeSchema).optional() }).loose(),
+    ])
+    .optional(),
 });
 export type Config = z.infer<typeof ConfigSchema>;
 
@@ -74,4 +83,13 @@ export function configDeliveryMode(config: Config | null | undefined): DeliveryM
   const value = config?.delivery;
   if (!value) return null;
   return typeof value === "string" ? value : value.mode;
+}
+
+/**
+ * The forges the server opens pull requests on; null when the config does
+ * not say (an older server), so the UI neither offers nor hides them for sure.
+ */
+export function configForges(config: Config | null | undefined): readonly Forge[] | null {
+  const value = config?.delivery;
+  return value && typeof value === "object" && value.forges ? value.forges : null;
 }

@@ -6,26 +6,49 @@
  * repositories; once it holds a valid repository, the base-branch field
  * offers that repository's branches (GET /api/repositories/branches) and a
  * branch it does not have is refused before the task is created. Agent and
- * model pickers appear when the server lists agents (GET /api/config).
+ * model pickers appear when the server lists agents (GET /api/config); the
+ * delivery choice when it names a default delivery, with pull requests
+ * offered only when it has a forge to open them on.
  */
 import { CreateTaskBodySchema, RepoUrlSchema } from "@repo/types";
 import { type FormEvent, type ReactNode, useId, useMemo, useState } from "react";
 import { api, errorText, useConfig } from "../api";
 import { ApiError, type CreateTaskRequest, fieldErrorsFrom } from "../api/client";
 import { useBranchesQuery } from "../api/queries";
-import type { Config, Task } from "../api/schemas";
+import { type Config, configDeliveryMode, configForges, DELIVERY_MODES, type Task } from "../api/schemas";
+import { DELIVERY_MODE_LABELS } from "../delivery";
 import { type FormField, friendlyFieldError } from "../friendly-errors";
 import { useDebounced } from "../hooks/use-debounced";
 import { recentRepositories, rememberRepository, repoName } from "../repositories";
 
-const FIELDS = ["repoUrl", "baseBranch", "title", "message", "agent", "model"] as const satisfies readonly FormField[];
+const FIELDS = [
+  "repoUrl",
+  "baseBranch",
+  "title",
+  "message",
+  "agent",
+  "model",
+  "delivery",
+] as const satisfies readonly FormField[];
 type Field = (typeof FIELDS)[number];
 export type NewTaskValues = Record<Field, string>;
 
-const EMPTY: NewTaskValues = { repoUrl: "", baseBranch: "", title: "", message: "", agent: "", model: "" };
+const EMPTY: NewTaskValues = {
+  repoUrl: "",
+  baseBranch: "",
+  title: "",
+  message: "",
+  agent: "",
+  model: "",
+  delivery: "",
+};
 
-/** Checks the form with the API's schema; agent and model are sent only to a server that lists agents. */
-export function validateNewTask(values: NewTaskValues, config: Pick<Config, "agents"> | null = null) {
+/**
+ * Checks the form with the API's schema; agent and model are sent only to a
+ * server that lists agents, a delivery other than its default only to a server
+ * that names one.
+ */
+export function validateNewTask(values: NewTaskValues, config: Pick<Config, "agents" | "delivery"> | null = null) {
   const body = {
     repoUrl: values.repoUrl,
     message: values.message,
@@ -53,6 +76,14 @@ export function validateNewTask(values: NewTaskValues, config: Pick<Config, "age
       request.agent = values.agent;
     }
     if (values.model.trim()) request.model = values.model.trim();
+  }
+  const delivery = DELIVERY_MODES.find((mode) => mode === values.delivery);
+  if (config?.delivery && delivery) {
+    const forges = configForges(config as Config);
+    if (delivery === "pull-request" && forges?.length === 0) {
+      return { body: null, errors: { delivery: "This server has no GitHub or GitLab configured for pull requests." } };
+    }
+    request.delivery = delivery;
   }
   return { body: request, errors };
 }
@@ -188,6 +219,8 @@ export function NewTaskForm({
           : undefined;
 
   const agents = config?.agents;
+  const defaultDelivery = configDeliveryMode(config);
+  const forges = configForges(config);
   return (
     <form className="card new-task" onSubmit={onSubmit} noValidate aria-labelledby={`${id}-title`}>
       <h2 id={`${id}-title`}>{heading ?? "New task"}</h2>
@@ -271,6 +304,26 @@ export function NewTaskForm({
           ))}
         </div>
       )}
+      {defaultDelivery &&
+        field(
+          "delivery",
+          "Delivery",
+          (p) => (
+            <select {...p}>
+              <option value="">Server default ({DELIVERY_MODE_LABELS[defaultDelivery].toLowerCase()})</option>
+              {DELIVERY_MODES.map((mode) => {
+                const unavailable = mode === "pull-request" && forges?.length === 0;
+                return (
+                  <option key={mode} value={mode} disabled={unavailable}>
+                    {DELIVERY_MODE_LABELS[mode]}
+                    {unavailable ? " — no GitHub or GitLab configured" : ""}
+                  </option>
+                );
+              })}
+            </select>
+          ),
+          "Where the task's branch goes after each turn that changes it.",
+        )}
       {field("title", "Title (optional)", (p) => (
         <input type="text" placeholder="from the message" {...p} />
       ))}

@@ -135,6 +135,7 @@ export function TaskActions({ task, messages, stop, archive, remove, onRetried }
                 message: lastUserMessage(messages),
                 agent: task.agent ?? "",
                 model: task.model ?? "",
+                delivery: task.delivery?.mode ?? "",
               }}
               onCreated={(created) => {
                 setAsking(null);

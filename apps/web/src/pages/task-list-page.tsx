@@ -3,6 +3,7 @@
  * its last run ended), repository, branch, agent and age; a search box and a
  * status filter whose values live in the URL (`?q=…&status=…`), so a
  * filtered list survives a reload and can be shared; and the new-task form.
+ * Each row also shows where the task's work went (pushed, its pull request).
  * The list comes from the query cache, so coming back from a task shows it
  * at once while it refreshes.
  */
@@ -11,6 +12,7 @@ import { useId, useMemo } from "react";
 import { errorText } from "../api";
 import { useTasksQuery } from "../api/queries";
 import type { Task } from "../api/schemas";
+import { DeliveryBadge } from "../components/delivery-badge";
 import { NewTaskForm } from "../components/new-task-form";
 import { STATUS_LABELS, StatusBadge } from "../components/status-badge";
 import { useNow } from "../hooks/use-now";
@@ -62,6 +64,7 @@ function TaskRow({ task, now }: { task: Task; now: number }) {
           {task.branch && <code className="branch">{task.branch}</code>}
           {task.agent && <span className="muted">{task.model ? `${task.agent} · ${task.model}` : task.agent}</span>}
           {step && <span className="muted">{step}…</span>}
+          <DeliveryBadge delivery={task.delivery} />
         </div>
       </div>
       <time className="task-row-age" dateTime={task.createdAt} title={new Date(task.createdAt).toLocaleString()}>

@@ -1,6 +1,6 @@
 /**
  * One task, laid out for review: the header (title, status, repository,
- * branch, agent, usage, actions) and the status line on top; below, the
+ * branch, agent, delivery, usage, actions) and the status line on top; below, the
  * conversation with the follow-up box on one side and the work pane's tabs
  * (Changes, Files, Terminal, Setup) on the other. On a narrow screen the two
  * sides stack.
@@ -10,8 +10,9 @@ import { useQueryClient } from "@tanstack/react-query";
 import { lazy, Suspense, useEffect, useMemo, useState } from "react";
 import { api, errorText, useConfig } from "../api";
 import { forgetTask } from "../api/queries";
-import type { Task, Usage } from "../api/schemas";
+import { configForges, type Task, type Usage } from "../api/schemas";
 import { Conversation } from "../components/conversation";
+import { DeliveryBadge } from "../components/delivery-badge";
 import { DeliveryPanel } from "../components/delivery-panel";
 import { FilesPanel } from "../components/files-panel";
 import { FollowUpBox } from "../components/follow-up-box";
@@ -22,6 +23,7 @@ import { TaskActions } from "../components/task-actions";
 import { TerminalPanel } from "../components/terminal-panel";
 import { type Tab, WorkspaceTabs } from "../components/workspace-tabs";
 import { buildConversation } from "../conversation";
+import { deliveryBadgeText } from "../delivery";
 import { type TaskLive, useTaskLive } from "../hooks/use-task-live";
 import { Link, navigate, taskPath } from "../router";
 import { setPageTitle } from "../turn-notifications";
@@ -55,6 +57,7 @@ async function downloadPatch(task: Task): Promise<void> {
 
 function ChangesTab({ live, task }: { live: TaskLive; task: Task }) {
   const busy = isBusy(task);
+  const forges = configForges(useConfig());
   return (
     <section className="changes-tab" aria-label="Changes" data-testid="diff">
       <div className="section-header">
@@ -78,6 +81,7 @@ function ChangesTab({ live, task }: { live: TaskLive; task: Task }) {
       <DeliveryPanel
         delivery={task.delivery}
         busy={busy}
+        offersPullRequests={forges === null || forges.length > 0}
         onOpenPullRequest={live.openPullRequest}
         onDownloadPatch={() => downloadPatch(task)}
       />
@@ -203,6 +207,14 @@ export function TaskPage({ taskId }: { taskId: string }) {
             <div>
               <dt>Agent</dt>
               <dd>{task.model ? `${task.agent} · ${task.model}` : task.agent}</dd>
+            </div>
+          )}
+          {deliveryBadgeText(task.delivery) && (
+            <div>
+              <dt>Delivery</dt>
+              <dd data-testid="delivery-fact">
+                <DeliveryBadge delivery={task.delivery} />
+              </dd>
             </div>
           )}
           {task.usage && (

@@ -3,6 +3,7 @@
  * that the server validates with them and clients can parse with them.
  */
 import { z } from "zod";
+import { DELIVERY_MODES, DeliveryConfigSchema, DeliverySchema } from "../delivery/delivery";
 import { AGENT_KINDS, INIT_STATUSES, MESSAGE_ROLES, TASK_MODES, TASK_STATUSES, TURN_OUTCOMES } from "../enums";
 
 export const ERROR_CODES = [
@@ -13,6 +14,7 @@ export const ERROR_CODES = [
   "TASK_BUSY",
   "INVALID_TRANSITION",
   "CAPACITY",
+  "FORGE_ERROR",
   "INTERNAL",
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
@@ -131,6 +133,8 @@ export const CreateTaskBodySchema = z.strictObject({
   agent: z.enum(AGENT_KINDS, { message: `agent must be one of ${AGENT_KINDS.join(", ")}` }).optional(),
   /** The agent's model; default: the configured one (llm) or the CLI's own choice. */
   model: ModelNameSchema.optional(),
+  /** Where the work goes (server default DELIVERY). */
+  delivery: z.enum(DELIVERY_MODES).optional(),
 });
 export type CreateTaskBody = z.infer<typeof CreateTaskBodySchema>;
 
@@ -171,6 +175,7 @@ export const TaskSchema = z.object({
   agent: z.enum(AGENT_KINDS).nullable(),
   model: z.string().nullable(),
   usage: UsageSchema,
+  delivery: DeliverySchema,
 });
 export type TaskDto = z.infer<typeof TaskSchema>;
 
@@ -204,6 +209,7 @@ export const ConfigResponseSchema = z.object({
   agents: z.array(AgentAvailabilitySchema),
   /** Live workspaces (being made or ACTIVE) against MAX_ACTIVE_WORKSPACES; `max` null = no cap (local mode). */
   capacity: z.object({ active: z.number().int(), max: z.number().int().nullable() }).optional(),
+  delivery: DeliveryConfigSchema,
 });
 export type ConfigResponse = z.infer<typeof ConfigResponseSchema>;
 

@@ -4,6 +4,7 @@
 import { z } from "zod";
 import type { TaskDto } from "../api/schemas";
 import type { InitializationProgress, StreamChunk } from "../chat/streaming";
+import type { TaskDeliveryUpdateEvent } from "../delivery/delivery";
 import type { InitStatus, TaskStatus } from "../enums";
 
 /** Sent on every change of `status` or `initStatus`, in the order they happened. */
@@ -32,6 +33,7 @@ export interface ServerToClientEvents {
   "task-status-update": (event: TaskStatusUpdateEvent) => void;
   "init-progress": (event: InitProgressEvent) => void;
   "stream-chunk": (event: StreamChunkEvent) => void;
+  "task-delivery-update": (event: TaskDeliveryUpdateEvent) => void;
 }
 
 export interface ClientToServerEvents {

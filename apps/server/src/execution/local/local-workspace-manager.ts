@@ -60,6 +60,11 @@ export class LocalWorkspaceManager implements WorkspaceManager {
     return sha;
   }
 
+  async fastForward(task: TaskRow, sha: string): Promise<void> {
+    if (!task.workspacePath || !task.branch) throw new WorkspaceError(`task ${task.id} has no workspace`, null, true);
+    await this.store.fastForwardWorktree(task.repoUrl, task.workspacePath, task.branch, sha);
+  }
+
   async teardown(task: TaskRow): Promise<void> {
     await this.store.removeWorktree(task.repoUrl, task.workspacePath ?? this.workspacePath(task.id));
   }

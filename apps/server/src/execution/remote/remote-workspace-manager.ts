@@ -222,6 +222,27 @@ export class RemoteWorkspaceManager implements WorkspaceManager {
   }
 
   /**
+   * Moves the task branch in the store, then sends it to the sandbox, which
+   * takes it as a fast-forward (it refuses anything else). If the sandbox
+   * cannot take it, the store's branch is moved back, so the store never
+   * holds a head the workspace does not descend from.
+   */
+  async fastForward(task: TaskRow, sha: string): Promise<void> {
+    const { store } = this.options;
+    const vm = await this.live(task);
+    const branch = task.branch!;
+    const head = await store.branchHead(task.repoUrl, branch);
+    await store.moveBranch(task.repoUrl, branch, head, sha);
+    try {
+      const received = await vm.client.receiveBranch(branch, await store.createBundle(task.repoUrl, branch));
+      if (received.head !== sha) throw new WorkspaceError(`the sandbox is at ${received.head}, not ${sha}`, null, true);
+    } catch (error) {
+      await store.moveBranch(task.repoUrl, branch, sha, head).catch(() => undefined);
+      throw error;
+    }
+  }
+
+  /**
    * Destroys the task's sandboxes: those of its active VM sessions, and any
    * other carrying its task label — one a crashed server started but never
    * recorded in a session (it died between creating the sandbox and writing
