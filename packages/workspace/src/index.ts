@@ -1,7 +1,9 @@
 export * from "./git";
 export * from "./local-executor";
+export * from "./pack-meter";
 export { confinePath, resolveLexically } from "./paths";
 export { DEFAULT_PATH, killProcessGroup, minimalEnvironment, runInProcessGroup } from "./process-group";
+export * from "./save-workspace";
 export * from "./sidecar-client";
 export type { SidecarHealth } from "./sidecar-protocol";
 export * as sidecarProtocol from "./sidecar-protocol";

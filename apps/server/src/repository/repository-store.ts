@@ -7,47 +7,27 @@
  *
  * Upstream branches are fetched into `refs/remotes/origin/*`, never into
  * `refs/heads/*`, so a fetch can never overwrite or prune a task branch.
- * Operations on one mirror are serialized.
+ * Operations that change a mirror's refs are serialized; transfers out of it
+ * only read, and run alongside.
+ *
+ * Each task branch has a saved-head record, `refs/umbra/saved/<branch>`: the
+ * last commit a save put on the branch. Saves only ever move it to a
+ * descendant, so everything saved stays reachable. A local workspace shares
+ * the mirror's refs, so the agent can move `refs/heads/<branch>` itself (an
+ * amend, a reset); the record is what such moves cannot touch.
  */
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
-import { mkdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { GitError, type GitRunOptions, git, gitBuffer } from "@repo/workspace";
-import { WorkspaceError } from "../errors";
+import type { Readable } from "node:stream";
+import type { PackStats } from "@repo/workspace";
+import { WorkspaceError, WorkspaceSaveError } from "../errors";
 import { KeyedMutex } from "../utils/keyed-mutex";
+import { consolidatePacks, indexPack, isAncestor, isComplete, knownCommits, packHistory } from "./pack-transfer";
+import { gitReason, storeGit as runGit, storeGitBuffer as runGitBuffer } from "./store-git";
 
-/** The identity of the server's own git processes (also how a later server recognises orphans of a dead one). */
-export const SERVER_GIT_EMAIL = "umbra@umbra.local";
-
-/** The store's git environment: built from nothing, so no user or system config or credential leaks in. */
-const STORE_GIT_ENV = {
-  PATH: process.env.PATH ?? "/usr/bin:/bin",
-  HOME: process.env.HOME ?? "/tmp",
-  GIT_CONFIG_NOSYSTEM: "1",
-  GIT_AUTHOR_NAME: "Umbra",
-  GIT_AUTHOR_EMAIL: SERVER_GIT_EMAIL,
-  GIT_COMMITTER_NAME: "Umbra",
-  GIT_COMMITTER_EMAIL: SERVER_GIT_EMAIL,
-  LANG: "C",
-};
-/** How long one store operation may take before git is killed, ms (a fetch gets longer). */
-const STORE_GIT_TIMEOUT_MS = 120_000;
-
-type StoreGitOptions = Omit<GitRunOptions, "env">;
-const storeArgs = (args: string[]) => ["-c", "protocol.file.allow=always", "-c", "core.hooksPath=/dev/null", ...args];
-const withStoreEnv = (options: StoreGitOptions): GitRunOptions => ({
-  timeoutMs: STORE_GIT_TIMEOUT_MS,
-  ...options,
-  env: STORE_GIT_ENV,
-});
-/** git in the store, with the store's environment; throws GitError. */
-function runGit(args: string[], options: StoreGitOptions): Promise<string> {
-  return git(storeArgs(args), withStoreEnv(options));
-}
-function runGitBuffer(args: string[], options: StoreGitOptions): Promise<Buffer> {
-  return gitBuffer(storeArgs(args), withStoreEnv(options));
-}
+export { SERVER_GIT_EMAIL } from "./store-git";
 
 export interface DiffSummary {
   files: { path: string; additions: number; deletions: number }[];
@@ -67,6 +47,11 @@ export class RepositoryStore {
 
   static branchFor(taskId: string): string {
     return `umbra/${taskId}`;
+  }
+
+  /** The ref recording the last saved commit of `branch`. */
+  static savedRef(branch: string): string {
+    return `refs/umbra/saved/${branch}`;
   }
 
   /** Where the bare mirror of `repoUrl` lives. */
@@ -117,13 +102,37 @@ export class RepositoryStore {
     return out.trim();
   }
 
+  /**
+   * The last saved commit of the task branch: its saved-head record, or the
+   * branch head for a branch saved before there were records.
+   */
+  async savedHead(repoUrl: string, branch: string): Promise<string> {
+    const mirror = this.mirrorPath(repoUrl);
+    const saved = await runGit(["rev-parse", "--verify", "--quiet", `${RepositoryStore.savedRef(branch)}^{commit}`], {
+      cwd: mirror,
+    }).catch(() => null);
+    return saved?.trim() || this.branchHead(repoUrl, branch);
+  }
+
   /** Creates the task branch at `sha` unless it exists. */
   async ensureBranch(repoUrl: string, branch: string, sha: string): Promise<void> {
     const mirror = this.mirrorPath(repoUrl);
     await this.mutex.run(mirror, async () => {
-      if (await this.hasBranch(repoUrl, branch)) return;
-      await runGit(["branch", branch, sha], { cwd: mirror });
+      if (!(await this.hasBranch(repoUrl, branch))) await runGit(["branch", branch, sha], { cwd: mirror });
+      await this.recordIfMissing(mirror, branch);
     });
+  }
+
+  /** Records `sha` as the last saved commit of `branch` (local workspaces, whose saves write the mirror directly). */
+  async recordSaved(repoUrl: string, branch: string, sha: string): Promise<void> {
+    const mirror = this.mirrorPath(repoUrl);
+    await this.mutex.run(mirror, () => runGit(["update-ref", RepositoryStore.savedRef(branch), sha], { cwd: mirror }));
+  }
+
+  private async recordIfMissing(mirror: string, branch: string): Promise<void> {
+    const ref = RepositoryStore.savedRef(branch);
+    const exists = await runGit(["rev-parse", "--verify", "--quiet", ref], { cwd: mirror }).catch(() => null);
+    if (!exists) await runGit(["update-ref", ref, `refs/heads/${branch}`], { cwd: mirror });
   }
 
   /**
@@ -139,6 +148,7 @@ export class RepositoryStore {
       const exists = await this.hasBranch(repoUrl, branch);
       const args = exists ? ["worktree", "add", path, branch] : ["worktree", "add", "-b", branch, path, baseSha];
       await runGit(args, { cwd: mirror });
+      await this.recordIfMissing(mirror, branch);
       return (await runGit(["rev-parse", "HEAD"], { cwd: path })).trim();
     });
   }
@@ -157,42 +167,69 @@ export class RepositoryStore {
     });
   }
 
-  /** A git bundle of the task branch, to seed a remote workspace. */
-  async createBundle(repoUrl: string, branch: string): Promise<Buffer> {
+  /**
+   * A pack of `tip`'s history for a workspace that has the commits `haves`
+   * (those the mirror does not know are ignored): with none, the whole
+   * history; otherwise only what they lack, thin. Streamed; reading the
+   * mirror needs no lock.
+   */
+  async packFor(repoUrl: string, tip: string, haves: readonly string[]): Promise<Readable> {
     const mirror = this.mirrorPath(repoUrl);
-    return this.mutex.run(mirror, () =>
-      runGitBuffer(["bundle", "create", "-", `refs/heads/${branch}`], { cwd: mirror }),
-    );
+    return packHistory(mirror, tip, await knownCommits(mirror, haves));
   }
 
   /**
-   * Saves a branch sent back from a remote workspace. The bundle's tip must
-   * descend from what the store has (the VM only ever adds commits); anything
-   * else is refused rather than overwriting saved work.
+   * Saves a branch sent back from a remote workspace: indexes the streamed
+   * pack of `head`'s history beyond `base`, then moves the branch and its
+   * saved-head record from `base` to `head`. Refused (WorkspaceSaveError)
+   * unless `head` is complete and descends from `base` and `base` is still
+   * the last saved commit, so saved work is never overwritten.
    */
-  async saveBundle(repoUrl: string, branch: string, bundle: Buffer): Promise<string> {
+  async receivePack(
+    repoUrl: string,
+    branch: string,
+    pack: Readable,
+    { base, head }: { base: string; head: string },
+  ): Promise<PackStats> {
     const mirror = this.mirrorPath(repoUrl);
+    let stats: PackStats;
+    try {
+      stats = await indexPack(mirror, pack);
+    } catch (error) {
+      throw new WorkspaceSaveError("TRANSFER_FAILED", `the saved commits did not arrive: ${gitReason(error)}`, {
+        cause: error,
+      });
+    }
     return this.mutex.run(mirror, async () => {
-      const file = join(mirror, `incoming-${process.pid}-${Date.now()}.bundle`);
-      await writeFile(file, bundle);
-      try {
-        await runGit(["fetch", "--quiet", file, `refs/heads/${branch}:refs/heads/${branch}`], { cwd: mirror });
-        return (await runGit(["rev-parse", `refs/heads/${branch}`], { cwd: mirror })).trim();
-      } finally {
-        await rm(file, { force: true });
+      if (!(await isComplete(mirror, head, base))) {
+        throw new WorkspaceSaveError("TRANSFER_FAILED", `the workspace sent an incomplete history for ${head}`);
       }
+      if (!(await isAncestor(mirror, base, head))) {
+        throw new WorkspaceSaveError("STORE_REFUSED", `${head} does not descend from the last saved commit ${base}`);
+      }
+      const saved = await this.savedHead(repoUrl, branch);
+      if (saved !== base) {
+        throw new WorkspaceSaveError("BRANCH_MOVED", `the task branch was saved at ${saved} meanwhile, not ${base}`);
+      }
+      const transaction = [
+        "start",
+        `update refs/heads/${branch} ${head}`,
+        `update ${RepositoryStore.savedRef(branch)} ${head}`,
+        "commit",
+      ];
+      await runGit(["update-ref", "--stdin"], { cwd: mirror, input: `${transaction.join("\n")}\n` });
+      await consolidatePacks(mirror).catch(() => undefined);
+      return stats;
     });
   }
 
   async deleteBranch(repoUrl: string, branch: string): Promise<void> {
     const mirror = this.mirrorPath(repoUrl);
     if (!existsSync(mirror)) return;
-    await this.mutex.run(mirror, () =>
-      runGit(["branch", "-D", branch], { cwd: mirror }).then(
-        () => undefined,
-        () => undefined,
-      ),
-    );
+    await this.mutex.run(mirror, async () => {
+      await runGit(["branch", "-D", branch], { cwd: mirror }).catch(() => undefined);
+      await runGit(["update-ref", "-d", RepositoryStore.savedRef(branch)], { cwd: mirror }).catch(() => undefined);
+    });
   }
 
   /** The task branch against the commit it started from. */
@@ -275,11 +312,6 @@ export class RepositoryStore {
 
 function normalizeRepoUrl(repoUrl: string): string {
   return repoUrl.trim().replace(/\/+$/, "");
-}
-
-function gitReason(error: unknown): string {
-  if (error instanceof GitError) return error.reason;
-  return error instanceof Error ? error.message : String(error);
 }
 
 function parseNumstat(out: string): DiffSummary["files"] {

@@ -1,15 +1,18 @@
 /**
  * Local mode: a task's workspace is a git worktree of the repository store
- * under `<DATA_DIR>/workspaces/<task-id>`, on the task branch. Because the
- * worktree shares the store's objects and refs, a commit in the workspace is
- * saved in the store the moment it is made.
+ * under `<DATA_DIR>/workspaces/<task-id>`, on the task branch. The worktree
+ * shares the store's objects and refs, so a save moves nothing: it puts
+ * whatever the agent left onto the task branch (saveWorkspace, the same
+ * algorithm the sidecar runs) and records the result as the branch's last
+ * saved commit. A save that cannot complete is one WorkspaceSaveError.
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import type { TaskRow } from "@repo/db";
 import { InitStatus } from "@repo/types";
-import { LocalExecutor, type ToolExecutor } from "@repo/workspace";
-import { WorkspaceError } from "../../errors";
+import { LocalExecutor, SaveRefusedError, saveWorkspace, type ToolExecutor } from "@repo/workspace";
+import { errorMessage, WorkspaceError, WorkspaceSaveError } from "../../errors";
+import type { Logger } from "../../logger";
 import type { RepositoryStore } from "../../repository/repository-store";
 import { resolveTaskBase } from "../task-branch";
 import type { StepContext, WorkspaceManager } from "../types";
@@ -20,6 +23,8 @@ export class LocalWorkspaceManager implements WorkspaceManager {
   constructor(
     private readonly store: RepositoryStore,
     private readonly workspacesDir: string,
+    /** Where saves are logged (`workspace.saved`). Default: nowhere. */
+    private readonly log?: Logger,
   ) {}
 
   workspacePath(taskId: string): string {
@@ -44,9 +49,39 @@ export class LocalWorkspaceManager implements WorkspaceManager {
   }
 
   async saveWork(task: TaskRow, message: string): Promise<string> {
-    const executor = await this.executor(task);
-    const { sha } = await executor.commitAll(message);
-    return sha;
+    const path = task.workspacePath;
+    if (!path || !existsSync(path)) {
+      throw new WorkspaceSaveError("WORKSPACE_MISSING", `task ${task.id} has no workspace to save from`);
+    }
+    const branch = task.branch!;
+    const started = performance.now();
+    try {
+      const base = await this.store.savedHead(task.repoUrl, branch);
+      const saved = await saveWorkspace(path, { branch, base, message });
+      await this.store.recordSaved(task.repoUrl, branch, saved.head);
+      this.log?.info(
+        {
+          taskId: task.id,
+          head: saved.head,
+          base,
+          committed: saved.committed,
+          rewritten: saved.rewritten,
+          previousBranch: saved.previous.branch,
+          ms: Math.round(performance.now() - started),
+        },
+        "workspace.saved",
+      );
+      return saved.head;
+    } catch (error) {
+      if (error instanceof SaveRefusedError) {
+        throw new WorkspaceSaveError("WORKSPACE_BROKEN", `the workspace cannot be saved: ${error.message}`, {
+          cause: error,
+        });
+      }
+      throw new WorkspaceSaveError("STORE_FAILED", `saving the workspace failed: ${errorMessage(error)}`, {
+        cause: error,
+      });
+    }
   }
 
   async teardown(task: TaskRow): Promise<void> {
