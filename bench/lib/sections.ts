@@ -3,6 +3,9 @@ import { cleanupLagSection } from "../sections/cleanup-lag";
 import { concurrencySection } from "../sections/concurrency";
 import { dueQuerySection } from "../sections/due-query";
 import { followUpSection } from "../sections/follow-up";
+import { reinitLargeSection } from "../sections/reinit-large";
+import { saveCostSection } from "../sections/save-cost";
+import { saveMemorySection } from "../sections/save-memory";
 import { timeToActiveSection } from "../sections/time-to-active";
 import type { Section } from "./section";
 
@@ -12,4 +15,7 @@ export const SECTIONS: readonly Section[] = [
   concurrencySection,
   cleanupLagSection,
   dueQuerySection,
+  saveCostSection,
+  saveMemorySection,
+  reinitLargeSection,
 ];

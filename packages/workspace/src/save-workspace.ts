@@ -27,7 +27,7 @@
 import { copyFile, rename, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { git, isValidBranchName, readHead, runGit, workspaceGitVariables } from "./git";
+import { git, isValidBranchName, runGit, workspaceGitVariables } from "./git";
 import { DEFAULT_PATH } from "./process-group";
 import { AGENT_GIT_IDENTITY } from "./types";
 
@@ -38,6 +38,8 @@ export interface SaveWorkspaceOptions {
   base: string;
   /** The message of a commit the save makes. */
   message: string;
+  /** Another ref to set to the result in the same update as the branch (e.g. a saved-head record). */
+  recordIn?: string;
 }
 
 export interface SavedWorkspace {
@@ -108,38 +110,65 @@ function saveGit(root: string) {
     env,
     run: (args: string[], extra: NodeJS.ProcessEnv = {}, input?: string) =>
       git([...SAVE_CONFIG, ...args], { cwd: root, env: { ...env, ...extra }, input }),
-    probe: (args: string[], extra: NodeJS.ProcessEnv = {}) =>
-      runGit([...SAVE_CONFIG, ...args], { cwd: root, env: { ...env, ...extra } }),
+    probe: (args: string[], extra: NodeJS.ProcessEnv = {}, input?: string) =>
+      runGit([...SAVE_CONFIG, ...args], { cwd: root, env: { ...env, ...extra }, input }),
   };
 }
 
 /** Saves the workspace at `root` onto `options.branch`; see the module comment. */
 export async function saveWorkspace(root: string, options: SaveWorkspaceOptions): Promise<SavedWorkspace> {
   const { branch, base, message } = options;
-  if (!(await isValidBranchName(branch))) {
+  const { run, probe } = saveGit(root);
+  // One round of git processes, side by side, tells everything the save needs to know.
+  const [validBranch, gitDirProbe, symbolic, objects] = await Promise.all([
+    isValidBranchName(branch),
+    probe(["rev-parse", "--absolute-git-dir"]),
+    probe(["symbolic-ref", "-q", "HEAD"]),
+    probe(
+      ["cat-file", "--batch-check=%(objectname)"],
+      {},
+      `${base}^{commit}\n${base}^{tree}\nHEAD^{commit}\nHEAD^{tree}\n`,
+    ),
+  ]);
+  if (!validBranch) {
     throw new SaveRefusedError("INVALID_BRANCH", `${JSON.stringify(branch)} is not a valid branch name`);
   }
-  const { env, run, probe } = saveGit(root);
-  const gitDirProbe = await probe(["rev-parse", "--absolute-git-dir"]);
   if (gitDirProbe.exitCode !== 0) {
     throw new SaveRefusedError("NO_REPOSITORY", "the workspace is no longer a git repository (its .git is gone)");
   }
   const gitDir = gitDirProbe.stdout.toString("utf8").trim();
-  if ((await probe(["cat-file", "-e", `${base}^{commit}`])).exitCode !== 0) {
+  const [baseCommit, baseTree, headCommit, headTree] = objects.stdout
+    .toString("utf8")
+    .split("\n")
+    .map((line) => (/^[0-9a-f]{40,64}$/.test(line) ? line : null));
+  if (!baseCommit || !baseTree) {
     throw new SaveRefusedError("BASE_MISSING", `the workspace lacks the last saved commit ${base}`);
   }
-  const previous = await readHead(root, env);
+  const headRef = symbolic.exitCode === 0 ? symbolic.stdout.toString("utf8").trim() : null;
+  const previous = {
+    head: headCommit ?? null,
+    branch: headRef?.startsWith("refs/heads/") ? headRef.slice("refs/heads/".length) : null,
+  };
   const index = join(gitDir, "index");
   const scratchIndex = join(gitDir, "index.umbra-save");
   try {
     const tree = await snapshotTree(run, probe, index, scratchIndex);
-    const { head, committed, rewritten } = await commitOnto(run, probe, { base, tree, message, previous });
-    await run(["update-ref", "-m", "save workspace", `refs/heads/${branch}`, head]);
-    await run(["symbolic-ref", "HEAD", `refs/heads/${branch}`]);
+    const descends =
+      previous.head !== null && (previous.head === baseCommit || (await isAncestor(probe, baseCommit, previous.head)));
+    const { head, committed } = await commitOnto(run, {
+      parent: descends ? { commit: previous.head!, tree: headTree ?? null } : { commit: baseCommit, tree: baseTree },
+      tree,
+      message: descends ? message : `${message}${rewriteNote(previous)}`,
+    });
+    const updates: string[] = [];
+    if (!(previous.branch === branch && previous.head === head)) updates.push(`update refs/heads/${branch} ${head}`);
+    if (options.recordIn && head !== baseCommit) updates.push(`update ${options.recordIn} ${head}`);
+    if (updates.length > 0) await run(["update-ref", "-m", "save workspace", "--stdin"], {}, `${updates.join("\n")}\n`);
+    if (headRef !== `refs/heads/${branch}`) await run(["symbolic-ref", "HEAD", `refs/heads/${branch}`]);
     // The scratch index holds exactly `tree` with fresh stat data: it becomes the workspace's index.
     await rename(scratchIndex, index);
     await Promise.all(OPERATION_STATE.map((name) => rm(join(gitDir, name), { recursive: true, force: true })));
-    return { head, base, committed, rewritten, previous };
+    return { head, base: baseCommit, committed, rewritten: !descends, previous };
   } finally {
     await rm(scratchIndex, { force: true });
   }
@@ -164,24 +193,24 @@ async function snapshotTree(run: Run, probe: Probe, index: string, scratchIndex:
   return run(["write-tree"], scratch);
 }
 
+async function isAncestor(probe: Probe, ancestor: string, descendant: string): Promise<boolean> {
+  return (await probe(["merge-base", "--is-ancestor", ancestor, descendant])).exitCode === 0;
+}
+
+function rewriteNote(previous: SavedWorkspace["previous"]): string {
+  const where = previous.branch ? `branch ${previous.branch}` : "a detached HEAD";
+  return `\n\nThe workspace's history did not continue the task branch (it had ${where} at ${
+    previous.head ?? "no commit"
+  } checked out); this commit holds the workspace's files on top of the last saved commit.`;
+}
+
+/** `parent` itself when its tree is the workspace's; otherwise a new commit of `tree` on it. */
 async function commitOnto(
   run: Run,
-  probe: Probe,
-  input: { base: string; tree: string; message: string; previous: SavedWorkspace["previous"] },
-): Promise<{ head: string; committed: boolean; rewritten: boolean }> {
-  const { base, tree, message, previous } = input;
-  const descends =
-    previous.head !== null &&
-    (previous.head === base || (await probe(["merge-base", "--is-ancestor", base, previous.head])).exitCode === 0);
-  const parent = descends ? previous.head! : base;
-  if ((await run(["rev-parse", `${parent}^{tree}`])) === tree) {
-    return { head: parent, committed: false, rewritten: !descends };
-  }
-  const note = descends
-    ? ""
-    : `\n\nThe workspace's history did not continue the task branch (it had ${
-        previous.branch ? `branch ${previous.branch}` : "a detached HEAD"
-      } at ${previous.head ?? "no commit"} checked out); this commit holds the workspace's files on top of the last saved commit.`;
-  const head = await run(["commit-tree", tree, "-p", parent, "-F", "-"], {}, `${message}${note}\n`);
-  return { head, committed: true, rewritten: !descends };
+  input: { parent: { commit: string; tree: string | null }; tree: string; message: string },
+): Promise<{ head: string; committed: boolean }> {
+  const { parent, tree, message } = input;
+  if (parent.tree === tree) return { head: parent.commit, committed: false };
+  const head = await run(["commit-tree", tree, "-p", parent.commit, "-F", "-"], {}, `${message}\n`);
+  return { head, committed: true };
 }

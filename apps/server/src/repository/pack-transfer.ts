@@ -11,6 +11,8 @@
  *   (`--fix-thin`), and the new tip is only trusted once every object of its
  *   history beyond the last saved commit is present.
  */
+import { readdir } from "node:fs/promises";
+import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { PackMeter, type PackStats } from "@repo/workspace";
 import { storeGit, storeGitRun, storeGitStream, TRANSFER_TIMEOUT_MS } from "./store-git";
@@ -77,8 +79,7 @@ export async function isAncestor(mirror: string, ancestor: string, descendant: s
  * together (a geometric repack keeps every object and rewrites little).
  */
 export async function consolidatePacks(mirror: string): Promise<void> {
-  const counts = await storeGit(["count-objects", "-v"], { cwd: mirror });
-  const packs = Number(/^packs: (\d+)$/m.exec(counts)?.[1] ?? 0);
-  if (packs <= MAX_PACKS) return;
+  const names = await readdir(join(mirror, "objects", "pack")).catch(() => [] as string[]);
+  if (names.filter((name) => name.endsWith(".pack")).length <= MAX_PACKS) return;
   await storeGit(["repack", "-d", "-q", "--geometric=2"], { cwd: mirror, timeoutMs: TRANSFER_TIMEOUT_MS });
 }

@@ -123,12 +123,6 @@ export class RepositoryStore {
     });
   }
 
-  /** Records `sha` as the last saved commit of `branch` (local workspaces, whose saves write the mirror directly). */
-  async recordSaved(repoUrl: string, branch: string, sha: string): Promise<void> {
-    const mirror = this.mirrorPath(repoUrl);
-    await this.mutex.run(mirror, () => runGit(["update-ref", RepositoryStore.savedRef(branch), sha], { cwd: mirror }));
-  }
-
   private async recordIfMissing(mirror: string, branch: string): Promise<void> {
     const ref = RepositoryStore.savedRef(branch);
     const exists = await runGit(["rev-parse", "--verify", "--quiet", ref], { cwd: mirror }).catch(() => null);
@@ -201,13 +195,17 @@ export class RepositoryStore {
       });
     }
     return this.mutex.run(mirror, async () => {
-      if (!(await isComplete(mirror, head, base))) {
+      const [complete, descends, saved] = await Promise.all([
+        isComplete(mirror, head, base),
+        isAncestor(mirror, base, head),
+        this.savedHead(repoUrl, branch),
+      ]);
+      if (!complete) {
         throw new WorkspaceSaveError("TRANSFER_FAILED", `the workspace sent an incomplete history for ${head}`);
       }
-      if (!(await isAncestor(mirror, base, head))) {
+      if (!descends) {
         throw new WorkspaceSaveError("STORE_REFUSED", `${head} does not descend from the last saved commit ${base}`);
       }
-      const saved = await this.savedHead(repoUrl, branch);
       if (saved !== base) {
         throw new WorkspaceSaveError("BRANCH_MOVED", `the task branch was saved at ${saved} meanwhile, not ${base}`);
       }

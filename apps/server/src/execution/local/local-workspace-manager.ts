@@ -13,7 +13,7 @@ import { InitStatus } from "@repo/types";
 import { LocalExecutor, SaveRefusedError, saveWorkspace, type ToolExecutor } from "@repo/workspace";
 import { errorMessage, WorkspaceError, WorkspaceSaveError } from "../../errors";
 import type { Logger } from "../../logger";
-import type { RepositoryStore } from "../../repository/repository-store";
+import { RepositoryStore } from "../../repository/repository-store";
 import { resolveTaskBase } from "../task-branch";
 import type { StepContext, WorkspaceManager } from "../types";
 
@@ -57,8 +57,8 @@ export class LocalWorkspaceManager implements WorkspaceManager {
     const started = performance.now();
     try {
       const base = await this.store.savedHead(task.repoUrl, branch);
-      const saved = await saveWorkspace(path, { branch, base, message });
-      await this.store.recordSaved(task.repoUrl, branch, saved.head);
+      // The worktree shares the mirror's refs: the branch and its saved-head record move in one update.
+      const saved = await saveWorkspace(path, { branch, base, message, recordIn: RepositoryStore.savedRef(branch) });
       this.log?.info(
         {
           taskId: task.id,
