@@ -20,8 +20,9 @@
  */
 import { type Database, openDatabase, queryRows } from "@repo/db";
 import { sql } from "drizzle-orm";
+import { createLogger } from "../../apps/server/src/logger";
+import { createTaskCore } from "../../apps/server/src/services/task-core";
 import { systemClock } from "../../apps/server/src/utils/clock";
-import { createTaskStatusStore } from "../../apps/server/src/utils/task-status";
 import { createScratchPostgres, postgresAvailable } from "../../test/support/databases";
 import type { Row, Section, SectionResult } from "../lib/section";
 import { formatMs, rounded, type Summary, summarize } from "../lib/stats";
@@ -102,24 +103,24 @@ async function measure(name: "pglite" | "postgres", database: Database, runs: nu
   );
   log(`${name}: ${counts?.total} rows (${counts?.due} due) inserted in ${fillSeconds.toFixed(1)} s`);
 
-  const status = createTaskStatusStore({ db, clock: systemClock });
+  const { claims } = createTaskCore({ db, clock: systemClock, cleanupDelayMs: 600_000, log: createLogger("silent") });
   const select50 = await time(runs, () => db.execute(dueSelect(50)));
   const select1000 = await time(Math.ceil(runs / 4), () => db.execute(dueSelect(DUE_ROWS)));
   const claim = await time(
     runs,
-    () => status.claimDueCleanups(WORKER, 60_000, 50),
+    () => claims.claimDue(WORKER, 60_000, 50),
     async (ids) => {
       if (ids.length !== 50) throw new Error(`claimed ${ids.length} tasks, expected 50`);
       await resetClaims(db, ids);
     },
   );
-  const nextDeadline = await time(runs, () => status.nextCleanupDeadline());
+  const nextDeadline = await time(runs, () => claims.nextDeadline());
 
   // Claiming all 1,000 due tasks, 50 at a time, as one cleanup pass does.
   const passIds: string[] = [];
   t0 = performance.now();
   for (;;) {
-    const ids = await status.claimDueCleanups(WORKER, 60_000, 50);
+    const ids = await claims.claimDue(WORKER, 60_000, 50);
     passIds.push(...ids);
     if (ids.length < 50) break;
   }

@@ -32,16 +32,22 @@ export interface WorkspaceHarness {
   status: TaskStatusStore;
   /** A new task on `repoUrl` in `mode`, with its task branch named. */
   newTask(repoUrl: string, mode: TaskMode): Promise<TaskRow>;
-  /** Runs the mode's provisioning steps and leaves the task INITIALIZING / ACTIVE; returns the task as recorded. */
+  /** Runs the mode's provisioning steps (indexing only recorded) and leaves the task INITIALIZING / ACTIVE. */
   provision(manager: WorkspaceManager, task: TaskRow): Promise<TaskRow>;
   /** Marks a provisioned task's workspace gone (after a teardown), as the cleanup does. */
   markInactive(task: TaskRow): Promise<TaskRow>;
   close(): Promise<void>;
 }
 
+const silent = pino({ level: "silent" });
+
 export async function openWorkspaceHarness(): Promise<WorkspaceHarness> {
   const database = await openDatabase();
-  const status = createTaskStatusStore({ db: database.db, clock: systemClock });
+  const status = createTaskStatusStore({ db: database.db, clock: systemClock, cleanupDelayMs: 600_000 });
+  const moved = (row: TaskRow | null, what: string): TaskRow => {
+    if (!row) throw new Error(`the task status store refused ${what}`);
+    return row;
+  };
   return {
     database,
     status,
@@ -52,19 +58,16 @@ export async function openWorkspaceHarness(): Promise<WorkspaceHarness> {
     async provision(manager, initial) {
       let task = initial;
       for (const step of getStepsForMode(manager.mode)) {
+        task = moved(await status.setInitStatus(task.id, step as InitStatus), step);
         if (step === "INDEX_REPOSITORY") continue;
-        task = await status.setInitStatus(task.id, step as InitStatus);
-        const patch = await manager.runStep(step, {
-          task,
-          signal: new AbortController().signal,
-          log: pino({ level: "silent" }),
-        });
-        if (patch && Object.keys(patch).length > 0) task = await status.updateTaskFields(task.id, patch);
+        const patch = await manager.runStep(step, { task, signal: new AbortController().signal, log: silent });
+        if (patch && Object.keys(patch).length > 0)
+          task = moved(await status.updateTaskFields(task.id, patch), "fields");
       }
-      return status.setInitStatus(task.id, "ACTIVE");
+      return moved(await status.setInitStatus(task.id, "ACTIVE"), "ACTIVE");
     },
-    markInactive(task) {
-      return status.setInitStatus(task.id, "INACTIVE");
+    async markInactive(task) {
+      return moved(await status.setInitStatus(task.id, "INACTIVE"), "INACTIVE");
     },
     close: () => database.close(),
   };

@@ -9,7 +9,7 @@ import type { Socket } from "node:net";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import fastifyStatic from "@fastify/static";
-import { type Database, openDatabase, type TaskRow } from "@repo/db";
+import { type Database, openDatabase } from "@repo/db";
 import { getStepsForMode } from "@repo/types";
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import { createAgentRunner } from "./agent";
@@ -26,14 +26,17 @@ import { RepositoryStore } from "./repository/repository-store";
 import { registerTaskRoutes } from "./routes/tasks";
 import { MessageLog } from "./services/message-log";
 import { TaskCleanupService } from "./services/task-cleanup";
+import { createTaskCore } from "./services/task-core";
 import { TaskLifecycle } from "./services/task-lifecycle";
 import { TaskRecovery } from "./services/task-recovery";
+import type { TaskRepository } from "./services/task-repository";
 import { TurnRunner } from "./services/turn-runner";
 import { WorkspaceTeardown } from "./services/workspace-teardown";
 import { createSocketServer, TaskEvents, type UmbraSocketServer } from "./socket";
 import { tokenMatches } from "./utils/auth";
 import { type Clock, systemClock } from "./utils/clock";
-import { createTaskStatusStore, type TaskChange, type TaskStatusStore } from "./utils/task-status";
+import type { TaskChanges } from "./utils/task-changes";
+import type { TaskStatusStore } from "./utils/task-status";
 
 const WEB_DIST = fileURLToPath(new URL("../../web/dist", import.meta.url));
 
@@ -53,7 +56,10 @@ export interface UmbraServer {
   config: ServerConfig;
   database: Database;
   status: TaskStatusStore;
+  tasks: TaskRepository;
+  changes: TaskChanges;
   lifecycle: TaskLifecycle;
+  turns: TurnRunner;
   cleanup: TaskCleanupService | null;
   recovery: TaskRecovery;
   workspaces: WorkspaceManager;
@@ -89,25 +95,10 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
       (reply as FastifyReply).code(400).send({ error: { code: "VALIDATION_ERROR", message: error.message } });
     },
   }) as unknown as FastifyInstance;
-  const io = createSocketServer(fastify.server, {
-    apiToken: config.apiToken,
-    loadTask: (id) => lifecycle.get(id),
-    log,
-  });
+  const { tasks, changes, status, claims } = createTaskCore({ db, clock, cleanupDelayMs: config.cleanupDelayMs, log });
+  const io = createSocketServer(fastify.server, { apiToken: config.apiToken, tasks, log });
   const events = new TaskEvents(io);
-  const listeners = new Set<(change: TaskChange) => void>();
-  const status = createTaskStatusStore({
-    db,
-    clock,
-    onChange: (change) => {
-      events.statusChanged(change.task, change.at);
-      for (const listener of listeners) listener(change);
-    },
-  });
-  const subscribe = (listener: (change: TaskChange) => void) => {
-    listeners.add(listener);
-    return () => listeners.delete(listener);
-  };
+  changes.subscribe((change) => events.statusChanged(change.task, change.at));
   const metrics = new Metrics();
   const store = new RepositoryStore(join(config.dataDir, "repos"));
   const indexer = new RepositoryIndexer(db, store, clock);
@@ -116,41 +107,40 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
     (await createWorkspaceManager(config, { db, clock, store, log: log.child({ component: "workspace" }) }));
   const agent = options.agent ?? createAgentRunner(config);
   const messages = new MessageLog({ db, clock, emitChunk: (taskId, chunk) => events.streamChunk(taskId, chunk) });
-  const loadTask = (id: string): Promise<TaskRow> => lifecycle.get(id);
   const engine = new TaskInitializationEngine({
     status,
     workspaces,
     indexer,
     store,
-    loadTask,
+    tasks,
     onProgress: (taskId, progress) => events.initProgress(taskId, progress),
     log: log.child({ component: "init" }),
   });
   const turns = new TurnRunner({
     status,
+    engine,
     workspaces,
     agent,
     messages,
     indexer,
-    clock,
-    cleanupDelayMs: config.cleanupDelayMs,
-    emitTurnEnd: (taskId, final, error) => {
+    emitTurnEnd: (taskId, outcome, error) => {
       metrics.increment("umbra_turns_total", "Agent turns finished.");
-      events.streamChunk(taskId, { type: "turn-end", status: final, error });
+      events.streamChunk(taskId, { type: "turn-end", status: outcome, error });
     },
     log: log.child({ component: "turn" }),
   });
-  const teardown = new WorkspaceTeardown({ status, workspaces, loadTask, subscribe, log });
-  const lifecycle = new TaskLifecycle({ db, status, engine, turns, messages, workspaces, teardown, store, log });
+  const teardown = new WorkspaceTeardown({ status, workspaces, tasks, log });
+  const lifecycle = new TaskLifecycle({ tasks, status, turns, workspaces, teardown, claims, store, log });
   const cleanup =
     workspaces.mode === "remote"
       ? new TaskCleanupService({
           clock,
-          loadTask,
+          tasks,
           status,
+          claims,
           teardown,
+          changes,
           intervalMs: config.cleanupIntervalMs,
-          subscribe,
           log: log.child({ component: "cleanup" }),
           onCleaned: () => metrics.increment("umbra_cleanups_total", "Warm workspaces cleaned up."),
         })
@@ -163,15 +153,16 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
     workspaces,
     provider: workspaces.vmProvider ?? null,
     messages,
-    restart: (taskId, message) => lifecycle.resume(taskId, message),
-    isActive: (taskId) => lifecycle.isActive(taskId),
+    claims,
+    restart: (task, message) => lifecycle.resume(task, message),
+    isActive: (taskId) => turns.isRunning(taskId),
     log: log.child({ component: "recovery" }),
     intervalMs: config.healthCheckIntervalMs,
     dataDir: config.dataDir,
   });
 
   installHttpBasics(fastify, config);
-  registerTaskRoutes(fastify, { lifecycle, messages, store });
+  registerTaskRoutes(fastify, { tasks, lifecycle, messages, store });
   fastify.get("/api/health", async () => ({ ok: true }));
   fastify.get("/api/config", async () => ({
     mode: workspaces.mode,
@@ -191,7 +182,10 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
     config,
     database,
     status,
+    tasks,
+    changes,
     lifecycle,
+    turns,
     cleanup,
     recovery,
     workspaces,

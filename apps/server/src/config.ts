@@ -5,6 +5,7 @@
 import { resolve } from "node:path";
 import { AGENT_KINDS, type AgentKind, type TaskMode } from "@repo/types";
 import { z } from "zod";
+import { parseSecretsKey } from "./utils/secret-box";
 
 const LOOPBACK_HOSTS = new Set(["127.0.0.1", "localhost", "::1", "[::1]"]);
 
@@ -44,6 +45,18 @@ const EnvSchema = z.object({
   VM_READY_TIMEOUT_MS: integer(60_000, 100),
   HEALTH_CHECK_INTERVAL_MS: integer(30_000, 100),
   API_TOKEN: optionalString,
+  SECRETS_KEY: optionalString.refine(
+    (key) => {
+      if (!key) return true;
+      try {
+        parseSecretsKey(key);
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    { message: "must be 32 bytes, as base64 or hex" },
+  ),
   AGENT: z.enum(["auto", ...AGENT_KINDS], { message: "must be auto, llm, command or shell" }).default("auto"),
   LLM_PROVIDER: z
     .enum(["openai", "anthropic", "openai-compatible"], { message: "must be openai, anthropic or openai-compatible" })
@@ -83,6 +96,8 @@ export interface ServerConfig {
   /** Period of the warm-workspace health probe and the orphan sweep, in ms. Default 30000. */
   healthCheckIntervalMs: number;
   apiToken?: string;
+  /** Key of the secrets store and sealed sandbox tokens (32 bytes, base64 or hex). Default: a key file in DATA_DIR. */
+  secretsKey?: string;
   agent: AgentKind;
   llm?: LlmConfig;
   agentCommand?: string;
@@ -127,6 +142,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
     vmReadyTimeoutMs: e.VM_READY_TIMEOUT_MS,
     healthCheckIntervalMs: e.HEALTH_CHECK_INTERVAL_MS,
     apiToken: e.API_TOKEN,
+    secretsKey: e.SECRETS_KEY,
     agent,
     llm,
     agentCommand: e.AGENT_COMMAND,

@@ -122,6 +122,22 @@ export class WorkspaceSaveError extends WorkspaceError {
   }
 }
 
+/**
+ * Why running work (an initialization or a turn) was aborted — the abort
+ * signal's reason. A user's stop ends it STOPPED; the server going away also
+ * ends a turn STOPPED but leaves an initialization INITIALIZING, so that the
+ * next start restarts it.
+ */
+export class StopRequest extends Error {
+  constructor(
+    message: string,
+    readonly byUser: boolean,
+  ) {
+    super(message);
+    this.name = "StopRequest";
+  }
+}
+
 export function errorMessage(error: unknown): string {
   if (error instanceof Error) return error.message;
   return String(error);

@@ -19,6 +19,7 @@ import { Server } from "socket.io";
 import { AppError } from "./errors";
 import type { Logger } from "./logger";
 import { toTaskDto } from "./routes/dto";
+import type { TaskRepository } from "./services/task-repository";
 import { tokenMatches } from "./utils/auth";
 
 export type UmbraSocketServer = Server<ClientToServerEvents, ServerToClientEvents>;
@@ -56,7 +57,7 @@ export class TaskEvents {
 
 export interface SocketDeps {
   apiToken?: string;
-  loadTask(taskId: string): Promise<TaskRow>;
+  tasks: Pick<TaskRepository, "get">;
   log: Logger;
 }
 
@@ -84,7 +85,7 @@ export function createSocketServer(http: HttpServer, deps: SocketDeps): UmbraSoc
         return;
       }
       try {
-        const task = await deps.loadTask(parsed.data.taskId);
+        const task = await deps.tasks.get(parsed.data.taskId);
         await socket.join(room(task.id));
         reply({ ok: true, task: toTaskDto(task) });
       } catch (error) {

@@ -1,19 +1,3 @@
-/**
- * Fault injection with real processes: the server runs as a child process
- * (`node --import tsx apps/server/src/main.ts`) on a real DATA_DIR; the test
- * SIGKILLs it while tasks sit in chosen places — each initialization step, a
- * turn, a cleanup — then starts it again on the same DATA_DIR and checks what
- * users care about: no task stuck INITIALIZING or RUNNING, no commit lost,
- * no process leaked.
- *
- * Holding a task in a step is done with real faults, not flags: a git remote
- * that stalls (the fetch of PREPARE_WORKSPACE / CREATE_VM), a sandbox frozen
- * with SIGSTOP (WAIT_VM_READY, VERIFY_VM_WORKSPACE, a cleanup probing it),
- * a turn that runs `sleep 30`. INDEX_REPOSITORY cannot be held from outside;
- * it is hit by polling and killing the instant the API reports it, on a
- * repository large enough for the step to take a few hundred milliseconds.
- */
-import { randomUUID } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { openDatabase, tasks } from "@repo/db";
@@ -57,12 +41,13 @@ import {
   unreadBytesOnPort,
 } from "../../../test/support/sandbox-probe";
 import { processesUnder, settleProcessesUnder, spawnServer } from "../../../test/support/server-process";
+import { warmTask } from "../../../test/support/task-states";
 import type { WorkspaceManager } from "../src/execution/types";
 import { createLogger } from "../src/logger";
 import { TaskCleanupService } from "../src/services/task-cleanup";
+import { createTaskCore } from "../src/services/task-core";
 import { WorkspaceTeardown } from "../src/services/workspace-teardown";
 import { ManualClock } from "../src/utils/clock";
-import { createTaskStatusStore, type TaskStatusStore } from "../src/utils/task-status";
 
 const FILE = "fault-injection.test.ts";
 
@@ -534,16 +519,14 @@ describe("a cleanup claim held by another worker", () => {
       async (observe) => {
         const database = await openDatabase();
         const clock = new ManualClock();
-        const status = createTaskStatusStore({ db: database.db, clock });
+        const log = createLogger("silent");
+        const core = createTaskCore({ db: database.db, clock, cleanupDelayMs: 60_000, log });
         let claimPasses = 0;
-        const counted: TaskStatusStore = {
-          ...status,
-          claimDueCleanups: (...args) => {
-            claimPasses++;
-            return status.claimDueCleanups(...args);
-          },
+        const claimDue = core.claims.claimDue.bind(core.claims);
+        core.claims.claimDue = (...args) => {
+          claimPasses++;
+          return claimDue(...args);
         };
-        const loadTask = async (id: string) => (await database.db.select().from(tasks).where(eq(tasks.id, id)))[0]!;
         const destroyed: string[] = [];
         const workspaces: WorkspaceManager = {
           mode: "remote",
@@ -551,30 +534,18 @@ describe("a cleanup claim held by another worker", () => {
           executor: async () => {
             throw new Error("no executor in this test");
           },
+          attach: async () => null,
           saveWork: async () => "sha",
           teardown: async (task) => {
             destroyed.push(task.id);
           },
           isAlive: async () => false,
         };
-        const log = createLogger("silent");
-        const subscribe = () => () => true;
-        const teardown = new WorkspaceTeardown({ status, workspaces, loadTask, subscribe, log });
-        const service = new TaskCleanupService({
-          clock,
-          loadTask,
-          status: counted,
-          teardown,
-          intervalMs: 60 * 60_000,
-          subscribe,
-          log,
-        });
+        const teardown = new WorkspaceTeardown({ status: core.status, workspaces, tasks: core.tasks, log });
+        const service = new TaskCleanupService({ clock, ...core, teardown, intervalMs: 60 * 60_000, log });
+        const loadTask = (id: string) => core.tasks.get(id);
         try {
-          const task = await status.createTask({ id: randomUUID(), title: "t", mode: "remote", repoUrl: "/r" });
-          await status.setInitStatus(task.id, "ACTIVE");
-          await status.setTaskStatus(task.id, "RUNNING");
-          await status.setTaskStatus(task.id, "COMPLETED");
-          await status.scheduleTaskCleanup(task.id, 1);
+          const task = await warmTask(core.status, 1);
           clock.advance(60_000);
           await database.db
             .update(tasks)

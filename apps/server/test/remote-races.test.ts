@@ -56,7 +56,7 @@ describe("remote races", () => {
       else outcomes.reinitialized++;
       await eventually(async () => {
         const row = await readTask(t, task.id);
-        return row.status === "COMPLETED" && row.scheduledCleanupAt !== null && !t.server.lifecycle.isActive(task.id);
+        return row.status === "COMPLETED" && row.scheduledCleanupAt !== null && !t.server.turns.isRunning(task.id);
       });
       const after = await readTask(t, task.id);
       expect([after.initStatus, after.cleanupClaimedBy]).toEqual(["ACTIVE", null]);
@@ -79,7 +79,7 @@ describe("remote races", () => {
     expect(answers.map((a) => a.status).sort()).toEqual([202, 409]);
     expect(answers.find((a) => a.status === 409)?.body.error?.code).toBe("TASK_BUSY");
     await eventually(
-      async () => (await readTask(t, task.id)).status === "COMPLETED" && !t.server.lifecycle.isActive(task.id),
+      async () => (await readTask(t, task.id)).status === "COMPLETED" && !t.server.turns.isRunning(task.id),
     );
     const diff = (await t.api<DiffResponse>("GET", `/api/tasks/${task.id}/diff`)).body;
     expect(diff.files).toHaveLength(1);

@@ -3,12 +3,13 @@ import { openDatabase, type TaskRow, taskStatusHistory, tasks } from "@repo/db";
 import { eq, inArray } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { databaseTargets, type TestDatabase } from "../../../test/support/databases";
+import { warmTask } from "../../../test/support/task-states";
 import type { WorkspaceManager } from "../src/execution/types";
 import { createLogger } from "../src/logger";
 import { TaskCleanupService } from "../src/services/task-cleanup";
+import { createTaskCore } from "../src/services/task-core";
 import { WorkspaceTeardown } from "../src/services/workspace-teardown";
 import { type Clock, ManualClock } from "../src/utils/clock";
-import { createTaskStatusStore, type TaskChange, type TaskStatusStore } from "../src/utils/task-status";
 
 const targets = await databaseTargets();
 const log = createLogger("silent");
@@ -41,42 +42,14 @@ class RecordingWorkspaces implements WorkspaceManager {
     this.destroyed.push(task.id);
   }
   isAlive = async () => true;
+  attach = async () => null;
 }
 
 function cleanupService(db: TestDatabase["db"], clock: Clock, workspaces: WorkspaceManager, workerId?: string) {
-  const listeners = new Set<(c: TaskChange) => void>();
-  const status = createTaskStatusStore({
-    db,
-    clock,
-    onChange: (c) => {
-      for (const l of listeners) l(c);
-    },
-  });
-  const subscribe = (l: (c: TaskChange) => void) => {
-    listeners.add(l);
-    return () => listeners.delete(l);
-  };
-  const loadTask = async (id: string) => (await db.select().from(tasks).where(eq(tasks.id, id)))[0]!;
-  const teardown = new WorkspaceTeardown({ status, workspaces, loadTask, subscribe, log });
-  const service = new TaskCleanupService({
-    clock,
-    loadTask,
-    status,
-    teardown,
-    intervalMs: MINUTE,
-    subscribe,
-    log,
-    workerId,
-  });
-  return { service, status };
-}
-
-async function warmTask(status: TaskStatusStore, delayMinutes: number): Promise<TaskRow> {
-  const task = await status.createTask({ id: randomUUID(), title: "t", mode: "remote", repoUrl: "/r" });
-  await status.setInitStatus(task.id, "ACTIVE");
-  await status.setTaskStatus(task.id, "RUNNING");
-  await status.setTaskStatus(task.id, "COMPLETED");
-  return status.scheduleTaskCleanup(task.id, delayMinutes);
+  const core = createTaskCore({ db, clock, cleanupDelayMs: 10 * MINUTE, log });
+  const teardown = new WorkspaceTeardown({ status: core.status, workspaces, tasks: core.tasks, log });
+  const service = new TaskCleanupService({ clock, ...core, teardown, intervalMs: MINUTE, log, workerId });
+  return { service, status: core.status };
 }
 
 describe.each(targets)("task cleanup service on $name", (target) => {
@@ -116,7 +89,7 @@ describe.each(targets)("task cleanup service on $name", (target) => {
     const { service, status } = cleanupService(database.db, clock, workspaces);
     service.start();
     const task = await warmTask(status, 10);
-    await status.setTaskStatus(task.id, "RUNNING", { requireUnclaimed: true });
+    await status.startWarmFollowUp(task.id);
     clock.advance(11 * MINUTE);
     await service.whenIdle();
     expect((await read(task.id)).status).toBe("RUNNING");
@@ -201,8 +174,20 @@ describe.runIf(targets.some((t) => t.name === "postgres"))("two cleanup services
       const workspaces = new RecordingWorkspaces();
       const a = cleanupService(database.db, clock, workspaces, "worker-a");
       const b = cleanupService(second.db, clock, workspaces, "worker-b");
-      const ids: string[] = [];
-      for (let i = 0; i < 200; i++) ids.push((await warmTask(a.status, 10)).id);
+      // 200 tasks whose turn COMPLETED on a warm remote workspace, due in 10 minutes.
+      const now = clock.now();
+      const warmRows = Array.from({ length: 200 }, () => ({
+        id: randomUUID(),
+        title: "t",
+        mode: "remote" as const,
+        repoUrl: "/r",
+        status: "COMPLETED" as const,
+        initStatus: "ACTIVE" as const,
+        scheduledCleanupAt: new Date(now.getTime() + 10 * MINUTE),
+        createdAt: now,
+        updatedAt: now,
+      }));
+      const ids = (await database.db.insert(tasks).values(warmRows).returning({ id: tasks.id })).map((r) => r.id);
       clock.advance(10 * MINUTE);
       a.service.start();
       b.service.start();

@@ -4,23 +4,111 @@ import { INIT_STATUSES, type InitStatus, TASK_STATUSES, type TaskMode, type Task
 import { asc, eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { databaseTargets, type TestDatabase } from "../../../test/support/databases";
-import { InvalidTransitionError, NotFoundError } from "../src/errors";
+import { warmTask } from "../../../test/support/task-states";
+import { NotFoundError } from "../src/errors";
 import { ManualClock } from "../src/utils/clock";
-import { createTaskStatusStore, findTransition, type TaskChange } from "../src/utils/task-status";
+import { TASK_MOVES } from "../src/utils/task-moves";
+import { createTaskStatusStore, type TaskChange, type TaskStatusStore } from "../src/utils/task-status";
 
 const targets = await databaseTargets();
+const DELAY_MS = 600_000;
 
-/** Every (status, initStatus) pair the schema allows, for a task of `mode`. */
-function reachableStates() {
-  const states: { status: TaskStatus; initStatus: InitStatus }[] = [];
-  for (const status of TASK_STATUSES) {
-    for (const initStatus of INIT_STATUSES) {
-      if (status === "ARCHIVED" && initStatus !== "INACTIVE") continue;
-      if (status === "RUNNING" && initStatus !== "ACTIVE") continue;
-      states.push({ status, initStatus });
+/*
+ * SPEC §1, written out by hand: for every named move, the statuses it starts
+ * from, the initStatus and claim it needs, and where it leaves the task. The
+ * test below holds the code's table against this one; it never asks the code
+ * what is allowed.
+ */
+type Schedule = "none" | "warm window" | "kept";
+interface ExpectedMove {
+  from: TaskStatus[];
+  needsInitStatus?: InitStatus;
+  needsClaim?: "none" | "mine";
+  to: [TaskStatus, InitStatus | "same"];
+  schedule: Schedule;
+}
+const SPEC_MOVES: Record<string, ExpectedMove> = {
+  startTurn: { from: ["INITIALIZING"], needsInitStatus: "ACTIVE", to: ["RUNNING", "ACTIVE"], schedule: "none" },
+  failInitialization: { from: ["INITIALIZING"], to: ["FAILED", "INACTIVE"], schedule: "none" },
+  stopInitialization: { from: ["INITIALIZING"], to: ["STOPPED", "INACTIVE"], schedule: "none" },
+  completeTurn: { from: ["RUNNING"], to: ["COMPLETED", "same"], schedule: "warm window" },
+  failTurn: { from: ["RUNNING"], to: ["FAILED", "same"], schedule: "warm window" },
+  stopTurn: { from: ["RUNNING"], to: ["STOPPED", "same"], schedule: "warm window" },
+  interruptTurn: { from: ["RUNNING"], to: ["STOPPED", "same"], schedule: "kept" },
+  startWarmFollowUp: {
+    from: ["COMPLETED", "STOPPED", "FAILED"],
+    needsInitStatus: "ACTIVE",
+    needsClaim: "none",
+    to: ["RUNNING", "ACTIVE"],
+    schedule: "none",
+  },
+  beginReinitialization: {
+    from: ["COMPLETED", "STOPPED", "FAILED", "ARCHIVED"],
+    needsInitStatus: "INACTIVE",
+    to: ["INITIALIZING", "INACTIVE"],
+    schedule: "none",
+  },
+  archiveByCleanup: {
+    from: ["INITIALIZING", "RUNNING", "STOPPED", "COMPLETED", "FAILED"],
+    needsClaim: "mine",
+    to: ["ARCHIVED", "INACTIVE"],
+    schedule: "none",
+  },
+  archiveByUser: {
+    from: ["INITIALIZING", "RUNNING", "STOPPED", "COMPLETED", "FAILED"],
+    to: ["ARCHIVED", "INACTIVE"],
+    schedule: "none",
+  },
+};
+
+/** The steps of each mode, in order, as SPEC §1 lists them. */
+const SPEC_STEPS: Record<TaskMode, InitStatus[]> = {
+  local: ["PREPARE_WORKSPACE", "INDEX_REPOSITORY"],
+  remote: ["CREATE_VM", "WAIT_VM_READY", "VERIFY_VM_WORKSPACE", "INDEX_REPOSITORY"],
+};
+
+const WORKER = "worker-1";
+
+interface StartState {
+  mode: TaskMode;
+  status: TaskStatus;
+  initStatus: InitStatus;
+  scheduled: boolean;
+  claimedBy: string | null;
+}
+
+/**
+ * Every state the schema allows for a remote task, with and without a
+ * schedule or a claim where one can exist; and the local states a turn ends
+ * from or rests in, where the mode changes what a move does (no warm window).
+ */
+function startStates(): StartState[] {
+  const states: StartState[] = [];
+  for (const mode of ["remote", "local"] as const) {
+    for (const status of mode === "remote" ? TASK_STATUSES : (["RUNNING", "COMPLETED"] as const)) {
+      for (const initStatus of INIT_STATUSES) {
+        if (status === "ARCHIVED" && initStatus !== "INACTIVE") continue;
+        if (status === "RUNNING" && initStatus !== "ACTIVE") continue;
+        states.push({ mode, status, initStatus, scheduled: false, claimedBy: null });
+        const warm =
+          mode === "remote" && initStatus === "ACTIVE" && ["COMPLETED", "STOPPED", "FAILED"].includes(status);
+        if (warm) {
+          states.push({ mode, status, initStatus, scheduled: true, claimedBy: null });
+          states.push({ mode, status, initStatus, scheduled: true, claimedBy: WORKER });
+          states.push({ mode, status, initStatus, scheduled: true, claimedBy: "worker-2" });
+        }
+      }
     }
   }
   return states;
+}
+
+function expectedAllowed(move: ExpectedMove, state: StartState): boolean {
+  if (!move.from.includes(state.status)) return false;
+  if (move.needsInitStatus && move.needsInitStatus !== state.initStatus) return false;
+  if (move.needsClaim === "none" && state.claimedBy) return false;
+  if (move.needsClaim === "mine" && state.claimedBy !== WORKER) return false;
+  return true;
 }
 
 describe.each(targets)("task status machine on $name", (target) => {
@@ -33,7 +121,8 @@ describe.each(targets)("task status machine on $name", (target) => {
   });
   afterAll(() => database.close());
 
-  const store = () => createTaskStatusStore({ db: database.db, clock, onChange: (c) => changes.push(c) });
+  const store = () =>
+    createTaskStatusStore({ db: database.db, clock, cleanupDelayMs: DELAY_MS, onChange: (c) => changes.push(c) });
 
   async function insertTask(state: Partial<TaskRow> & { mode?: TaskMode } = {}): Promise<TaskRow> {
     const now = clock.now();
@@ -57,41 +146,127 @@ describe.each(targets)("task status machine on $name", (target) => {
     return row!;
   }
 
-  it("allows every move in the table and refuses every other one without changing the row", async () => {
+  /** `count` tasks in `state`, inserted in one statement. */
+  async function insertStates(state: StartState, count: number): Promise<TaskRow[]> {
+    const now = clock.now();
+    const soon = new Date(now.getTime() + 1000);
+    const row = {
+      title: "t",
+      repoUrl: "/repo",
+      createdAt: now,
+      updatedAt: now,
+      mode: state.mode,
+      status: state.status,
+      initStatus: state.initStatus,
+      scheduledCleanupAt: state.scheduled ? soon : null,
+      cleanupClaimedBy: state.claimedBy,
+      cleanupLeaseUntil: state.claimedBy ? soon : null,
+    };
+    return database.db
+      .insert(tasks)
+      .values(Array.from({ length: count }, () => ({ ...row, id: randomUUID() })))
+      .returning();
+  }
+
+  function makeMove(s: TaskStatusStore, name: string, taskId: string): Promise<TaskRow | null> {
+    switch (name) {
+      case "completeTurn":
+        return s.endTurn(taskId, "COMPLETED", null);
+      case "failTurn":
+        return s.endTurn(taskId, "FAILED", "agent failed");
+      case "stopTurn":
+        return s.endTurn(taskId, "STOPPED", "stopped");
+      case "failInitialization":
+        return s.failInitialization(taskId, "a step failed");
+      case "stopInitialization":
+        return s.stopInitialization(taskId, "stopped");
+      case "interruptTurn":
+        return s.interruptTurn(taskId, "interrupted");
+      case "archiveByCleanup":
+        return s.archiveByCleanup(taskId, WORKER);
+      case "archiveByUser":
+        return s.archiveByUser(taskId);
+      case "startTurn":
+        return s.startTurn(taskId);
+      case "startWarmFollowUp":
+        return s.startWarmFollowUp(taskId);
+      case "beginReinitialization":
+        return s.beginReinitialization(taskId);
+      default:
+        throw new Error(`no such move in the test: ${name}`);
+    }
+  }
+
+  it("makes every move of SPEC §1 from exactly the states it allows, with its effects; refuses the rest unchanged", async () => {
     const s = store();
+    expect(Object.keys(TASK_MOVES).sort()).toEqual(Object.keys(SPEC_MOVES).sort());
     let allowed = 0;
     let refused = 0;
-    for (const from of reachableStates()) {
-      for (const to of TASK_STATUSES) {
-        const row = await insertTask(from);
-        const transition = findTransition(from.status, to);
-        const permitted =
-          transition !== undefined &&
-          (!transition.requiresInitStatus || transition.requiresInitStatus === from.initStatus) &&
-          !(to === "RUNNING" && from.initStatus !== "ACTIVE");
-        if (permitted) {
-          const updated = await s.setTaskStatus(row.id, to, { reason: "walk" });
-          expect(updated.status).toBe(to);
-          if (to === "ARCHIVED") expect(updated.initStatus).toBe("INACTIVE");
-          expect(updated.version).toBe(row.version + 1);
-          allowed++;
-        } else {
-          await expect(s.setTaskStatus(row.id, to), `${from.status}/${from.initStatus} → ${to}`).rejects.toBeInstanceOf(
-            InvalidTransitionError,
-          );
-          expect(await readTask(row.id)).toEqual(row);
+    for (const state of startStates()) {
+      const moves = Object.entries(SPEC_MOVES);
+      const rows = await insertStates(state, moves.length);
+      for (const [index, [name, move]] of moves.entries()) {
+        const row = rows[index]!;
+        const result = await makeMove(s, name, row.id);
+        const where = `${name} from ${state.mode} ${state.status}/${state.initStatus} scheduled=${state.scheduled} claim=${state.claimedBy}`;
+        if (!expectedAllowed(move, state)) {
+          expect(result, where).toBeNull();
+          expect(await readTask(row.id), where).toEqual(row);
           refused++;
+          continue;
+        }
+        expect(result, where).not.toBeNull();
+        const [status, initStatus] = move.to;
+        expect(result!.status, where).toBe(status);
+        expect(result!.initStatus, where).toBe(initStatus === "same" ? state.initStatus : initStatus);
+        const warmWindow = state.mode === "remote" ? clock.now().getTime() + DELAY_MS : null;
+        const expectedSchedule =
+          move.schedule === "warm window"
+            ? warmWindow
+            : move.schedule === "kept"
+              ? (row.scheduledCleanupAt?.getTime() ?? null)
+              : null;
+        expect(result!.scheduledCleanupAt?.getTime() ?? null, where).toBe(expectedSchedule);
+        if (move.schedule === "none") expect(result!.cleanupClaimedBy, where).toBeNull();
+        expect(result!.version, where).toBe(row.version + 1);
+        allowed++;
+      }
+    }
+    expect(allowed).toBeGreaterThan(60);
+    expect(refused).toBeGreaterThan(300);
+  }, 90_000);
+
+  it("moves initStatus only to the next step of the mode, or back to INACTIVE when no turn runs", async () => {
+    const s = store();
+    for (const mode of ["remote", "local"] as const) {
+      const order: InitStatus[] = ["INACTIVE", ...SPEC_STEPS[mode], "ACTIVE"];
+      for (const status of TASK_STATUSES) {
+        for (const from of INIT_STATUSES) {
+          if (status === "ARCHIVED" && from !== "INACTIVE") continue;
+          if (status === "RUNNING" && from !== "ACTIVE") continue;
+          for (const to of INIT_STATUSES) {
+            const row = await insertTask({ mode, status, initStatus: from });
+            const next = order.indexOf(from) >= 0 ? order[order.indexOf(from) + 1] : undefined;
+            const ok = to === "INACTIVE" ? status !== "RUNNING" : status === "INITIALIZING" && to === next;
+            const result = await s.setInitStatus(row.id, to);
+            const where = `${mode} ${status}/${from} → ${to}`;
+            if (ok) {
+              expect(result?.initStatus, where).toBe(to);
+              expect(result?.status, where).toBe(status);
+            } else {
+              expect(result, where).toBeNull();
+              expect(await readTask(row.id), where).toEqual(row);
+            }
+          }
         }
       }
     }
-    expect(allowed).toBeGreaterThan(20);
-    expect(refused).toBeGreaterThan(100);
-  });
+  }, 60_000);
 
   it("writes a history row for each field a move changes, in the same transaction", async () => {
     const s = store();
     const row = await insertTask({ status: "INITIALIZING", initStatus: "INDEX_REPOSITORY" });
-    await s.setTaskStatus(row.id, "FAILED", { initStatus: "INACTIVE", reason: "step failed" });
+    await s.failInitialization(row.id, "step failed");
     const history = await database.db
       .select()
       .from(taskStatusHistory)
@@ -104,7 +279,7 @@ describe.each(targets)("task status machine on $name", (target) => {
   });
 
   it("reports a missing task as NotFoundError", async () => {
-    await expect(store().setTaskStatus(randomUUID(), "RUNNING")).rejects.toBeInstanceOf(NotFoundError);
+    await expect(store().startTurn(randomUUID())).rejects.toBeInstanceOf(NotFoundError);
   });
 
   it("walks the seed's lifecycle and emits each change after commit, in order", async () => {
@@ -113,20 +288,24 @@ describe.each(targets)("task status machine on $name", (target) => {
     const task = await s.createTask({ id: randomUUID(), title: "lifecycle", mode: "remote", repoUrl: "/repo" });
     expect([task.status, task.initStatus, task.scheduledCleanupAt]).toEqual(["INITIALIZING", "INACTIVE", null]);
     for (const step of ["CREATE_VM", "WAIT_VM_READY", "VERIFY_VM_WORKSPACE", "INDEX_REPOSITORY", "ACTIVE"] as const) {
-      expect((await s.setInitStatus(task.id, step)).initStatus).toBe(step);
+      expect((await s.setInitStatus(task.id, step))?.initStatus).toBe(step);
     }
-    expect((await s.setTaskStatus(task.id, "RUNNING")).status).toBe("RUNNING");
-    await s.setTaskStatus(task.id, "COMPLETED");
-    const scheduled = await s.scheduleTaskCleanup(task.id, 10);
-    expect(scheduled.scheduledCleanupAt?.getTime()).toBe(clock.now().getTime() + 600_000);
-    const warm = await s.setTaskStatus(task.id, "RUNNING", { requireUnclaimed: true });
-    expect([warm.status, warm.initStatus, warm.scheduledCleanupAt]).toEqual(["RUNNING", "ACTIVE", null]);
-    await s.setTaskStatus(task.id, "COMPLETED");
-    await s.scheduleTaskCleanup(task.id, 10);
-    const archived = await s.setTaskStatus(task.id, "ARCHIVED");
-    expect([archived.status, archived.initStatus, archived.scheduledCleanupAt]).toEqual(["ARCHIVED", "INACTIVE", null]);
-    const reinit = await s.setTaskStatus(task.id, "INITIALIZING");
-    expect([reinit.status, reinit.initStatus]).toEqual(["INITIALIZING", "INACTIVE"]);
+    expect((await s.startTurn(task.id))?.status).toBe("RUNNING");
+    const completed = await s.endTurn(task.id, "COMPLETED", null);
+    expect(completed?.scheduledCleanupAt?.getTime()).toBe(clock.now().getTime() + 600_000);
+    const warm = await s.startWarmFollowUp(task.id);
+    expect([warm?.status, warm?.initStatus, warm?.scheduledCleanupAt]).toEqual(["RUNNING", "ACTIVE", null]);
+    await s.endTurn(task.id, "COMPLETED", null);
+    const scheduled = await s.scheduleTaskCleanup(task.id, 5);
+    expect(scheduled?.scheduledCleanupAt?.getTime()).toBe(clock.now().getTime() + 300_000);
+    const archived = await s.archiveByUser(task.id);
+    expect([archived?.status, archived?.initStatus, archived?.scheduledCleanupAt]).toEqual([
+      "ARCHIVED",
+      "INACTIVE",
+      null,
+    ]);
+    const reinit = await s.beginReinitialization(task.id);
+    expect([reinit?.status, reinit?.initStatus]).toEqual(["INITIALIZING", "INACTIVE"]);
     expect(changes.map((c) => `${c.task.status}/${c.task.initStatus}`)).toEqual([
       "INITIALIZING/CREATE_VM",
       "INITIALIZING/WAIT_VM_READY",
@@ -134,7 +313,6 @@ describe.each(targets)("task status machine on $name", (target) => {
       "INITIALIZING/INDEX_REPOSITORY",
       "INITIALIZING/ACTIVE",
       "RUNNING/ACTIVE",
-      "COMPLETED/ACTIVE",
       "COMPLETED/ACTIVE",
       "RUNNING/ACTIVE",
       "COMPLETED/ACTIVE",
@@ -159,11 +337,11 @@ describe.each(targets)("task status machine on $name", (target) => {
     for (const { ok, ...state } of cases) {
       const row = await insertTask(state);
       if (ok) {
-        expect((await s.scheduleTaskCleanup(row.id, 0.5)).scheduledCleanupAt?.getTime()).toBe(
+        expect((await s.scheduleTaskCleanup(row.id, 0.5))?.scheduledCleanupAt?.getTime()).toBe(
           clock.now().getTime() + 30_000,
         );
       } else {
-        await expect(s.scheduleTaskCleanup(row.id, 10)).rejects.toBeInstanceOf(InvalidTransitionError);
+        expect(await s.scheduleTaskCleanup(row.id, 10)).toBeNull();
         expect(await readTask(row.id)).toEqual(row);
       }
     }
@@ -179,21 +357,19 @@ describe.each(targets)("task status machine on $name", (target) => {
       cleanupClaimedBy: "worker-1",
       cleanupLeaseUntil: new Date(clock.now().getTime() + 60_000),
     });
-    await expect(s.cancelTaskCleanup(claimed.id)).rejects.toBeInstanceOf(InvalidTransitionError);
-    await expect(s.setTaskStatus(claimed.id, "RUNNING", { requireUnclaimed: true })).rejects.toBeInstanceOf(
-      InvalidTransitionError,
-    );
+    expect(await s.cancelTaskCleanup(claimed.id)).toBeNull();
+    expect(await s.startWarmFollowUp(claimed.id)).toBeNull();
     expect(await readTask(claimed.id)).toEqual(claimed);
 
     const free = await insertTask({ status: "COMPLETED", initStatus: "ACTIVE", scheduledCleanupAt: at });
-    expect((await s.cancelTaskCleanup(free.id)).scheduledCleanupAt).toBeNull();
+    expect((await s.cancelTaskCleanup(free.id))?.scheduledCleanupAt).toBeNull();
   });
 
   it("keeps the invariants: provisioning steps only while INITIALIZING, no INACTIVE under a running agent", async () => {
     const s = store();
     const running = await insertTask({ status: "RUNNING", initStatus: "ACTIVE" });
-    await expect(s.setInitStatus(running.id, "INACTIVE")).rejects.toBeInstanceOf(InvalidTransitionError);
-    await expect(s.setInitStatus(running.id, "CREATE_VM")).rejects.toBeInstanceOf(InvalidTransitionError);
+    expect(await s.setInitStatus(running.id, "INACTIVE")).toBeNull();
+    expect(await s.setInitStatus(running.id, "CREATE_VM")).toBeNull();
     expect(await readTask(running.id)).toEqual(running);
 
     const warm = await insertTask({
@@ -202,7 +378,7 @@ describe.each(targets)("task status machine on $name", (target) => {
       scheduledCleanupAt: new Date(clock.now().getTime() + 1000),
     });
     const dead = await s.setInitStatus(warm.id, "INACTIVE", { reason: "sandbox died" });
-    expect([dead.status, dead.initStatus, dead.scheduledCleanupAt]).toEqual(["COMPLETED", "INACTIVE", null]);
+    expect([dead?.status, dead?.initStatus, dead?.scheduledCleanupAt]).toEqual(["COMPLETED", "INACTIVE", null]);
   });
 });
 
@@ -213,22 +389,14 @@ describe.runIf(targets.some((t) => t.name === "postgres"))("compare-and-set acro
     const second = await openDatabase({ databaseUrl: database.url! });
     const clock = new ManualClock();
     try {
-      const a = createTaskStatusStore({ db: database.db, clock });
-      const b = createTaskStatusStore({ db: second.db, clock });
+      const a = createTaskStatusStore({ db: database.db, clock, cleanupDelayMs: DELAY_MS });
+      const b = createTaskStatusStore({ db: second.db, clock, cleanupDelayMs: DELAY_MS });
       for (let round = 0; round < 25; round++) {
-        const task = await a.createTask({ id: randomUUID(), title: "race", mode: "remote", repoUrl: "/r" });
-        await a.setInitStatus(task.id, "ACTIVE");
-        await a.setTaskStatus(task.id, "RUNNING");
-        await a.setTaskStatus(task.id, "COMPLETED");
+        const task = await warmTask(a);
         await a.setInitStatus(task.id, "INACTIVE");
         // Two follow-ups race to re-initialize the same idle task.
-        const results = await Promise.allSettled([
-          a.setTaskStatus(task.id, "INITIALIZING"),
-          b.setTaskStatus(task.id, "INITIALIZING"),
-        ]);
-        expect(results.filter((r) => r.status === "fulfilled")).toHaveLength(1);
-        const rejected = results.find((r) => r.status === "rejected") as PromiseRejectedResult;
-        expect(rejected.reason).toBeInstanceOf(InvalidTransitionError);
+        const results = await Promise.all([a.beginReinitialization(task.id), b.beginReinitialization(task.id)]);
+        expect(results.filter((r) => r !== null)).toHaveLength(1);
         const history = await database.db.select().from(taskStatusHistory).where(eq(taskStatusHistory.taskId, task.id));
         expect(history.filter((h) => h.toValue === "INITIALIZING" && h.fromValue === "COMPLETED")).toHaveLength(1);
       }

@@ -121,20 +121,20 @@ describe.each(subjects)("workspace contract: $name", (subject) => {
 
   /** Runs the mode's provisioning steps (the engine's job, minus indexing) and leaves the task ACTIVE. */
   async function provision(): Promise<TaskRow> {
-    await status.setTaskStatus(task.id, "INITIALIZING").catch(() => undefined);
+    if (task.status !== "INITIALIZING") task = (await status.beginReinitialization(task.id)) ?? task;
     for (const step of getStepsForMode(subject.mode)) {
+      task = (await status.setInitStatus(task.id, step as InitStatus)) ?? task;
       if (step === "INDEX_REPOSITORY") continue;
-      task = await status.setInitStatus(task.id, step as InitStatus);
       const patch = await manager.runStep(step, { task, signal: new AbortController().signal, log });
-      if (patch && Object.keys(patch).length > 0) task = await status.updateTaskFields(task.id, patch);
+      if (patch && Object.keys(patch).length > 0) task = (await status.updateTaskFields(task.id, patch)) ?? task;
     }
-    task = await status.setInitStatus(task.id, "ACTIVE");
+    task = (await status.setInitStatus(task.id, "ACTIVE")) ?? task;
     return task;
   }
 
   beforeAll(async () => {
     database = await openDatabase();
-    status = createTaskStatusStore({ db: database.db, clock: systemClock });
+    status = createTaskStatusStore({ db: database.db, clock: systemClock, cleanupDelayMs: 600_000 });
     manager = await subject.make(dataDir, database);
     task = await status.createTask({
       id: crypto.randomUUID(),
@@ -143,7 +143,7 @@ describe.each(subjects)("workspace contract: $name", (subject) => {
       repoUrl: repo,
       branch: RepositoryStore.branchFor("x"),
     });
-    task = await status.updateTaskFields(task.id, { branch: RepositoryStore.branchFor(task.id) });
+    task = (await status.updateTaskFields(task.id, { branch: RepositoryStore.branchFor(task.id) })) ?? task;
     await provision();
   });
 
@@ -300,9 +300,9 @@ describe.each(subjects)("workspace contract: $name", (subject) => {
       name: "WorkspaceSaveError",
       code: "WORKSPACE_MISSING",
     });
-    await status.setTaskStatus(task.id, "RUNNING").catch(() => undefined);
-    await status.setTaskStatus(task.id, "COMPLETED").catch(() => undefined);
-    await status.setInitStatus(task.id, "INACTIVE");
+    await status.startTurn(task.id);
+    await status.endTurn(task.id, "COMPLETED", null);
+    task = (await status.setInitStatus(task.id, "INACTIVE")) ?? task;
     await provision();
     const executor = await manager.executor(task);
     expect(await executor.readFile("saved.txt")).toBe("kept\n");

@@ -66,6 +66,7 @@ export const tasks = pgTable(
     index("tasks_created_at_idx").on(t.createdAt.desc()),
     index("tasks_scheduled_cleanup_at_idx").on(t.scheduledCleanupAt).where(sql`${t.scheduledCleanupAt} IS NOT NULL`),
     index("tasks_status_idx").on(t.status),
+    index("tasks_cleanup_lease_idx").on(t.cleanupLeaseUntil).where(sql`${t.cleanupClaimedBy} IS NOT NULL`),
     check(
       "tasks_archived_is_inactive",
       sql`${t.status} <> 'ARCHIVED' OR (${t.initStatus} = 'INACTIVE' AND ${t.scheduledCleanupAt} IS NULL)`,
@@ -135,7 +136,7 @@ export const taskStatusHistory = pgTable(
   },
   (t) => [
     index("task_status_history_task_idx").on(t.taskId, t.id),
-    check("task_status_history_field", sql`${t.field} IN ('status', 'initStatus')`),
+    check("task_status_history_field", sql`${t.field} IN ('status', 'initStatus', 'scheduledCleanupAt')`),
   ],
 );
 

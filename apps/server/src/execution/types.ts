@@ -33,6 +33,11 @@ export interface WorkspaceManager {
   /** The tool executor of an ACTIVE task's workspace. */
   executor(task: TaskRow): Promise<ToolExecutor>;
   /**
+   * The executor of a warm workspace for a follow-up, after checking that the
+   * workspace still answers; null when it is gone.
+   */
+  attach(task: TaskRow): Promise<ToolExecutor | null>;
+  /**
    * Commits everything in the workspace (tracked and untracked) to the task
    * branch and makes sure the branch is saved in the repository store.
    * Returns the saved branch head.

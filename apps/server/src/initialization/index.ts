@@ -9,16 +9,20 @@
  * removed and `initStatus` back to INACTIVE. Work already saved on the task
  * branch is never touched by a failed initialization: it lives in the store.
  *
+ * A user's stop ends it STOPPED / INACTIVE; the server going away leaves it
+ * INITIALIZING / INACTIVE, to be restarted by the next server.
+ *
  * At most one initialization runs per task in this process; the INITIALIZING
  * status compare-and-set keeps it to one across processes.
  */
 import type { TaskRow } from "@repo/db";
 import { getStepsForMode, type InitializationProgress, InitStatus, STEP_DISPLAY_NAMES, TaskStatus } from "@repo/types";
-import { errorMessage, InvalidTransitionError, TaskBusyError } from "../errors";
+import { errorMessage, StopRequest, TaskBusyError } from "../errors";
 import type { StepContext, WorkspaceManager } from "../execution/types";
 import type { Logger } from "../logger";
 import type { RepositoryIndexer } from "../repository/indexer";
 import type { RepositoryStore } from "../repository/repository-store";
+import type { TaskRepository } from "../services/task-repository";
 import type { TaskFieldsPatch, TaskStatusStore } from "../utils/task-status";
 
 export type ProvisionStep = Exclude<InitStatus, "INACTIVE" | "ACTIVE">;
@@ -55,6 +59,11 @@ export const STEP_DEFINITIONS: Record<ProvisionStep, StepDefinition> = {
   },
 };
 
+/** The task left INITIALIZING while a step ran (it was stopped or archived meanwhile). */
+function moved(taskId: string, to: InitStatus): never {
+  throw new InitializationError(taskId, null, `the task is no longer initializing (could not move to ${to})`);
+}
+
 export class InitializationError extends Error {
   constructor(
     readonly taskId: string,
@@ -69,7 +78,7 @@ export class InitializationError extends Error {
 
 export interface InitializationEngineDeps extends StepDeps {
   status: TaskStatusStore;
-  loadTask(taskId: string): Promise<TaskRow>;
+  tasks: TaskRepository;
   onProgress(taskId: string, progress: InitializationProgress): void;
   log: Logger;
   /** Step table; defaults to STEP_DEFINITIONS. */
@@ -92,7 +101,7 @@ export class TaskInitializationEngine {
   private async run(taskId: string, signal: AbortSignal): Promise<TaskRow> {
     const { status, onProgress } = this.deps;
     const log = this.deps.log.child({ taskId });
-    let task = await this.deps.loadTask(taskId);
+    let task = await this.deps.tasks.get(taskId);
     const steps = getStepsForMode(task.mode) as ProvisionStep[];
     const totalSteps = steps.length;
     const stepTable = this.deps.steps ?? STEP_DEFINITIONS;
@@ -105,18 +114,20 @@ export class TaskInitializationEngine {
         signal.throwIfAborted();
         current = step;
         const definition = stepTable[step];
-        task = await status.setInitStatus(taskId, step, { reason: "initialization step" });
+        task = (await status.setInitStatus(taskId, step, { reason: "initialization step" })) ?? moved(taskId, step);
         const progress = { currentStep: step, stepName: definition.name, stepNumber: index + 1, totalSteps };
         onProgress(taskId, { type: "step-start", lastCompletedStep, ...progress });
         const stepStarted = Date.now();
         const patch = await definition.run({ task, signal, log: log.child({ step }) }, this.deps);
-        if (patch && Object.keys(patch).length > 0) task = await status.updateTaskFields(taskId, patch);
+        if (patch && Object.keys(patch).length > 0) task = (await status.updateTaskFields(taskId, patch)) ?? task;
         lastCompletedStep = step;
         log.info({ step, ms: Date.now() - stepStarted }, "init.step.complete");
         onProgress(taskId, { type: "step-complete", lastCompletedStep, ...progress });
       }
       signal.throwIfAborted();
-      task = await status.setInitStatus(taskId, InitStatus.ACTIVE, { reason: "initialization complete" });
+      task =
+        (await status.setInitStatus(taskId, InitStatus.ACTIVE, { reason: "initialization complete" })) ??
+        moved(taskId, InitStatus.ACTIVE);
       log.info({ ms: Date.now() - started }, "init.complete");
       onProgress(taskId, { type: "init-complete", lastCompletedStep, totalSteps, message: "Workspace ready" });
       return task;
@@ -143,21 +154,15 @@ export class TaskInitializationEngine {
     const description = step ? `${STEP_DISPLAY_NAMES[step]} (${step}) failed: ${cause}` : cause;
     log.warn({ step, err: error }, stopped ? "init.stopped" : "init.failed");
     await workspaces.teardown(task).catch((teardownError) => log.error({ err: teardownError }, "init.cleanup.failed"));
-    try {
-      if (stopped) {
-        await status.setInitStatus(task.id, InitStatus.INACTIVE, { reason: cause });
-      } else {
-        await status.setTaskStatus(task.id, TaskStatus.FAILED, {
-          initStatus: InitStatus.INACTIVE,
-          reason: description,
-          patch: { initializationError: description, errorMessage: description },
-        });
-      }
-    } catch (writeError) {
-      // Someone else moved the task first (stopped or archived it): only make sure the workspace reads INACTIVE.
-      if (!(writeError instanceof InvalidTransitionError)) throw writeError;
-      await status.setInitStatus(task.id, InitStatus.INACTIVE, { reason: cause }).catch(() => undefined);
-    }
+    const reason = signal.reason;
+    const ended = !stopped
+      ? await status.failInitialization(task.id, description)
+      : reason instanceof StopRequest && reason.byUser
+        ? await status.stopInitialization(task.id, reason.message)
+        : null;
+    // Stopped by the server going away, or someone else moved the task first (archived it):
+    // only make sure the workspace reads INACTIVE.
+    if (!ended) await status.setInitStatus(task.id, InitStatus.INACTIVE, { reason: cause });
     onProgress(task.id, {
       type: "init-error",
       currentStep: step ?? undefined,

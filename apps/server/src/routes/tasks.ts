@@ -10,9 +10,11 @@ import { NotFoundError, ValidationError } from "../errors";
 import type { RepositoryStore } from "../repository/repository-store";
 import type { MessageLog } from "../services/message-log";
 import type { TaskLifecycle } from "../services/task-lifecycle";
+import type { TaskRepository } from "../services/task-repository";
 import { toMessageDto, toTaskDto } from "./dto";
 
 export interface TaskRouteDeps {
+  tasks: TaskRepository;
   lifecycle: TaskLifecycle;
   messages: MessageLog;
   store: RepositoryStore;
@@ -41,19 +43,19 @@ function taskIdFrom(params: unknown): string {
   return id;
 }
 
-export function registerTaskRoutes(app: FastifyInstance, { lifecycle, messages, store }: TaskRouteDeps): void {
+export function registerTaskRoutes(app: FastifyInstance, { tasks, lifecycle, messages, store }: TaskRouteDeps): void {
   app.post("/api/tasks", async (request, reply) => {
     const body = parseBody(CreateTaskBodySchema, request.body);
     const task = await lifecycle.create(body);
     return reply.code(201).send({ task: toTaskDto(task) });
   });
 
-  app.get("/api/tasks", async () => ({ tasks: (await lifecycle.list()).map(toTaskDto) }));
+  app.get("/api/tasks", async () => ({ tasks: (await tasks.list()).map(toTaskDto) }));
 
-  app.get("/api/tasks/:id", async (request) => ({ task: toTaskDto(await lifecycle.get(taskIdFrom(request.params))) }));
+  app.get("/api/tasks/:id", async (request) => ({ task: toTaskDto(await tasks.get(taskIdFrom(request.params))) }));
 
   app.get("/api/tasks/:id/messages", async (request) => {
-    const task = await lifecycle.get(taskIdFrom(request.params));
+    const task = await tasks.get(taskIdFrom(request.params));
     return { messages: (await messages.list(task.id)).map(toMessageDto) };
   });
 
@@ -78,7 +80,7 @@ export function registerTaskRoutes(app: FastifyInstance, { lifecycle, messages, 
   });
 
   app.get("/api/tasks/:id/diff", async (request) => {
-    const task = await lifecycle.get(taskIdFrom(request.params));
+    const task = await tasks.get(taskIdFrom(request.params));
     if (!task.baseCommitSha || !task.branch || !(await store.hasBranch(task.repoUrl, task.branch))) {
       return { baseCommitSha: task.baseCommitSha, branch: task.branch, files: [], patch: "" };
     }

@@ -76,6 +76,26 @@ export class MessageLog {
     return retryTransient(fn, { deadlineMs: this.deps.retryDeadlineMs ?? DB_RETRY_DEADLINE_MS });
   }
 
+  /**
+   * Starts a turn's conversation: appends the user's `message` (unless it is
+   * already the last user message, as when an interrupted initialization is
+   * restarted) and returns the history the agent gets — every message before
+   * it — and the turn's output sink.
+   */
+  async beginTurn(
+    taskId: string,
+    message: string,
+    options: { append: boolean },
+  ): Promise<{ history: ConversationMessage[]; output: TurnOutput }> {
+    if (options.append) await this.append(taskId, "user", message);
+    const rows = await this.list(taskId);
+    const lastUser = rows.findLastIndex((m) => m.role === "user");
+    const history = rows
+      .slice(0, lastUser < 0 ? rows.length : lastUser)
+      .map((m) => ({ role: m.role, content: m.content, metadata: m.metadata }));
+    return { history, output: this.openTurn(taskId) };
+  }
+
   /** An AgentOutput for one turn; call `close()` when the turn ends. */
   openTurn(taskId: string, options: { flushMs?: number } = {}): TurnOutput {
     return new TurnOutput(this, taskId, this.deps.emitChunk, options.flushMs ?? 1000);

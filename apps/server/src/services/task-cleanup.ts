@@ -13,21 +13,22 @@
  * - A failed teardown is retried with backoff; the task stays ACTIVE (its VM
  *   may still exist) until a teardown succeeds.
  */
-import { randomUUID } from "node:crypto";
-import { hostname } from "node:os";
-import type { TaskRow } from "@repo/db";
-import { TaskStatus } from "@repo/types";
 import { errorMessage } from "../errors";
 import type { Logger } from "../logger";
 import type { Clock, TimerHandle } from "../utils/clock";
-import type { TaskChange, TaskStatusStore } from "../utils/task-status";
+import type { TaskChanges } from "../utils/task-changes";
+import type { TaskStatusStore } from "../utils/task-status";
+import { type CleanupClaims, cleanupWorkerId } from "./cleanup-claims";
+import type { TaskRepository } from "./task-repository";
 import type { WorkspaceTeardown } from "./workspace-teardown";
 
 export interface TaskCleanupDeps {
   clock: Clock;
-  loadTask(taskId: string): Promise<TaskRow>;
+  tasks: TaskRepository;
   status: TaskStatusStore;
+  claims: CleanupClaims;
   teardown: WorkspaceTeardown;
+  changes: TaskChanges;
   /** Backstop poll, in ms. */
   intervalMs: number;
   /** How long a claim holds before another worker may take it over, in ms. Default 5 minutes. */
@@ -38,33 +39,8 @@ export interface TaskCleanupDeps {
   concurrency?: number;
   /** Identifies this worker in claims. Default: cleanupWorkerId(). */
   workerId?: string;
-  subscribe(listener: (change: TaskChange) => void): () => void;
   log: Logger;
   onCleaned?(taskId: string): void;
-}
-
-/**
- * A worker id that says where the worker runs, `cleanup:<host>:<pid>:<random>`,
- * so that a server starting on the same host can tell that a claim belongs to
- * a process that no longer exists (see TaskRecovery) instead of waiting out
- * its lease.
- */
-export function cleanupWorkerId(): string {
-  return `cleanup:${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
-}
-
-/** Host and pid of a worker id made by cleanupWorkerId(); null for any other id. */
-export function parseCleanupWorkerId(workerId: string): { host: string; pid: number } | null {
-  const match = /^cleanup:(.+):(\d+):[0-9a-f]{8}$/.exec(workerId);
-  return match ? { host: match[1]!, pid: Number(match[2]) } : null;
-}
-
-/** Ids of the cleanup services running in this process (a process may host more than one server). */
-const runningWorkers = new Set<string>();
-
-/** True when `workerId` is a cleanup service running in this process now. */
-export function isRunningInThisProcess(workerId: string): boolean {
-  return runningWorkers.has(workerId);
 }
 
 const RETRY_BASE_MS = 5_000;
@@ -90,8 +66,7 @@ export class TaskCleanupService {
   start(): void {
     if (!this.stopped) return;
     this.stopped = false;
-    runningWorkers.add(this.workerId);
-    this.unsubscribe = this.deps.subscribe((change) => {
+    this.unsubscribe = this.deps.changes.subscribe((change) => {
       const at = change.task.scheduledCleanupAt?.getTime();
       if (at !== undefined && (this.timerAt === null || at < this.timerAt)) this.armAt(at);
     });
@@ -102,7 +77,6 @@ export class TaskCleanupService {
   /** Stops timers and waits for a cleanup in flight to finish. */
   async stop(): Promise<void> {
     this.stopped = true;
-    runningWorkers.delete(this.workerId);
     this.unsubscribe?.();
     this.timer?.cancel();
     this.backstop?.cancel();
@@ -143,12 +117,12 @@ export class TaskCleanupService {
    * claim is never held by a task still waiting for a slot.
    */
   async runOnce(): Promise<number> {
-    const { status, batchSize = 50, concurrency = 4, leaseMs = 5 * 60_000 } = this.deps;
+    const { claims, batchSize = 50, concurrency = 4, leaseMs = 5 * 60_000 } = this.deps;
     let cleaned = 0;
     const inFlight = new Set<Promise<void>>();
     for (;;) {
       const free = concurrency - inFlight.size;
-      const claimed = free > 0 ? await status.claimDueCleanups(this.workerId, leaseMs, Math.min(batchSize, free)) : [];
+      const claimed = free > 0 ? await claims.claimDue(this.workerId, leaseMs, Math.min(batchSize, free)) : [];
       for (const id of claimed) {
         const work: Promise<void> = this.cleanupTask(id)
           .then((archived) => {
@@ -172,34 +146,36 @@ export class TaskCleanupService {
 
   /** Saves, destroys, archives one claimed task. Returns true when it was archived. */
   private async cleanupTask(taskId: string): Promise<boolean> {
-    const { status, teardown, clock } = this.deps;
+    const { status, claims, teardown, clock } = this.deps;
     const log = this.deps.log.child({ taskId });
     let attempts = 0;
     try {
-      const task = await this.deps.loadTask(taskId);
+      const task = await this.deps.tasks.get(taskId);
       attempts = task.cleanupAttempts;
       if (task.cleanupClaimedBy !== this.workerId) return false;
       const started = clock.now().getTime();
       await teardown.saveAndDestroy(task);
-      await status.setTaskStatus(taskId, TaskStatus.ARCHIVED, {
-        claimedBy: this.workerId,
-        reason: "warm window expired: workspace cleaned up",
-      });
+      const archived = await status.archiveByCleanup(taskId, this.workerId);
+      if (!archived) {
+        log.warn("cleanup.claim.lost");
+        return false;
+      }
       log.info({ lagMs: started - (task.scheduledCleanupAt?.getTime() ?? started) }, "cleanup.done");
       this.deps.onCleaned?.(taskId);
       return true;
     } catch (error) {
       const delay = Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** attempts);
-      log.warn({ err: errorMessage(error), attempts: attempts + 1, retryInMs: delay }, "cleanup.failed");
-      await status
-        .releaseCleanupClaim(taskId, this.workerId, new Date(clock.now().getTime() + delay))
+      const reason = errorMessage(error);
+      log.warn({ err: reason, attempts: attempts + 1, retryInMs: delay }, "cleanup.failed");
+      await claims
+        .release(taskId, this.workerId, new Date(clock.now().getTime() + delay), `cleanup failed: ${reason}`)
         .catch((releaseError) => log.error({ err: releaseError }, "cleanup.release.failed"));
       return false;
     }
   }
 
   private async armForNextDeadline(): Promise<void> {
-    const next = await this.deps.status.nextCleanupDeadline();
+    const next = await this.deps.claims.nextDeadline();
     if (next) this.armAt(next.getTime());
   }
 

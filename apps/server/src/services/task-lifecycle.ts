@@ -1,63 +1,45 @@
 /**
- * The task lifecycle (SPEC §2): create, follow-up, stop, archive, delete.
- * Routes and socket handlers call these; nothing here knows about HTTP.
+ * The task lifecycle (SPEC §2) as the API sees it: create, follow-up, stop,
+ * archive, delete. Routes and socket handlers call these; nothing here knows
+ * about HTTP.
  *
- * Background work (an initialization followed by a turn) is tracked per task
- * with an AbortController, so stop, archive, delete and shutdown can end it
- * and wait for it. Status moves all go through the status store's guarded
- * compare-and-set, so two racing requests can never both win: the loser gets
- * TaskBusyError.
+ * Each operation names the status move it needs and hands the work to the
+ * turn runner. A move that loses a race comes back as null; this is the
+ * layer that turns such a refusal into TaskBusyError or
+ * InvalidTransitionError (409) for the caller.
  */
 import { randomUUID } from "node:crypto";
-import { type Db, type TaskRow, tasks } from "@repo/db";
+import type { TaskRow } from "@repo/db";
 import { type CreateTaskBody, InitStatus, isBusy, TaskStatus } from "@repo/types";
-import { desc, eq } from "drizzle-orm";
-import { errorMessage, InvalidTransitionError, NotFoundError, TaskBusyError } from "../errors";
+import { InvalidTransitionError, StopRequest, TaskBusyError } from "../errors";
 import type { WorkspaceManager } from "../execution/types";
-import type { TaskInitializationEngine } from "../initialization";
 import type { Logger } from "../logger";
 import { RepositoryStore } from "../repository/repository-store";
-import { DB_READ_RETRY_DEADLINE_MS, retryTransient } from "../utils/db-retry";
 import type { TaskStatusStore } from "../utils/task-status";
-import type { MessageLog } from "./message-log";
+import type { CleanupClaims } from "./cleanup-claims";
+import type { TaskRepository } from "./task-repository";
 import type { TurnRunner } from "./turn-runner";
 import type { WorkspaceTeardown } from "./workspace-teardown";
 
 export interface TaskLifecycleDeps {
-  db: Db;
+  tasks: TaskRepository;
   status: TaskStatusStore;
-  engine: TaskInitializationEngine;
   turns: TurnRunner;
-  messages: MessageLog;
   workspaces: WorkspaceManager;
   teardown: WorkspaceTeardown;
+  claims: CleanupClaims;
   store: RepositoryStore;
   log: Logger;
 }
 
-interface ActiveWork {
-  controller: AbortController;
-  done: Promise<void>;
-}
-
 export class TaskLifecycle {
-  private readonly active = new Map<string, ActiveWork>();
   private closing = false;
 
   constructor(private readonly deps: TaskLifecycleDeps) {}
 
-  async get(taskId: string): Promise<TaskRow> {
-    const [row] = await readRetrying(() => this.deps.db.select().from(tasks).where(eq(tasks.id, taskId)));
-    if (!row) throw new NotFoundError("task", taskId);
-    return row;
-  }
-
-  list(): Promise<TaskRow[]> {
-    return readRetrying(() => this.deps.db.select().from(tasks).orderBy(desc(tasks.createdAt), desc(tasks.id)));
-  }
-
   /** Creates the task (INITIALIZING / INACTIVE) and starts initializing it at once. */
   async create(body: CreateTaskBody): Promise<TaskRow> {
+    this.assertOpen();
     const id = randomUUID();
     const task = await this.deps.status.createTask({
       id,
@@ -67,8 +49,7 @@ export class TaskLifecycle {
       baseBranch: body.baseBranch ?? null,
       branch: RepositoryStore.branchFor(id),
     });
-    await this.deps.messages.append(id, "user", body.message);
-    this.startInBackground(id, body.message, true);
+    await this.deps.turns.start(task, body.message, { initialize: true });
     return task;
   }
 
@@ -79,87 +60,82 @@ export class TaskLifecycle {
    */
   async followUp(taskId: string, message: string): Promise<TaskRow> {
     this.assertOpen();
-    let task = await this.get(taskId);
-    if (isBusy(task) || this.active.has(taskId)) throw new TaskBusyError(taskId, task.status);
+    const { tasks, status, turns, workspaces, claims } = this.deps;
+    let task = await tasks.get(taskId);
+    if (isBusy(task) || turns.isRunning(taskId)) throw new TaskBusyError(taskId, task.status);
 
-    if (task.initStatus === InitStatus.ACTIVE) {
-      if (task.cleanupClaimedBy) {
-        task = await this.deps.teardown.waitForCleanup(taskId);
-      } else if (!(await this.deps.workspaces.isAlive(task))) {
+    if (task.initStatus === InitStatus.ACTIVE && !task.cleanupClaimedBy) {
+      const executor = await workspaces.attach(task);
+      const warm = executor ? await status.startWarmFollowUp(taskId) : null;
+      if (executor && warm) {
+        await turns.start(warm, message, { initialize: false, executor });
+        return warm;
+      }
+      if (!executor) {
         this.deps.log.warn({ taskId }, "followup.workspace.dead");
-        task = await this.deps.status.setInitStatus(taskId, InitStatus.INACTIVE, { reason: "workspace is gone" });
-      } else {
-        const warm = await this.claim(taskId, () =>
-          this.deps.status.setTaskStatus(taskId, TaskStatus.RUNNING, {
-            requireUnclaimed: true,
-            reason: "follow-up on a warm workspace",
-            patch: { errorMessage: null, initializationError: null },
-          }),
-        );
-        if (warm) {
-          await this.deps.messages.append(taskId, "user", message);
-          this.startInBackground(taskId, message, false);
-          return warm;
-        }
-        // Cleanup claimed the task between our read and our write: wait for it, then re-initialize.
-        task = await this.deps.teardown.waitForCleanup(taskId);
+        await status.setInitStatus(taskId, InitStatus.INACTIVE, { reason: "workspace is gone" });
       }
     }
+    // A cleanup holds the task (or claimed it between our read and our write): wait for it to end.
+    task = await tasks.get(taskId);
+    if (task.cleanupClaimedBy) task = await claims.waitForCleanup(taskId);
 
-    const reinit = await this.claim(taskId, () =>
-      this.deps.status.setTaskStatus(taskId, TaskStatus.INITIALIZING, {
-        reason: "follow-up re-initializes the workspace",
-        patch: { errorMessage: null, initializationError: null },
-      }),
-    );
-    if (!reinit) throw new TaskBusyError(taskId, (await this.get(taskId)).status);
-    await this.deps.messages.append(taskId, "user", message);
-    this.startInBackground(taskId, message, true);
+    const reinit = await status.beginReinitialization(taskId);
+    if (!reinit) throw new TaskBusyError(taskId, (await tasks.get(taskId)).status);
+    await turns.start(reinit, message, { initialize: true });
     return reinit;
   }
 
-  /** Stops a running initialization or turn (STOPPED) and waits for it to unwind. */
+  /**
+   * Stops a running initialization or turn and waits until it has ended
+   * STOPPED (its work saved). The runner ends it; only when no process runs
+   * it (its server died) is the move made here.
+   */
   async stop(taskId: string, reason = "stopped by user"): Promise<TaskRow> {
-    const task = await this.get(taskId);
-    if (task.status !== TaskStatus.RUNNING && task.status !== TaskStatus.INITIALIZING) {
+    const { tasks, status, turns } = this.deps;
+    const task = await tasks.get(taskId);
+    if (!isBusy(task)) {
       throw new InvalidTransitionError(taskId, "status", task.status, TaskStatus.STOPPED, "nothing is running");
     }
-    await this.deps.status.setTaskStatus(taskId, TaskStatus.STOPPED, { reason, patch: { errorMessage: reason } });
-    await this.abortAndWait(taskId, reason);
-    return this.get(taskId);
+    if (!(await turns.stop(taskId, new StopRequest(reason, true)))) {
+      const stopped =
+        task.status === TaskStatus.RUNNING
+          ? await status.endTurn(taskId, TaskStatus.STOPPED, reason)
+          : await status.stopInitialization(taskId, reason);
+      if (!stopped) throw new TaskBusyError(taskId, (await tasks.get(taskId)).status);
+    }
+    return tasks.get(taskId);
   }
 
   /** Stops what runs, saves the work, destroys the workspace: ARCHIVED / INACTIVE. */
   async archive(taskId: string): Promise<TaskRow> {
-    let task = await this.get(taskId);
-    if (task.cleanupClaimedBy) task = await this.deps.teardown.waitForCleanup(taskId);
+    const { tasks, claims, teardown } = this.deps;
+    let task = await tasks.get(taskId);
+    if (task.cleanupClaimedBy) task = await claims.waitForCleanup(taskId);
     if (task.status === TaskStatus.ARCHIVED) {
       throw new InvalidTransitionError(taskId, "status", task.status, TaskStatus.ARCHIVED, "already archived");
     }
-    if (isBusy(task)) {
-      task = await this.stop(taskId, "stopped because the task was archived").catch(() => this.get(taskId));
+    if (isBusy(task)) await this.stop(taskId, "stopped because the task was archived").catch(() => undefined);
+    const archived = await teardown.archive(taskId, "archived by user");
+    if (!archived) {
+      throw new InvalidTransitionError(taskId, "status", (await tasks.get(taskId)).status, TaskStatus.ARCHIVED);
     }
-    await this.abortAndWait(taskId, "archived");
-    return this.deps.teardown.archive(taskId, "archived by user");
+    return archived;
   }
 
   /** Stops what runs, destroys the workspace and deletes the task and its branch. */
   async delete(taskId: string): Promise<void> {
-    const task = await this.get(taskId);
-    await this.abortAndWait(taskId, "task deleted");
-    await this.deps.teardown.destroy(task);
-    await this.deps.db.delete(tasks).where(eq(tasks.id, taskId));
-    if (task.branch) await this.deps.store.deleteBranch(task.repoUrl, task.branch);
+    const { tasks, turns, teardown, store } = this.deps;
+    const task = await tasks.get(taskId);
+    await turns.stop(taskId, new StopRequest("task deleted", true));
+    await teardown.destroy(task);
+    await tasks.delete(taskId);
+    if (task.branch) await store.deleteBranch(task.repoUrl, task.branch);
   }
 
-  /** Restarts initialization and a turn for a task that is already INITIALIZING (start-up recovery). */
-  resume(taskId: string, message: string): void {
-    this.startInBackground(taskId, message, true);
-  }
-
-  /** True while this process runs an initialization or a turn for the task. */
-  isActive(taskId: string): boolean {
-    return this.active.has(taskId);
+  /** Restarts initialization and the turn of a task left INITIALIZING / INACTIVE (recovery). */
+  resume(task: TaskRow, message: string): Promise<void> {
+    return this.deps.turns.start(task, message, { initialize: true, append: false });
   }
 
   /**
@@ -168,68 +144,12 @@ export class TaskLifecycle {
    */
   async shutdown(reason = "server shutting down"): Promise<void> {
     this.closing = true;
-    await Promise.all([...this.active.keys()].map((taskId) => this.abortAndWait(taskId, reason)));
+    await this.deps.turns.stopAll(reason);
   }
 
   private assertOpen(): void {
     if (this.closing) throw new TaskBusyError("*", "shutting down");
   }
-
-  /** Runs a status write that races other requests; a lost race returns null. */
-  private async claim(taskId: string, write: () => Promise<TaskRow>): Promise<TaskRow | null> {
-    try {
-      return await write();
-    } catch (error) {
-      if (error instanceof InvalidTransitionError) {
-        this.deps.log.info({ taskId, reason: error.message }, "followup.race.lost");
-        return null;
-      }
-      throw error;
-    }
-  }
-
-  private async abortAndWait(taskId: string, reason: string): Promise<void> {
-    const work = this.active.get(taskId);
-    if (!work) return;
-    work.controller.abort(new Error(reason));
-    await work.done;
-  }
-
-  /** Initialization (when needed) and then one agent turn, in the background. */
-  private startInBackground(taskId: string, message: string, initialize: boolean): void {
-    const controller = new AbortController();
-    const log = this.deps.log.child({ taskId });
-    const done = (async () => {
-      const { engine, status, turns } = this.deps;
-      let task: TaskRow;
-      if (initialize) {
-        try {
-          await engine.initialize(taskId, controller.signal);
-        } catch {
-          return; // recorded on the task by the engine
-        }
-        try {
-          task = await status.setTaskStatus(taskId, TaskStatus.RUNNING, { reason: "initialization reached ACTIVE" });
-        } catch (error) {
-          log.info({ err: errorMessage(error) }, "run.start.skipped");
-          return;
-        }
-      } else {
-        task = await this.get(taskId);
-      }
-      await turns.run(task, message, controller.signal);
-    })()
-      .catch((error) => log.error({ err: error }, "run.crashed"))
-      .finally(() => {
-        if (this.active.get(taskId)?.controller === controller) this.active.delete(taskId);
-      });
-    this.active.set(taskId, { controller, done });
-  }
-}
-
-/** Reads step over a connection the database dropped (see db-retry.ts). */
-function readRetrying<T>(read: () => Promise<T>): Promise<T> {
-  return retryTransient(read, { deadlineMs: DB_READ_RETRY_DEADLINE_MS });
 }
 
 function titleFrom(message: string): string {

@@ -24,19 +24,18 @@
  * RUNNING tasks of the database (several processes share cleanup safely,
  * through claims, but not in-flight turns).
  */
-import { hostname } from "node:os";
 import { type Db, type TaskRow, tasks, vmSessions } from "@repo/db";
 import { InitStatus, TaskStatus } from "@repo/types";
-import { and, eq, inArray, isNotNull } from "drizzle-orm";
-import { errorMessage, InvalidTransitionError } from "../errors";
+import { and, eq, inArray } from "drizzle-orm";
+import { errorMessage } from "../errors";
 import type { WorkspaceManager } from "../execution/types";
 import { UMBRA_LABELS, UMBRA_MANAGED_BY, type VmProvider } from "../execution/vm/types";
 import type { Logger } from "../logger";
 import type { Clock, TimerHandle } from "../utils/clock";
 import type { TaskStatusStore } from "../utils/task-status";
+import type { CleanupClaims } from "./cleanup-claims";
 import type { MessageLog } from "./message-log";
 import { endOrphanedProcesses } from "./orphan-processes";
-import { isRunningInThisProcess, parseCleanupWorkerId } from "./task-cleanup";
 
 export const INTERRUPTED_TURN_MESSAGE =
   "The server stopped while the agent was working; the turn was interrupted. Send a follow-up to continue.";
@@ -49,8 +48,9 @@ export interface TaskRecoveryDeps {
   /** The VM provider in remote mode; null in local mode. */
   provider: VmProvider | null;
   messages: MessageLog;
-  /** Restarts initialization and the turn for `message` (the lifecycle's background runner). */
-  restart(taskId: string, message: string): void;
+  claims: CleanupClaims;
+  /** Restarts initialization and the turn for `message` of a task left INITIALIZING / INACTIVE. */
+  restart(task: TaskRow, message: string): Promise<void>;
   /** True while this process runs an initialization or a turn for the task. */
   isActive(taskId: string): boolean;
   log: Logger;
@@ -93,7 +93,7 @@ export class TaskRecovery {
         this.deps.log.warn({ pids: report.endedProcesses }, "recovery.orphan_processes.ended");
       }
     }
-    report.releasedClaims = await this.releaseClaimsOfDeadWorkers();
+    report.releasedClaims = await this.deps.claims.releaseClaimsOfDeadWorkers();
     const stuck = await this.deps.db
       .select()
       .from(tasks)
@@ -153,10 +153,7 @@ export class TaskRecovery {
         .saveWork(task, "Umbra: save work of an interrupted turn")
         .catch((error) => log.warn({ taskId: task.id, err: errorMessage(error) }, "recovery.save.failed"));
     }
-    await status.setTaskStatus(task.id, TaskStatus.STOPPED, {
-      reason: "server restarted during the turn",
-      patch: { errorMessage: INTERRUPTED_TURN_MESSAGE },
-    });
+    await status.interruptTurn(task.id, INTERRUPTED_TURN_MESSAGE);
     if (workspaces.mode === "remote") {
       // This process has no connection to the old sandbox; destroy it so the next follow-up starts clean.
       await workspaces.teardown(task);
@@ -170,42 +167,16 @@ export class TaskRecovery {
     await workspaces
       .teardown(task)
       .catch((error) => log.warn({ taskId: task.id, err: error }, "recovery.teardown.failed"));
-    await status.setInitStatus(task.id, InitStatus.INACTIVE, { reason: "initialization restarted after a crash" });
+    const inactive = await status.setInitStatus(task.id, InitStatus.INACTIVE, {
+      reason: "initialization restarted after a crash",
+    });
     const lastUserMessage = (await messages.history(task.id)).filter((m) => m.role === "user").at(-1);
     if (!lastUserMessage) {
-      await status.setTaskStatus(task.id, TaskStatus.FAILED, {
-        reason: "initialization interrupted",
-        patch: { initializationError: "initialization was interrupted and the task has no message to run" },
-      });
+      await status.failInitialization(task.id, "initialization was interrupted and the task has no message to run");
       return;
     }
     log.warn({ taskId: task.id }, "recovery.init.restarted");
-    this.deps.restart(task.id, lastUserMessage.content);
-  }
-
-  /**
-   * Releases cleanup claims whose worker ran on this host in a process that is
-   * gone (it crashed mid-cleanup) — or that had this process's pid without
-   * being one of its running services (a restarted container's server gets
-   * the same pid). The task keeps its passed deadline, so the cleanup service
-   * picks it up as soon as it starts. Claims of other hosts, and of other
-   * pids that run (possibly reused), are left to their lease.
-   */
-  private async releaseClaimsOfDeadWorkers(): Promise<string[]> {
-    const { db, clock, status, log } = this.deps;
-    const claimed = await db.select().from(tasks).where(isNotNull(tasks.cleanupClaimedBy));
-    const released: string[] = [];
-    for (const task of claimed) {
-      const claimer = task.cleanupClaimedBy!;
-      const worker = parseCleanupWorkerId(claimer);
-      if (!worker || worker.host !== hostname()) continue;
-      const alive = worker.pid === process.pid ? isRunningInThisProcess(claimer) : processExists(worker.pid);
-      if (alive) continue;
-      await status.releaseCleanupClaim(task.id, claimer, task.scheduledCleanupAt ?? clock.now());
-      released.push(task.id);
-      log.warn({ taskId: task.id, worker: claimer }, "recovery.cleanup_claim.released");
-    }
-    return released;
+    await this.deps.restart(inactive ?? task, lastUserMessage.content);
   }
 
   /** Ends active VM sessions whose sandbox is gone; their tasks become INACTIVE. */
@@ -220,11 +191,7 @@ export class TaskRecovery {
       await provider.destroy(session.externalId).catch(() => undefined);
       await db.update(vmSessions).set({ active: false, endedAt: clock.now() }).where(eq(vmSessions.id, session.id));
       ended.push(session.id);
-      await status
-        .setInitStatus(session.taskId, InitStatus.INACTIVE, { reason: `sandbox ${state.state}` })
-        .catch((error) => {
-          if (!(error instanceof InvalidTransitionError)) throw error;
-        });
+      await status.setInitStatus(session.taskId, InitStatus.INACTIVE, { reason: `sandbox ${state.state}` });
       log.warn({ taskId: session.taskId, state: state.state }, "recovery.session.ended");
     }
     return ended;
@@ -276,24 +243,12 @@ export class TaskRecovery {
     const dead: string[] = [];
     for (const task of warm) {
       if (task.cleanupClaimedBy || this.deps.isActive(task.id) || (await workspaces.isAlive(task))) continue;
-      try {
-        await workspaces.teardown(task);
-        await status.setInitStatus(task.id, InitStatus.INACTIVE, { reason: "workspace stopped answering" });
+      await workspaces.teardown(task);
+      if (await status.setInitStatus(task.id, InitStatus.INACTIVE, { reason: "workspace stopped answering" })) {
         dead.push(task.id);
         log.warn({ taskId: task.id }, "recovery.workspace.dead");
-      } catch (error) {
-        if (!(error instanceof InvalidTransitionError)) throw error;
       }
     }
     return dead;
-  }
-}
-
-function processExists(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM";
   }
 }

@@ -1,50 +1,145 @@
 /**
- * One agent turn on an ACTIVE workspace: run the agent with the user's
- * message, stream and persist its output, then commit every change in the
- * workspace to the task branch and save it in the repository store, and end
- * the turn COMPLETED / FAILED (or STOPPED when it was stopped). In remote
- * mode the warm window starts: `scheduledCleanupAt` = now + the cleanup delay.
+ * The work of a task, in the background: (re-)initialization when the
+ * workspace needs it, then one agent turn — and the only component that ends
+ * a turn.
  *
- * Saving the work comes before the status write, so a task that reads
- * COMPLETED always has its work in the store.
+ * A turn runs the agent on the user's message, streams and persists its
+ * output, then commits every change in the workspace to the task branch and
+ * saves it in the repository store, and only then ends the turn COMPLETED,
+ * FAILED or STOPPED (`endTurn`; in remote mode the warm window starts in the
+ * same write). So a task that reads COMPLETED always has its work in the store.
+ *
+ * Work is tracked per task with an AbortController: stop() aborts it and
+ * waits until it has ended (and saved), it never writes a status itself. At
+ * most one piece of work runs per task in this process; the status moves
+ * that start work (compare-and-set) keep it to one across processes.
  */
 import type { TaskRow } from "@repo/db";
 import { TaskStatus } from "@repo/types";
-import type { AgentRunner, AgentTurnResult } from "../agent/types";
-import { errorMessage, InvalidTransitionError } from "../errors";
+import type { ToolExecutor } from "@repo/workspace";
+import type { AgentRunner, AgentTurnResult, ConversationMessage } from "../agent/types";
+import { errorMessage, StopRequest } from "../errors";
 import type { WorkspaceManager } from "../execution/types";
+import type { TaskInitializationEngine } from "../initialization";
 import type { Logger } from "../logger";
 import type { RepositoryIndexer } from "../repository/indexer";
-import type { Clock } from "../utils/clock";
+import type { TurnOutcome } from "../utils/task-moves";
 import type { TaskStatusStore } from "../utils/task-status";
-import type { MessageLog } from "./message-log";
+import type { MessageLog, TurnOutput } from "./message-log";
 
 export interface TurnRunnerDeps {
   status: TaskStatusStore;
+  engine: TaskInitializationEngine;
   workspaces: WorkspaceManager;
   agent: AgentRunner;
   messages: MessageLog;
   indexer: RepositoryIndexer;
-  clock: Clock;
-  /** Warm window after a turn, in ms; only used in remote mode. */
-  cleanupDelayMs: number;
-  emitTurnEnd(taskId: string, status: "COMPLETED" | "FAILED" | "STOPPED", error?: string): void;
+  emitTurnEnd(taskId: string, outcome: TurnOutcome, error?: string): void;
   log: Logger;
 }
 
+export interface StartOptions {
+  /** Provision the workspace first (the task is INITIALIZING). */
+  initialize: boolean;
+  /** The warm workspace's executor, when the caller already reached it. */
+  executor?: ToolExecutor;
+  /** Append `message` to the conversation (false when it is already there, for a restarted initialization). */
+  append?: boolean;
+}
+
+interface Work {
+  controller: AbortController;
+  done: Promise<void>;
+}
+
+interface Conversation {
+  history: ConversationMessage[];
+  output: TurnOutput;
+}
+
 export class TurnRunner {
+  private readonly work = new Map<string, Work>();
+
   constructor(private readonly deps: TurnRunnerDeps) {}
 
-  /** Runs one turn of a RUNNING task to its end. Never throws. */
-  async run(task: TaskRow, message: string, signal: AbortSignal): Promise<void> {
-    const { agent, messages, workspaces, log: rootLog } = this.deps;
-    const log = rootLog.child({ taskId: task.id });
-    const output = messages.openTurn(task.id);
-    let result: AgentTurnResult;
+  /**
+   * Starts the work of a task whose status was just moved (INITIALIZING, or
+   * RUNNING on a warm workspace). Resolves once the user's message is
+   * recorded; the work goes on in the background.
+   */
+  async start(task: TaskRow, message: string, options: StartOptions): Promise<void> {
+    const conversation = await this.deps.messages.beginTurn(task.id, message, { append: options.append ?? true });
+    const controller = new AbortController();
+    const log = this.deps.log.child({ taskId: task.id });
+    const done = this.runWork(task, message, conversation, options, controller.signal, log)
+      .catch((error) => log.error({ err: error }, "run.crashed"))
+      .finally(() => {
+        if (this.work.get(task.id)?.controller === controller) this.work.delete(task.id);
+      });
+    this.work.set(task.id, { controller, done });
+  }
+
+  /** True while this process runs an initialization or a turn for the task. */
+  isRunning(taskId: string): boolean {
+    return this.work.has(taskId);
+  }
+
+  /** Aborts the task's work and waits until it has ended. False when none ran in this process. */
+  async stop(taskId: string, request: StopRequest): Promise<boolean> {
+    const work = this.work.get(taskId);
+    if (!work) return false;
+    work.controller.abort(request);
+    await work.done;
+    return true;
+  }
+
+  /** Stops every piece of work (turns end STOPPED with `reason`) and waits for them to save. */
+  async stopAll(reason: string): Promise<void> {
+    const request = new StopRequest(reason, false);
+    await Promise.all([...this.work.keys()].map((taskId) => this.stop(taskId, request)));
+  }
+
+  private async runWork(
+    task: TaskRow,
+    message: string,
+    conversation: Conversation,
+    options: StartOptions,
+    signal: AbortSignal,
+    log: Logger,
+  ): Promise<void> {
+    let running = task;
+    let executor = options.executor;
+    if (options.initialize) {
+      try {
+        await this.deps.engine.initialize(task.id, signal);
+      } catch {
+        return; // the engine recorded how the initialization ended
+      }
+      const started = await this.deps.status.startTurn(task.id);
+      if (!started) {
+        log.info("run.start.skipped");
+        return;
+      }
+      running = started;
+      executor = undefined;
+    }
+    await this.runTurn(running, message, conversation, executor, signal, log);
+  }
+
+  /** One turn of a RUNNING task, to its end. Never throws. */
+  private async runTurn(
+    task: TaskRow,
+    message: string,
+    { history, output }: Conversation,
+    warmExecutor: ToolExecutor | undefined,
+    signal: AbortSignal,
+    log: Logger,
+  ): Promise<void> {
+    const { agent, workspaces, indexer } = this.deps;
     const started = Date.now();
+    let result: AgentTurnResult;
     try {
-      const executor = await workspaces.executor(task);
-      const history = (await messages.history(task.id)).slice(0, -1);
+      const executor = warmExecutor ?? (await workspaces.executor(task));
       result = await agent.run({
         taskId: task.id,
         message,
@@ -54,7 +149,7 @@ export class TurnRunner {
         output,
         searchCode: (query, limit) =>
           task.indexedCommitSha
-            ? this.deps.indexer.search(task.repoUrl, task.indexedCommitSha, query, limit)
+            ? indexer.search(task.repoUrl, task.indexedCommitSha, query, limit)
             : Promise.resolve([]),
       });
     } catch (error) {
@@ -71,52 +166,28 @@ export class TurnRunner {
       saveError = `saving the workspace failed: ${errorMessage(error)}`;
     }
     log.info({ ms: Date.now() - started, result: result.status, stopped: signal.aborted }, "turn.end");
-    const stopReason = signal.aborted ? errorMessage(signal.reason ?? "stopped") : null;
-    await this.finish(task, result, stopReason, saveError, log);
+    const { outcome, error } = turnOutcome(result, signal, saveError);
+    const ended = await this.deps.status.endTurn(task.id, outcome, error ?? null);
+    if (!ended) log.warn({ outcome }, "turn.end.lost");
+    this.deps.emitTurnEnd(task.id, outcome, error);
   }
+}
 
-  private async finish(
-    task: TaskRow,
-    result: AgentTurnResult,
-    stopReason: string | null,
-    saveError: string | null,
-    log: Logger,
-  ): Promise<void> {
-    const { status, clock, cleanupDelayMs } = this.deps;
-    const remote = task.mode === "remote";
-    const scheduledCleanupAt = remote ? new Date(clock.now().getTime() + cleanupDelayMs) : undefined;
-    let final: "COMPLETED" | "FAILED" | "STOPPED";
-    let error: string | undefined;
-    const stopped = stopReason !== null;
-    if (stopped) {
-      final = TaskStatus.STOPPED;
-      error = saveError ?? stopReason;
-    } else if (result.status === "FAILED" || saveError) {
-      final = TaskStatus.FAILED;
-      // Both, when both failed: a dead sandbox breaks the command first, then the save.
-      const agentError = result.status === "FAILED" ? result.error : null;
-      error = [agentError, saveError].filter(Boolean).join("; ");
-    } else {
-      final = TaskStatus.COMPLETED;
-    }
-    try {
-      await status.setTaskStatus(task.id, final, {
-        reason: error ?? "agent finished its turn",
-        patch: { errorMessage: error ?? null },
-        scheduledCleanupAt,
-      });
-    } catch (writeError) {
-      if (!(writeError instanceof InvalidTransitionError)) {
-        log.error({ err: writeError }, "turn.finish.failed");
-      } else if (stopped && remote) {
-        // The stop handler already wrote STOPPED; the warm window starts now that the work is saved.
-        await status
-          .scheduleTaskCleanup(task.id, cleanupDelayMs / 60_000, { reason: "turn stopped" })
-          .catch((e) => log.warn({ err: e }, "turn.schedule.failed"));
-      }
-    }
-    this.deps.emitTurnEnd(task.id, final, error);
+/** How a turn ends: stopped wins, then a failure of the agent or of the save (both, when both failed). */
+function turnOutcome(
+  result: AgentTurnResult,
+  signal: AbortSignal,
+  saveError: string | null,
+): { outcome: TurnOutcome; error?: string } {
+  if (signal.aborted) {
+    return { outcome: TaskStatus.STOPPED, error: saveError ?? errorMessage(signal.reason ?? "stopped") };
   }
+  if (result.status === "FAILED" || saveError) {
+    // A dead sandbox breaks the command first, then the save.
+    const agentError = result.status === "FAILED" ? result.error : null;
+    return { outcome: TaskStatus.FAILED, error: [agentError, saveError].filter(Boolean).join("; ") };
+  }
+  return { outcome: TaskStatus.COMPLETED };
 }
 
 function commitMessage(message: string): string {

@@ -1,69 +1,40 @@
 /**
- * The task status machine: the one table of allowed TaskStatus moves and the
- * only functions that write `status`, `initStatus` or `scheduledCleanupAt`.
+ * The task status store: the only code that writes `status`, `initStatus` or
+ * `scheduledCleanupAt`. Callers name a move of utils/task-moves.ts
+ * (`startWarmFollowUp`, `endTurn`, `archiveByCleanup`, …); the move's row
+ * says what it guards and what it changes, so no caller assembles a move.
  *
- * Every write is a guarded compare-and-set inside a transaction that also
- * records a status-history row: the row is locked, the move is checked against
- * the table (and the InitStatus guard), and the UPDATE repeats the guard in
- * its WHERE clause. A move the table does not allow raises
- * InvalidTransitionError and changes nothing. Listeners hear about a change
- * only after its transaction commits, and changes to one task are reported in
- * the order they were made.
+ * Every write is a guarded compare-and-set in one transaction: the row is
+ * locked, the move is checked against its row, the UPDATE repeats the guard
+ * in its WHERE clause, and a history row is written for each of the three
+ * fields that changed. A lost race is an expected outcome, not an exception:
+ * a move returns the new row, or null when its guard no longer holds (only
+ * the API layer turns that into a 409). Listeners hear a change only after
+ * its transaction commits, in the order changes to one task were made.
+ *
+ * The warm window has one length, `cleanupDelayMs`; the seed's entry points
+ * (`setInitStatus`, `scheduleTaskCleanup`, `cancelTaskCleanup`) are thin
+ * wrappers over the same guarded write.
  */
-import { type Db, queryRows, type TaskRow, taskStatusHistory, tasks } from "@repo/db";
+import { type Db, type TaskRow, taskStatusHistory, tasks } from "@repo/db";
 import { InitStatus, isInitStep, type TaskMode, TaskStatus } from "@repo/types";
-import { and, eq, inArray, isNull, type SQL, sql } from "drizzle-orm";
-import { InvalidTransitionError, NotFoundError } from "../errors";
+import { and, eq, inArray, isNull, type SQL } from "drizzle-orm";
+import { NotFoundError } from "../errors";
 import type { Clock } from "./clock";
 import { DB_RETRY_DEADLINE_MS, retryTransient } from "./db-retry";
 import { KeyedMutex } from "./keyed-mutex";
+import {
+  CLEANUP_SCHEDULABLE_STATUSES,
+  END_TURN_MOVES,
+  initStatusRefusal,
+  moveRefusal,
+  TASK_MOVES,
+  type TaskMove,
+  type TaskMoveName,
+  type TurnOutcome,
+} from "./task-moves";
 
-const { INITIALIZING, RUNNING, STOPPED, COMPLETED, FAILED, ARCHIVED } = TaskStatus;
-
-export interface StatusTransition {
-  from: readonly TaskStatus[];
-  to: TaskStatus;
-  /** The task's initStatus must be this before the move. */
-  requiresInitStatus?: InitStatus;
-  trigger: string;
-}
-
-/** SPEC §1: the only TaskStatus moves there are. */
-export const TASK_STATUS_TRANSITIONS: readonly StatusTransition[] = [
-  {
-    from: [INITIALIZING],
-    to: RUNNING,
-    requiresInitStatus: InitStatus.ACTIVE,
-    trigger: "initialization reached ACTIVE",
-  },
-  { from: [INITIALIZING], to: FAILED, trigger: "a step failed" },
-  { from: [INITIALIZING, RUNNING], to: STOPPED, trigger: "user stop" },
-  { from: [RUNNING], to: COMPLETED, trigger: "agent finished its turn" },
-  { from: [RUNNING], to: FAILED, trigger: "agent failed" },
-  {
-    from: [COMPLETED, STOPPED, FAILED],
-    to: RUNNING,
-    requiresInitStatus: InitStatus.ACTIVE,
-    trigger: "follow-up on a warm workspace",
-  },
-  {
-    from: [COMPLETED, STOPPED, FAILED, ARCHIVED],
-    to: INITIALIZING,
-    requiresInitStatus: InitStatus.INACTIVE,
-    trigger: "follow-up that re-initializes",
-  },
-  { from: [INITIALIZING, RUNNING, STOPPED, COMPLETED, FAILED], to: ARCHIVED, trigger: "cleanup ran, or user archived" },
-];
-
-/** The transition for `from → to`, or undefined when the table has none. */
-export function findTransition(from: TaskStatus, to: TaskStatus): StatusTransition | undefined {
-  return TASK_STATUS_TRANSITIONS.find((t) => t.to === to && t.from.includes(from));
-}
-
-/** Statuses in which a warm remote workspace may carry a cleanup deadline. */
-export const CLEANUP_SCHEDULABLE_STATUSES: readonly TaskStatus[] = [COMPLETED, STOPPED, FAILED];
-
-/** Non-status fields that may be written together with a status change. */
+/** Non-status fields that may be written together with a move. */
 export interface TaskFieldsPatch {
   errorMessage?: string | null;
   initializationError?: string | null;
@@ -72,23 +43,6 @@ export interface TaskFieldsPatch {
   baseCommitSha?: string | null;
   branch?: string | null;
   baseBranch?: string | null;
-}
-
-export interface StatusWriteOptions {
-  /** Why the move happened; stored in the history row. */
-  reason?: string;
-  /** Other fields to write in the same statement. */
-  patch?: TaskFieldsPatch;
-  /** Also set initStatus in the same statement (e.g. FAILED + INACTIVE). */
-  initStatus?: InitStatus;
-  /** Also clear the cleanup schedule in the same statement. */
-  clearCleanup?: boolean;
-  /** Also set the cleanup deadline in the same statement. */
-  scheduledCleanupAt?: Date;
-  /** Refuse while the cleanup service holds a claim on the task. */
-  requireUnclaimed?: boolean;
-  /** Refuse unless this cleanup worker holds the claim on the task. */
-  claimedBy?: string;
 }
 
 export interface TaskChange {
@@ -109,52 +63,68 @@ export interface NewTaskInput {
 }
 
 type Tx = Parameters<Parameters<Db["transaction"]>[0]>[0];
-type TaskUpdate = Partial<typeof tasks.$inferInsert>;
+export type TaskUpdate = Partial<typeof tasks.$inferInsert>;
+
+/** A guarded write's decision: what to write, the SQL guard to repeat, or why not. */
+export type WritePlan = { update: TaskUpdate; guard: SQL | undefined } | { refused: string };
 
 export interface TaskStatusDeps {
   db: Db;
   clock: Clock;
+  /** The warm window after a turn of a remote task, in ms (TASK_CLEANUP_DELAY_MS). */
+  cleanupDelayMs: number;
   /** Hears every committed change, in order per task. Must not throw. */
   onChange?: TaskChangeListener;
   /** How long a write is retried while the database connection is lost, in ms. Default 60000. */
   retryDeadlineMs?: number;
 }
 
+interface MoveOptions {
+  reason?: string;
+  patch?: TaskFieldsPatch;
+  /** The cleanup worker making a claim-held move. */
+  claimedBy?: string;
+}
+
 export type TaskStatusStore = ReturnType<typeof createTaskStatusStore>;
 
-export function createTaskStatusStore({ db, clock, onChange, retryDeadlineMs = DB_RETRY_DEADLINE_MS }: TaskStatusDeps) {
+export function createTaskStatusStore(deps: TaskStatusDeps) {
+  const { db, clock, onChange, cleanupDelayMs, retryDeadlineMs = DB_RETRY_DEADLINE_MS } = deps;
   const mutex = new KeyedMutex();
   // A write lost to a dropped connection is run again (see db-retry.ts): a task must not stay
   // INITIALIZING or RUNNING because the database blinked while its status moved.
   const retrying = <T>(fn: () => Promise<T>) => retryTransient(fn, { deadlineMs: retryDeadlineMs });
 
   /**
-   * Locks the row, lets `plan` decide the update (or throw), applies it with
+   * Locks the row, lets `plan` decide the update (or refuse), applies it with
    * the guard repeated in the WHERE clause, writes history, commits, then
-   * notifies listeners.
+   * notifies listeners. Null when refused; NotFoundError when there is no task.
    */
   function write(
     taskId: string,
     reason: string | undefined,
-    plan: (row: TaskRow, now: Date) => { update: TaskUpdate; guard: SQL | undefined },
-  ): Promise<TaskRow> {
+    plan: (row: TaskRow, now: Date) => WritePlan,
+  ): Promise<TaskRow | null> {
     return mutex.run(taskId, async () => {
       const now = clock.now();
-      const { previous, task } = await retrying(() =>
+      const written = await retrying(() =>
         db.transaction(async (tx) => {
           const [row] = await tx.select().from(tasks).where(eq(tasks.id, taskId)).for("update");
           if (!row) throw new NotFoundError("task", taskId);
-          const { update, guard } = plan(row, now);
+          const decision = plan(row, now);
+          if ("refused" in decision) return null;
           const [updated] = await tx
             .update(tasks)
-            .set({ ...update, version: row.version + 1, updatedAt: now })
-            .where(and(eq(tasks.id, taskId), eq(tasks.version, row.version), guard))
+            .set({ ...decision.update, version: row.version + 1, updatedAt: now })
+            .where(and(eq(tasks.id, taskId), eq(tasks.version, row.version), decision.guard))
             .returning();
-          if (!updated) throw new InvalidTransitionError(taskId, "status", row.status, update.status ?? row.status);
+          if (!updated) return null;
           await recordHistory(tx, row, updated, now, reason);
           return { previous: row, task: updated };
         }),
       );
+      if (!written) return null;
+      const { previous, task } = written;
       if (
         previous.status !== task.status ||
         previous.initStatus !== task.initStatus ||
@@ -166,273 +136,200 @@ export function createTaskStatusStore({ db, clock, onChange, retryDeadlineMs = D
     });
   }
 
-  /** Moves `status` along the transition table; see StatusWriteOptions for what may ride along. */
-  function setTaskStatus(taskId: string, to: TaskStatus, options: StatusWriteOptions = {}): Promise<TaskRow> {
-    return write(taskId, options.reason, (row) => {
-      const transition = findTransition(row.status, to);
-      if (!transition) throw new InvalidTransitionError(taskId, "status", row.status, to);
-      if (transition.requiresInitStatus && row.initStatus !== transition.requiresInitStatus) {
-        throw new InvalidTransitionError(
-          taskId,
-          "status",
-          row.status,
-          to,
-          `initStatus is ${row.initStatus}, needs ${transition.requiresInitStatus}`,
-        );
+  /** Makes the named move of TASK_MOVES, with its guard and its effects. */
+  function move(taskId: string, name: TaskMoveName, options: MoveOptions = {}): Promise<TaskRow | null> {
+    const spec: TaskMove = TASK_MOVES[name];
+    return write(taskId, options.reason ?? spec.trigger, (row, now) => {
+      const refused = moveRefusal(spec, row, options.claimedBy);
+      if (refused) return { refused };
+      const update: TaskUpdate = { status: spec.to, ...options.patch };
+      if (spec.initStatus) update.initStatus = spec.initStatus;
+      if (spec.cleanup === "clear") clearCleanup(update);
+      if (spec.cleanup === "start") {
+        update.scheduledCleanupAt = row.mode === "remote" ? new Date(now.getTime() + cleanupDelayMs) : null;
+        update.cleanupAttempts = 0;
       }
-      if (options.requireUnclaimed && row.cleanupClaimedBy) {
-        throw new InvalidTransitionError(taskId, "status", row.status, to, "cleanup in progress");
-      }
-      if (options.claimedBy && row.cleanupClaimedBy !== options.claimedBy) {
-        throw new InvalidTransitionError(taskId, "status", row.status, to, "cleanup claim lost");
-      }
-      const update: TaskUpdate = { status: to, ...options.patch };
-      if (options.initStatus) update.initStatus = options.initStatus;
-      if (to === ARCHIVED) update.initStatus = InitStatus.INACTIVE;
-      if (to === ARCHIVED || to === RUNNING || to === INITIALIZING || options.clearCleanup) {
-        update.scheduledCleanupAt = null;
-      }
-      if (options.scheduledCleanupAt) update.scheduledCleanupAt = options.scheduledCleanupAt;
-      if (update.scheduledCleanupAt === null) clearClaim(update);
-      assertInvariants(taskId, row, update);
-      const guards = [inArray(tasks.status, [...transition.from])];
-      if (transition.requiresInitStatus) guards.push(eq(tasks.initStatus, transition.requiresInitStatus));
-      if (options.requireUnclaimed) guards.push(isNull(tasks.cleanupClaimedBy));
-      if (options.claimedBy) guards.push(eq(tasks.cleanupClaimedBy, options.claimedBy));
+      const guards = [inArray(tasks.status, [...spec.from])];
+      if (spec.requiresInitStatus) guards.push(eq(tasks.initStatus, spec.requiresInitStatus));
+      if (spec.claim === "unclaimed") guards.push(isNull(tasks.cleanupClaimedBy));
+      if (spec.claim === "held") guards.push(eq(tasks.cleanupClaimedBy, options.claimedBy!));
       return { update, guard: and(...guards) };
     });
   }
 
-  /**
-   * Sets the workspace's infrastructure state. Provisioning steps and ACTIVE
-   * are only written while the task is INITIALIZING; INACTIVE (no workspace)
-   * is refused while an agent runs, and clears any cleanup schedule.
-   */
-  function setInitStatus(taskId: string, step: InitStatus, options: { reason?: string; patch?: TaskFieldsPatch } = {}) {
-    return write(taskId, options.reason, (row) => {
-      const update: TaskUpdate = { initStatus: step, ...options.patch };
-      let guard: SQL | undefined;
-      if (isInitStep(step) || step === InitStatus.ACTIVE) {
-        if (row.status !== INITIALIZING) {
-          throw new InvalidTransitionError(taskId, "initStatus", row.initStatus, step, `task is ${row.status}`);
-        }
-        guard = eq(tasks.status, INITIALIZING);
-      } else {
-        if (row.status === RUNNING) {
-          throw new InvalidTransitionError(taskId, "initStatus", row.initStatus, step, "an agent turn is running");
-        }
-        update.scheduledCleanupAt = null;
-        clearClaim(update);
-        guard = inArray(tasks.status, [INITIALIZING, STOPPED, COMPLETED, FAILED, ARCHIVED]);
-      }
-      return { update, guard };
-    });
-  }
-
-  /**
-   * Starts the warm window: the workspace is cleaned up `delayMinutes` from
-   * now unless a follow-up cancels it. Only a warm remote task that is not
-   * busy may carry a schedule.
-   */
-  function scheduleTaskCleanup(taskId: string, delayMinutes: number, options: { reason?: string } = {}) {
-    if (!Number.isFinite(delayMinutes) || delayMinutes < 0) {
-      throw new RangeError(`delayMinutes must be a non-negative number, got ${delayMinutes}`);
-    }
-    return write(taskId, options.reason ?? "warm window started", (row, now) => {
-      const at = new Date(now.getTime() + Math.round(delayMinutes * 60_000));
-      if (
-        row.mode !== "remote" ||
-        row.initStatus !== InitStatus.ACTIVE ||
-        !CLEANUP_SCHEDULABLE_STATUSES.includes(row.status)
-      ) {
-        throw new InvalidTransitionError(
-          taskId,
-          "scheduledCleanupAt",
-          row.scheduledCleanupAt?.toISOString() ?? null,
-          at.toISOString(),
-          `cleanup is only scheduled for a warm remote task that is not busy (mode ${row.mode}, ${row.status}/${row.initStatus})`,
-        );
-      }
-      return {
-        update: { scheduledCleanupAt: at, cleanupAttempts: 0 },
-        guard: and(
-          eq(tasks.mode, "remote"),
-          eq(tasks.initStatus, InitStatus.ACTIVE),
-          inArray(tasks.status, [...CLEANUP_SCHEDULABLE_STATUSES]),
-          isNull(tasks.cleanupClaimedBy),
-        ),
-      };
-    });
-  }
-
-  /**
-   * Cancels a pending cleanup. Refused (InvalidTransitionError) when the
-   * cleanup service has already claimed the task: the cleanup is under way
-   * and the caller must wait for it instead.
-   */
-  function cancelTaskCleanup(taskId: string, options: { reason?: string } = {}) {
-    return write(taskId, options.reason ?? "cleanup cancelled", (row) => {
-      if (row.cleanupClaimedBy) {
-        throw new InvalidTransitionError(
-          taskId,
-          "scheduledCleanupAt",
-          row.scheduledCleanupAt?.toISOString() ?? null,
-          null,
-          "cleanup in progress",
-        );
-      }
-      return { update: { scheduledCleanupAt: null, cleanupAttempts: 0 }, guard: isNull(tasks.cleanupClaimedBy) };
-    });
-  }
-
-  /**
-   * Claims up to `limit` tasks whose cleanup is due, for `workerId`, with a
-   * lease until `now + leaseMs`. One statement: a task is claimed by one
-   * worker only (SKIP LOCKED), and a claim whose lease ran out is taken over.
-   */
-  async function claimDueCleanups(workerId: string, leaseMs: number, limit: number): Promise<string[]> {
-    const now = clock.now();
-    const leaseUntil = new Date(now.getTime() + leaseMs);
-    const rows = await queryRows<{ id: string }>(
-      db,
-      sql`UPDATE tasks SET cleanup_claimed_by = ${workerId}, cleanup_lease_until = ${leaseUntil.toISOString()}
-          WHERE id IN (
-            SELECT id FROM tasks
-            WHERE scheduled_cleanup_at IS NOT NULL AND scheduled_cleanup_at <= ${now.toISOString()}
-              AND (cleanup_claimed_by IS NULL OR cleanup_lease_until < ${now.toISOString()})
-            ORDER BY scheduled_cleanup_at
-            LIMIT ${limit}
-            FOR UPDATE SKIP LOCKED)
-          RETURNING id`,
-    );
-    return rows.map((r) => r.id);
-  }
-
-  /**
-   * Gives a claim back after a failed cleanup; the task stays warm (ACTIVE)
-   * and is retried at `retryAt`. No-op when the claim is no longer ours.
-   */
-  async function releaseCleanupClaim(taskId: string, workerId: string, retryAt: Date): Promise<void> {
-    await db
-      .update(tasks)
-      .set({
-        cleanupClaimedBy: null,
-        cleanupLeaseUntil: null,
-        scheduledCleanupAt: retryAt,
-        cleanupAttempts: sql`${tasks.cleanupAttempts} + 1`,
-      })
-      .where(and(eq(tasks.id, taskId), eq(tasks.cleanupClaimedBy, workerId)));
-  }
-
-  /**
-   * When the next pending cleanup can be claimed, or null: its deadline, or,
-   * while another worker's claim on it holds, the end of that lease. (Its
-   * deadline has passed but nothing can be claimed before the lease ends; a
-   * timer armed at the deadline would fire again at once, forever.)
-   */
-  async function nextCleanupDeadline(): Promise<Date | null> {
-    const now = clock.now().toISOString();
-    const [row] = await queryRows<{ at: string | Date | null }>(
-      db,
-      sql`SELECT min(CASE WHEN cleanup_claimed_by IS NOT NULL AND cleanup_lease_until >= ${now}
-                          THEN cleanup_lease_until + interval '1 millisecond'
-                          ELSE scheduled_cleanup_at END) AS at
-          FROM tasks WHERE scheduled_cleanup_at IS NOT NULL`,
-    );
-    return row?.at ? new Date(row.at) : null;
-  }
-
-  /** Writes fields that are not part of the status machine (workspace path, commit). */
-  function updateTaskFields(taskId: string, patch: TaskFieldsPatch) {
-    return write(taskId, undefined, () => ({ update: { ...patch }, guard: undefined }));
-  }
-
-  /** Inserts a new task as INITIALIZING / INACTIVE, with its first history row. */
-  async function createTask(input: NewTaskInput): Promise<TaskRow> {
-    const now = clock.now();
-    return retrying(() =>
-      db.transaction(async (tx) => {
-        const [row] = await tx
-          .insert(tasks)
-          .values({
-            id: input.id,
-            title: input.title,
-            mode: input.mode,
-            repoUrl: input.repoUrl,
-            baseBranch: input.baseBranch ?? null,
-            branch: input.branch ?? null,
-            status: INITIALIZING,
-            initStatus: InitStatus.INACTIVE,
-            createdAt: now,
-            updatedAt: now,
-          })
-          .returning();
-        if (!row) throw new Error("task insert returned no row");
-        await tx.insert(taskStatusHistory).values([
-          {
-            taskId: row.id,
-            field: "status",
-            fromValue: null,
-            toValue: INITIALIZING,
-            at: now,
-            reason: "task created",
-          },
-        ]);
-        return row;
-      }),
-    );
-  }
+  const clearedErrors = { errorMessage: null, initializationError: null };
 
   return {
-    setTaskStatus,
-    setInitStatus,
-    scheduleTaskCleanup,
-    cancelTaskCleanup,
-    updateTaskFields,
-    createTask,
-    claimDueCleanups,
-    releaseCleanupClaim,
-    nextCleanupDeadline,
+    /** Inserts a new task as INITIALIZING / INACTIVE, with its first history row. */
+    createTask: (input: NewTaskInput) => insertTask(db, clock, retrying, input),
+
+    /** INITIALIZING → RUNNING once the workspace is ACTIVE. */
+    startTurn: (taskId: string) => move(taskId, "startTurn"),
+    /** INITIALIZING → FAILED / INACTIVE; `description` names the step and the cause. */
+    failInitialization: (taskId: string, description: string) =>
+      move(taskId, "failInitialization", {
+        reason: description,
+        patch: { initializationError: description, errorMessage: description },
+      }),
+    /** INITIALIZING → STOPPED / INACTIVE: the user stopped the initialization. */
+    stopInitialization: (taskId: string, reason: string) =>
+      move(taskId, "stopInitialization", { reason, patch: { errorMessage: reason } }),
+    /** RUNNING → COMPLETED, FAILED or STOPPED; a remote task's warm window starts. */
+    endTurn: (taskId: string, outcome: TurnOutcome, error: string | null) =>
+      move(taskId, END_TURN_MOVES[outcome], {
+        reason: error ?? TASK_MOVES[END_TURN_MOVES[outcome]].trigger,
+        patch: { errorMessage: error },
+      }),
+    /** RUNNING → STOPPED when the process running the turn is gone; no warm window. */
+    interruptTurn: (taskId: string, message: string) =>
+      move(taskId, "interruptTurn", { patch: { errorMessage: message } }),
+    /** COMPLETED/STOPPED/FAILED → RUNNING on a warm, unclaimed workspace; the cleanup is cancelled. */
+    startWarmFollowUp: (taskId: string) => move(taskId, "startWarmFollowUp", { patch: clearedErrors }),
+    /** COMPLETED/STOPPED/FAILED/ARCHIVED → INITIALIZING on an INACTIVE workspace. */
+    beginReinitialization: (taskId: string) => move(taskId, "beginReinitialization", { patch: clearedErrors }),
+    /** → ARCHIVED / INACTIVE by the cleanup worker that holds the claim. */
+    archiveByCleanup: (taskId: string, workerId: string) => move(taskId, "archiveByCleanup", { claimedBy: workerId }),
+    /** → ARCHIVED / INACTIVE by the user. */
+    archiveByUser: (taskId: string, reason?: string) => move(taskId, "archiveByUser", { reason }),
+
+    /**
+     * The seed's InitStatus entry point: the next provisioning step (or ACTIVE)
+     * of an INITIALIZING task, in the mode's order; or INACTIVE (no workspace),
+     * refused while an agent runs, which also clears any cleanup schedule.
+     */
+    setInitStatus(taskId: string, to: InitStatus, options: { reason?: string } = {}): Promise<TaskRow | null> {
+      return write(taskId, options.reason, (row) => {
+        const refused = initStatusRefusal(row, to);
+        if (refused) return { refused };
+        const update: TaskUpdate = { initStatus: to };
+        if (isInitStep(to) || to === InitStatus.ACTIVE) {
+          return {
+            update,
+            guard: and(eq(tasks.status, TaskStatus.INITIALIZING), eq(tasks.initStatus, row.initStatus)),
+          };
+        }
+        clearCleanup(update);
+        return { update, guard: inArray(tasks.status, NOT_RUNNING) };
+      });
+    },
+
+    /**
+     * The seed's schedule entry point: the warm workspace is cleaned up
+     * `delayMinutes` from now unless a follow-up cancels it. Only a warm remote
+     * task that is not busy and not being cleaned up may carry a schedule.
+     */
+    scheduleTaskCleanup(taskId: string, delayMinutes: number, options: { reason?: string } = {}) {
+      if (!Number.isFinite(delayMinutes) || delayMinutes < 0) {
+        throw new RangeError(`delayMinutes must be a non-negative number, got ${delayMinutes}`);
+      }
+      return write(taskId, options.reason ?? "warm window started", (row, now) => {
+        if (
+          row.mode !== "remote" ||
+          row.initStatus !== InitStatus.ACTIVE ||
+          !CLEANUP_SCHEDULABLE_STATUSES.includes(row.status) ||
+          row.cleanupClaimedBy
+        ) {
+          return { refused: `not a warm remote task at rest (mode ${row.mode}, ${row.status}/${row.initStatus})` };
+        }
+        return {
+          update: {
+            scheduledCleanupAt: new Date(now.getTime() + Math.round(delayMinutes * 60_000)),
+            cleanupAttempts: 0,
+          },
+          guard: and(
+            eq(tasks.mode, "remote"),
+            eq(tasks.initStatus, InitStatus.ACTIVE),
+            inArray(tasks.status, [...CLEANUP_SCHEDULABLE_STATUSES]),
+            isNull(tasks.cleanupClaimedBy),
+          ),
+        };
+      });
+    },
+
+    /** The seed's cancel entry point: removes a pending cleanup; null once a cleanup has claimed the task. */
+    cancelTaskCleanup(taskId: string, options: { reason?: string } = {}) {
+      return write(taskId, options.reason ?? "cleanup cancelled", (row) =>
+        row.cleanupClaimedBy
+          ? { refused: "cleanup in progress" }
+          : { update: { scheduledCleanupAt: null, cleanupAttempts: 0 }, guard: isNull(tasks.cleanupClaimedBy) },
+      );
+    },
+
+    /** Writes fields that are not part of the status machine (workspace path, commits). */
+    updateTaskFields(taskId: string, patch: TaskFieldsPatch): Promise<TaskRow | null> {
+      return write(taskId, undefined, () => ({ update: { ...patch }, guard: undefined }));
+    },
+
+    /** The guarded write itself, for the cleanup-claims module's own writes (release of a claim). */
+    write,
   };
 }
 
-function clearClaim(update: TaskUpdate): void {
+const NOT_RUNNING = [
+  TaskStatus.INITIALIZING,
+  TaskStatus.STOPPED,
+  TaskStatus.COMPLETED,
+  TaskStatus.FAILED,
+  TaskStatus.ARCHIVED,
+];
+
+function clearCleanup(update: TaskUpdate): void {
+  update.scheduledCleanupAt = null;
   update.cleanupClaimedBy = null;
   update.cleanupLeaseUntil = null;
   update.cleanupAttempts = 0;
 }
 
-/** The SPEC §1 invariants, checked before writing so a refusal names the rule. */
-function assertInvariants(taskId: string, row: TaskRow, update: TaskUpdate): void {
-  const status = update.status ?? row.status;
-  const initStatus = update.initStatus ?? row.initStatus;
-  const scheduled = update.scheduledCleanupAt !== undefined ? update.scheduledCleanupAt : row.scheduledCleanupAt;
-  const fail = (detail: string) => {
-    throw new InvalidTransitionError(taskId, "status", row.status, status, detail);
-  };
-  if (status === RUNNING && initStatus !== InitStatus.ACTIVE) fail("RUNNING needs an ACTIVE workspace");
-  if (
-    scheduled &&
-    !(row.mode === "remote" && initStatus === InitStatus.ACTIVE && CLEANUP_SCHEDULABLE_STATUSES.includes(status))
-  ) {
-    fail("a cleanup schedule needs a warm remote task");
-  }
+async function insertTask(
+  db: Db,
+  clock: Clock,
+  retrying: <T>(fn: () => Promise<T>) => Promise<T>,
+  input: NewTaskInput,
+): Promise<TaskRow> {
+  const now = clock.now();
+  return retrying(() =>
+    db.transaction(async (tx) => {
+      const [row] = await tx
+        .insert(tasks)
+        .values({
+          id: input.id,
+          title: input.title,
+          mode: input.mode,
+          repoUrl: input.repoUrl,
+          baseBranch: input.baseBranch ?? null,
+          branch: input.branch ?? null,
+          status: TaskStatus.INITIALIZING,
+          initStatus: InitStatus.INACTIVE,
+          createdAt: now,
+          updatedAt: now,
+        })
+        .returning();
+      if (!row) throw new Error("task insert returned no row");
+      await tx.insert(taskStatusHistory).values([
+        {
+          taskId: row.id,
+          field: "status",
+          fromValue: null,
+          toValue: TaskStatus.INITIALIZING,
+          at: now,
+          reason: "task created",
+        },
+      ]);
+      return row;
+    }),
+  );
 }
 
+/** One history row per changed field of the three the machine owns. A cleared deadline reads "none". */
 async function recordHistory(tx: Tx, before: TaskRow, after: TaskRow, at: Date, reason: string | undefined) {
   const rows: (typeof taskStatusHistory.$inferInsert)[] = [];
-  if (before.status !== after.status) {
-    rows.push({ taskId: after.id, field: "status", fromValue: before.status, toValue: after.status, at, reason });
-  }
-  if (before.initStatus !== after.initStatus) {
-    rows.push({
-      taskId: after.id,
-      field: "initStatus",
-      fromValue: before.initStatus,
-      toValue: after.initStatus,
-      at,
-      reason,
-    });
+  const row = (field: string, fromValue: string | null, toValue: string) =>
+    rows.push({ taskId: after.id, field, fromValue, toValue, at, reason });
+  if (before.status !== after.status) row("status", before.status, after.status);
+  if (before.initStatus !== after.initStatus) row("initStatus", before.initStatus, after.initStatus);
+  const deadline = (value: Date | null) => value?.toISOString() ?? null;
+  if (deadline(before.scheduledCleanupAt) !== deadline(after.scheduledCleanupAt)) {
+    row("scheduledCleanupAt", deadline(before.scheduledCleanupAt), deadline(after.scheduledCleanupAt) ?? "none");
   }
   if (rows.length > 0) await tx.insert(taskStatusHistory).values(rows);
 }

@@ -48,6 +48,10 @@ export class LocalWorkspaceManager implements WorkspaceManager {
     return new LocalExecutor(task.workspacePath);
   }
 
+  async attach(task: TaskRow): Promise<ToolExecutor | null> {
+    return (await this.isAlive(task)) ? new LocalExecutor(task.workspacePath!) : null;
+  }
+
   async saveWork(task: TaskRow, message: string): Promise<string> {
     const path = task.workspacePath;
     if (!path || !existsSync(path)) {

@@ -166,6 +166,10 @@ export class RemoteWorkspaceManager implements WorkspaceManager {
     return this.live(task).client;
   }
 
+  async attach(task: TaskRow): Promise<ToolExecutor | null> {
+    return (await this.isAlive(task)) ? this.live(task).client : null;
+  }
+
   async saveWork(task: TaskRow, message: string): Promise<string> {
     const vm = this.vms.get(task.id);
     if (!vm) throw new WorkspaceSaveError("WORKSPACE_MISSING", `task ${task.id} has no running sandbox to save from`);

@@ -1,0 +1,149 @@
+/**
+ * The task's lifecycle as an executable table (SPEC §1): every TaskStatus
+ * move is a named row carrying its guard (the statuses it starts from, the
+ * initStatus it needs, the cleanup claim it needs) and its effects (the
+ * initStatus it writes, what happens to the warm-window deadline). The
+ * InitStatus moves have their table too: INACTIVE → the mode's steps in
+ * order → ACTIVE, and back to INACTIVE from anywhere but a running turn.
+ *
+ * This module only decides; utils/task-status.ts applies a decision as one
+ * guarded compare-and-set. Nothing else decides which moves exist.
+ */
+import type { TaskRow } from "@repo/db";
+import { getStepsForMode, InitStatus, TaskStatus } from "@repo/types";
+
+const { INITIALIZING, RUNNING, STOPPED, COMPLETED, FAILED, ARCHIVED } = TaskStatus;
+
+export type TurnOutcome = typeof COMPLETED | typeof FAILED | typeof STOPPED;
+
+export interface TaskMove {
+  /** Statuses the move starts from. */
+  from: readonly TaskStatus[];
+  to: TaskStatus;
+  /** The initStatus the task must have for the move. */
+  requiresInitStatus?: InitStatus;
+  /** The cleanup claim the move needs: none at all, or the mover's own. */
+  claim?: "unclaimed" | "held";
+  /** The initStatus written together with the move. */
+  initStatus?: InitStatus;
+  /**
+   * The warm-window deadline: `start` sets it to now + the cleanup delay
+   * (remote tasks only; a local task gets none), `clear` removes it and any
+   * claim, `keep` leaves it as it is.
+   */
+  cleanup: "start" | "clear" | "keep";
+  trigger: string;
+}
+
+const NOT_ARCHIVED = [INITIALIZING, RUNNING, STOPPED, COMPLETED, FAILED] as const;
+const AT_REST = [COMPLETED, STOPPED, FAILED] as const;
+
+/** Every TaskStatus move there is. A caller names one; the row says what it may do. */
+export const TASK_MOVES = {
+  startTurn: {
+    from: [INITIALIZING],
+    to: RUNNING,
+    requiresInitStatus: InitStatus.ACTIVE,
+    cleanup: "clear",
+    trigger: "initialization reached ACTIVE",
+  },
+  failInitialization: {
+    from: [INITIALIZING],
+    to: FAILED,
+    initStatus: InitStatus.INACTIVE,
+    cleanup: "clear",
+    trigger: "a step failed",
+  },
+  stopInitialization: {
+    from: [INITIALIZING],
+    to: STOPPED,
+    initStatus: InitStatus.INACTIVE,
+    cleanup: "clear",
+    trigger: "user stop during initialization",
+  },
+  completeTurn: { from: [RUNNING], to: COMPLETED, cleanup: "start", trigger: "agent finished its turn" },
+  failTurn: { from: [RUNNING], to: FAILED, cleanup: "start", trigger: "agent failed" },
+  stopTurn: { from: [RUNNING], to: STOPPED, cleanup: "start", trigger: "user stop during a turn" },
+  interruptTurn: {
+    from: [RUNNING],
+    to: STOPPED,
+    cleanup: "keep",
+    trigger: "the process running the turn went away",
+  },
+  startWarmFollowUp: {
+    from: AT_REST,
+    to: RUNNING,
+    requiresInitStatus: InitStatus.ACTIVE,
+    claim: "unclaimed",
+    cleanup: "clear",
+    trigger: "follow-up on a warm workspace",
+  },
+  beginReinitialization: {
+    from: [...AT_REST, ARCHIVED],
+    to: INITIALIZING,
+    requiresInitStatus: InitStatus.INACTIVE,
+    cleanup: "clear",
+    trigger: "follow-up that re-initializes",
+  },
+  archiveByCleanup: {
+    from: NOT_ARCHIVED,
+    to: ARCHIVED,
+    claim: "held",
+    initStatus: InitStatus.INACTIVE,
+    cleanup: "clear",
+    trigger: "warm window expired: workspace cleaned up",
+  },
+  archiveByUser: {
+    from: NOT_ARCHIVED,
+    to: ARCHIVED,
+    initStatus: InitStatus.INACTIVE,
+    cleanup: "clear",
+    trigger: "archived by user",
+  },
+} as const satisfies Record<string, TaskMove>;
+
+export type TaskMoveName = keyof typeof TASK_MOVES;
+
+/** The move that ends a turn with `outcome`. */
+export const END_TURN_MOVES: Record<TurnOutcome, TaskMoveName> = {
+  COMPLETED: "completeTurn",
+  FAILED: "failTurn",
+  STOPPED: "stopTurn",
+};
+
+type GuardedFields = Pick<TaskRow, "status" | "initStatus" | "cleanupClaimedBy">;
+
+/** Why `move` cannot be made from `row` now (by `claimedBy`, for claim-held moves), or null when it can. */
+export function moveRefusal(move: TaskMove, row: GuardedFields, claimedBy?: string): string | null {
+  if (!move.from.includes(row.status)) return `${row.status} is not one of ${move.from.join(", ")}`;
+  if (move.requiresInitStatus && row.initStatus !== move.requiresInitStatus) {
+    return `initStatus is ${row.initStatus}, needs ${move.requiresInitStatus}`;
+  }
+  if (move.claim === "unclaimed" && row.cleanupClaimedBy) return "cleanup in progress";
+  if (move.claim === "held" && (!claimedBy || row.cleanupClaimedBy !== claimedBy)) return "cleanup claim lost";
+  return null;
+}
+
+/**
+ * The provisioning step (or ACTIVE) that may follow `current` for a task of
+ * `mode`: the first step after INACTIVE, each step after the one before it,
+ * ACTIVE after the last. Null after ACTIVE.
+ */
+export function nextInitStatus(mode: TaskRow["mode"], current: InitStatus): InitStatus | null {
+  const order: InitStatus[] = [InitStatus.INACTIVE, ...getStepsForMode(mode), InitStatus.ACTIVE];
+  const index = order.indexOf(current);
+  return index >= 0 && index < order.length - 1 ? order[index + 1]! : null;
+}
+
+/** Why `row` cannot move to initStatus `to` now, or null when it can. */
+export function initStatusRefusal(row: Pick<TaskRow, "mode" | "status" | "initStatus">, to: InitStatus): string | null {
+  if (to === InitStatus.INACTIVE) {
+    return row.status === RUNNING ? "an agent turn is running" : null;
+  }
+  if (row.status !== INITIALIZING) return `task is ${row.status}`;
+  const next = nextInitStatus(row.mode, row.initStatus);
+  return next === to ? null : `${to} does not follow ${row.initStatus} in ${row.mode} mode`;
+}
+
+/** Statuses in which a warm remote workspace may carry a cleanup deadline. */
+export const CLEANUP_SCHEDULABLE_STATUSES: readonly TaskStatus[] = AT_REST;

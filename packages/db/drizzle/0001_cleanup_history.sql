@@ -1,0 +1,3 @@
+ALTER TABLE "task_status_history" DROP CONSTRAINT "task_status_history_field";--> statement-breakpoint
+CREATE INDEX "tasks_cleanup_lease_idx" ON "tasks" USING btree ("cleanup_lease_until") WHERE "tasks"."cleanup_claimed_by" IS NOT NULL;--> statement-breakpoint
+ALTER TABLE "task_status_history" ADD CONSTRAINT "task_status_history_field" CHECK ("task_status_history"."field" IN ('status', 'initStatus', 'scheduledCleanupAt'));
