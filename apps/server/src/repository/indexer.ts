@@ -15,7 +15,7 @@ const INSERT_BATCH = 250;
 /** Files read from the store at once: at most this many, and at most READ_BATCH_BYTES of them. */
 const READ_BATCH = 2000;
 /** Bytes read from the store at once, so a repository of large files is never held whole in memory. */
-const READ_BATCH_BYTES = 16 * 1024 * 1024;
+const READ_BATCH_BYTES = 8 * 1024 * 1024;
 
 export interface IndexResult {
   commitSha: string;
