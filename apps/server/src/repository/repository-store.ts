@@ -25,9 +25,12 @@ import type { PackStats } from "@repo/workspace";
 import { WorkspaceError, WorkspaceSaveError } from "../errors";
 import { KeyedMutex } from "../utils/keyed-mutex";
 import { consolidatePacks, indexPack, isAncestor, isComplete, knownCommits, packHistory } from "./pack-transfer";
-import { gitReason, storeGit as runGit, storeGitBuffer as runGitBuffer } from "./store-git";
+import { gitReason, storeGit as runGit, storeGitBuffer as runGitBuffer, storeGitBounded } from "./store-git";
 
 export { SERVER_GIT_EMAIL } from "./store-git";
+
+/** Most of a task's patch the diff holds, bytes; the rest is counted, never held in memory. */
+const PATCH_LIMIT = 8 * 1024 * 1024;
 
 export interface DiffSummary {
   files: { path: string; additions: number; deletions: number }[];
@@ -230,12 +233,17 @@ export class RepositoryStore {
     });
   }
 
-  /** The task branch against the commit it started from. */
+  /** The task branch against the commit it started from; a patch over PATCH_LIMIT is cut and says how much is left out. */
   async diff(repoUrl: string, baseSha: string, branch: string): Promise<DiffSummary> {
     const mirror = this.mirrorPath(repoUrl);
     const range = [baseSha, `refs/heads/${branch}`];
     const numstat = await runGit(["diff", "--numstat", "-z", ...range], { cwd: mirror });
-    const patch = await runGit(["diff", "--no-color", ...range], { cwd: mirror });
+    const { text, omittedBytes } = await storeGitBounded(
+      ["diff", "--no-color", ...range],
+      { cwd: mirror },
+      PATCH_LIMIT,
+    );
+    const patch = omittedBytes > 0 ? `${text}… ${omittedBytes} bytes of the patch omitted\n` : text;
     return { files: parseNumstat(numstat), patch };
   }
 

@@ -3,6 +3,7 @@
  * user or system configuration, no credential helper leaks in), hooks off,
  * local `file://` remotes allowed, and a time limit on every run.
  */
+import { Writable } from "node:stream";
 import { GitError, type GitRunOptions, git, gitBuffer, gitOutputStream, runGit } from "@repo/workspace";
 
 /** The identity of the server's own git processes (also how a later server recognises orphans of a dead one). */
@@ -61,6 +62,42 @@ export function storeGitRun(args: string[], options: StoreGitOptions) {
 /** git's stdout as a stream (see gitOutputStream). */
 export function storeGitStream(args: string[], options: Omit<StoreGitOptions, "stdout" | "maxOutputBytes">) {
   return gitOutputStream(storeArgs(args), withStoreEnv(options));
+}
+
+/**
+ * git's stdout as text, keeping at most `limitBytes` (cut at a line end) and
+ * counting the rest, so an output of any size costs bounded memory.
+ */
+export async function storeGitBounded(
+  args: string[],
+  options: Omit<StoreGitOptions, "stdout" | "maxOutputBytes">,
+  limitBytes: number,
+): Promise<{ text: string; omittedBytes: number }> {
+  const kept: Buffer[] = [];
+  let keptBytes = 0;
+  let omittedBytes = 0;
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      const room = Math.max(0, limitBytes - keptBytes);
+      if (room > 0) {
+        kept.push(chunk.subarray(0, room));
+        keptBytes += Math.min(room, chunk.length);
+      }
+      omittedBytes += Math.max(0, chunk.length - room);
+      callback();
+    },
+  });
+  const result = await storeGitRun(args, { ...options, stdout: sink });
+  if (result.exitCode !== 0) {
+    throw new GitError(args, result.exitCode, result.stderr, { timedOut: result.timedOut, aborted: result.aborted });
+  }
+  let out = Buffer.concat(kept);
+  if (omittedBytes > 0) {
+    const end = out.lastIndexOf(10) + 1;
+    omittedBytes += out.length - end;
+    out = out.subarray(0, end);
+  }
+  return { text: out.toString("utf8"), omittedBytes };
 }
 
 /** What git said went wrong, for a message a user reads. */

@@ -1,10 +1,12 @@
 /**
  * The repository store's side of moving a task branch: packs out of the
  * mirror hold only what the receiver lacks, and a pack coming back is only
- * saved when it is whole and continues the last saved commit.
+ * saved when it is whole and continues the last saved commit. And the task's
+ * diff, whose patch stays bounded whatever the branch holds.
  */
 import { execFileSync } from "node:child_process";
-import { rmSync } from "node:fs";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { Readable } from "node:stream";
 import { afterEach, describe, expect, it } from "vitest";
 import { createRepo, git, tempDir } from "../../../test/support/git";
@@ -37,9 +39,8 @@ async function setUp() {
 }
 
 function commit(workspace: string, path: string, content: string): string {
-  execFileSync("sh", ["-ec", `mkdir -p "$(dirname ${path})" && printf '%s' "$0" > ${path}`, content], {
-    cwd: workspace,
-  });
+  mkdirSync(dirname(join(workspace, path)), { recursive: true });
+  writeFileSync(join(workspace, path), content);
   git(workspace, "add", "-A");
   git(workspace, "commit", "-q", "-m", `write ${path}`);
   return git(workspace, "rev-parse", "HEAD");
@@ -162,4 +163,25 @@ describe("the saved record", () => {
     await store.deleteBranch(upstream, BRANCH);
     expect(() => git(store.mirrorPath(upstream), "rev-parse", "--verify", RepositoryStore.savedRef(BRANCH))).toThrow();
   });
+});
+
+describe("the task diff", () => {
+  it("cuts a patch larger than its limit at a line end and says how much it left out", async () => {
+    const { upstream, store, workspace, base } = await setUp();
+    const line = `${"generated ".repeat(9)}line\n`;
+    const lines = Math.ceil((12 * 1024 * 1024) / line.length);
+    const head = commit(workspace, "generated.txt", line.repeat(lines));
+    await store.receivePack(upstream, BRANCH, Readable.from([pack(workspace, [head, `^${base}`])]), { base, head });
+    const diff = await store.diff(upstream, base, BRANCH);
+    expect(diff.files).toEqual([{ path: "generated.txt", additions: lines, deletions: 0 }]);
+    expect(diff.patch.length).toBeLessThanOrEqual(8 * 1024 * 1024 + 100);
+    const [kept, note] = [
+      diff.patch.slice(0, diff.patch.lastIndexOf("… ")),
+      diff.patch.slice(diff.patch.lastIndexOf("… ")),
+    ];
+    expect(kept.endsWith(`+${line}`)).toBe(true);
+    const omitted = Number(/^… (\d+) bytes of the patch omitted\n$/.exec(note)?.[1]);
+    const whole = git(store.mirrorPath(upstream), "diff", "--no-color", base, head).length + 1;
+    expect(Buffer.byteLength(kept) + omitted).toBe(whole);
+  }, 120_000);
 });
