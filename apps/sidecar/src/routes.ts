@@ -7,7 +7,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { pipeline } from "node:stream/promises";
 import { type LocalExecutor, sidecarProtocol as protocol, readHead, saveWorkspace } from "@repo/workspace";
 import { HttpError, readJson, sendJson } from "./http";
-import { packObjects, receiveBranch, workspaceHaves } from "./workspace-git";
+import { assertBranchName, packObjects, receiveBranch, workspaceHaves } from "./workspace-git";
 
 /** Limit for JSON bodies (file contents travel in them), bytes. */
 const JSON_LIMIT = 32 * 1024 * 1024;
@@ -79,6 +79,7 @@ async function gitCommit({ req, res, executor }: RouteContext) {
 
 async function gitSave({ req, res, executor }: RouteContext) {
   const body = await readJson(req, protocol.SaveRequest, JSON_LIMIT);
+  await assertBranchName(body.branch);
   sendJson(res, 200, await saveWorkspace(executor.root, body));
 }
 

@@ -178,6 +178,21 @@ describe("moving a branch through the sidecar", () => {
     });
   });
 
+  it("refuses to save onto a name git does not accept as a branch, leaving the workspace as it was", async () => {
+    const sidecar = await sidecarOnEmptyWorkspace();
+    const { head, branch, pack } = await sourceBranch();
+    await sidecar.client.receiveBranch(branch, head, streamOf(pack));
+    await sidecar.client.writeFile("pending.txt", "pending\n");
+    for (const bad of ["umbra/..x", "umbra/x.lock", "umbra//x", "/umbra"]) {
+      expect(await rejection(sidecar.client.saveBranch(bad, head, "save"))).toMatchObject({
+        status: 400,
+        code: "VALIDATION_ERROR",
+      });
+    }
+    expect(await sidecar.client.health()).toMatchObject({ head, branch });
+    expect(await sidecar.client.readFile("pending.txt")).toBe("pending\n");
+  });
+
   it("commits through /git/commit and reports when there was nothing to commit", async () => {
     const sidecar = await sidecarOnEmptyWorkspace();
     const { head, branch, pack } = await sourceBranch();

@@ -24,17 +24,17 @@
  * - Git runs with hooks, fsmonitor and signing off and without the user's or
  *   the system's configuration, so nothing the agent configured runs.
  */
-import { copyFile, rename, rm } from "node:fs/promises";
+import { copyFile, readFile, rename, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { git, isValidBranchName, runGit, workspaceGitVariables } from "./git";
+import { git, runGit, workspaceGitVariables } from "./git";
 import { DEFAULT_PATH } from "./process-group";
 import { AGENT_GIT_IDENTITY } from "./types";
 
 export interface SaveWorkspaceOptions {
   /** The task branch, e.g. `umbra/<task-id>`. */
   branch: string;
-  /** The task branch's last saved commit; the result descends from it. */
+  /** The task branch's last saved commit (a commit id or a ref naming it); the result descends from it. */
   base: string;
   /** The message of a commit the save makes. */
   message: string;
@@ -54,7 +54,7 @@ export interface SavedWorkspace {
   previous: { head: string | null; branch: string | null };
 }
 
-export const SAVE_REFUSAL_CODES = ["NO_REPOSITORY", "BASE_MISSING", "INVALID_BRANCH"] as const;
+export const SAVE_REFUSAL_CODES = ["NO_REPOSITORY", "BASE_MISSING"] as const;
 export type SaveRefusalCode = (typeof SAVE_REFUSAL_CODES)[number];
 
 /** The workspace cannot be saved as it is; `code` says why. Trying again will not help. */
@@ -115,38 +115,77 @@ function saveGit(root: string) {
   };
 }
 
-/** Saves the workspace at `root` onto `options.branch`; see the module comment. */
-export async function saveWorkspace(root: string, options: SaveWorkspaceOptions): Promise<SavedWorkspace> {
-  const { branch, base, message } = options;
-  const { run, probe } = saveGit(root);
-  // One round of git processes, side by side, tells everything the save needs to know.
-  const [validBranch, gitDirProbe, symbolic, objects] = await Promise.all([
-    isValidBranchName(branch),
-    probe(["rev-parse", "--absolute-git-dir"]),
-    probe(["symbolic-ref", "-q", "HEAD"]),
-    probe(
-      ["cat-file", "--batch-check=%(objectname)"],
-      {},
-      `${base}^{commit}\n${base}^{tree}\nHEAD^{commit}\nHEAD^{tree}\n`,
-    ),
+interface WorkspaceState {
+  gitDir: string;
+  baseCommit: string;
+  baseTree: string;
+  headCommit: string | null;
+  headTree: string | null;
+  /** What HEAD refers to (`refs/heads/…`), or null when it is detached. */
+  headRef: string | null;
+}
+
+/**
+ * Where the repository is and what `base` and HEAD are. One git process in
+ * the usual case; when that fails (no repository, `base` missing, HEAD on a
+ * branch without commits) a slower path finds out which.
+ */
+async function inspect(probe: Probe, base: string): Promise<WorkspaceState> {
+  const fast = await probe([
+    "rev-parse",
+    "--absolute-git-dir",
+    `${base}^{commit}`,
+    `${base}^{tree}`,
+    "HEAD^{commit}",
+    "HEAD^{tree}",
   ]);
-  if (!validBranch) {
-    throw new SaveRefusedError("INVALID_BRANCH", `${JSON.stringify(branch)} is not a valid branch name`);
+  let state: Omit<WorkspaceState, "headRef">;
+  if (fast.exitCode === 0) {
+    const [gitDir, baseCommit, baseTree, headCommit, headTree] = fast.stdout.toString("utf8").trim().split("\n");
+    state = {
+      gitDir: gitDir!,
+      baseCommit: baseCommit!,
+      baseTree: baseTree!,
+      headCommit: headCommit!,
+      headTree: headTree!,
+    };
+  } else {
+    const [gitDirProbe, objects] = await Promise.all([
+      probe(["rev-parse", "--absolute-git-dir"]),
+      probe(
+        ["cat-file", "--batch-check=%(objectname)"],
+        {},
+        `${base}^{commit}\n${base}^{tree}\nHEAD^{commit}\nHEAD^{tree}\n`,
+      ),
+    ]);
+    if (gitDirProbe.exitCode !== 0) {
+      throw new SaveRefusedError("NO_REPOSITORY", "the workspace is no longer a git repository (its .git is gone)");
+    }
+    const [baseCommit, baseTree, headCommit, headTree] = objects.stdout
+      .toString("utf8")
+      .split("\n")
+      .map((line) => (/^[0-9a-f]{40,64}$/.test(line) ? line : null));
+    if (!baseCommit || !baseTree) {
+      throw new SaveRefusedError("BASE_MISSING", `the workspace lacks the last saved commit ${base}`);
+    }
+    const gitDir = gitDirProbe.stdout.toString("utf8").trim();
+    state = { gitDir, baseCommit, baseTree, headCommit: headCommit ?? null, headTree: headTree ?? null };
   }
-  if (gitDirProbe.exitCode !== 0) {
-    throw new SaveRefusedError("NO_REPOSITORY", "the workspace is no longer a git repository (its .git is gone)");
-  }
-  const gitDir = gitDirProbe.stdout.toString("utf8").trim();
-  const [baseCommit, baseTree, headCommit, headTree] = objects.stdout
-    .toString("utf8")
-    .split("\n")
-    .map((line) => (/^[0-9a-f]{40,64}$/.test(line) ? line : null));
-  if (!baseCommit || !baseTree) {
-    throw new SaveRefusedError("BASE_MISSING", `the workspace lacks the last saved commit ${base}`);
-  }
-  const headRef = symbolic.exitCode === 0 ? symbolic.stdout.toString("utf8").trim() : null;
+  const head = await readFile(join(state.gitDir, "HEAD"), "utf8").catch(() => "");
+  const headRef = head.startsWith("ref: ") ? head.slice("ref: ".length).trim() : null;
+  return { ...state, headRef };
+}
+
+/**
+ * Saves the workspace at `root` onto `options.branch` (a valid branch name;
+ * the caller checks it); see the module comment.
+ */
+export async function saveWorkspace(root: string, options: SaveWorkspaceOptions): Promise<SavedWorkspace> {
+  const { branch, message } = options;
+  const { run, probe } = saveGit(root);
+  const { gitDir, baseCommit, baseTree, headCommit, headTree, headRef } = await inspect(probe, options.base);
   const previous = {
-    head: headCommit ?? null,
+    head: headCommit,
     branch: headRef?.startsWith("refs/heads/") ? headRef.slice("refs/heads/".length) : null,
   };
   const index = join(gitDir, "index");
@@ -156,7 +195,7 @@ export async function saveWorkspace(root: string, options: SaveWorkspaceOptions)
     const descends =
       previous.head !== null && (previous.head === baseCommit || (await isAncestor(probe, baseCommit, previous.head)));
     const { head, committed } = await commitOnto(run, {
-      parent: descends ? { commit: previous.head!, tree: headTree ?? null } : { commit: baseCommit, tree: baseTree },
+      parent: descends ? { commit: previous.head!, tree: headTree } : { commit: baseCommit, tree: baseTree },
       tree,
       message: descends ? message : `${message}${rewriteNote(previous)}`,
     });
