@@ -221,6 +221,20 @@ describe.each(subjects)("workspace contract: $name", (subject) => {
     expect(diff.files.map((f) => f.path).sort()).toEqual(["notes/a.txt", "saved.txt"]);
   });
 
+  it("saves a task branch that has no saved-head record on top of its branch head, and records the result", async () => {
+    const store = new RepositoryStore(join(dataDir, "repos"));
+    const mirror = store.mirrorPath(repo);
+    const before = await store.branchHead(repo, task.branch!);
+    git(mirror, "update-ref", "-d", RepositoryStore.savedRef(task.branch!));
+    const executor = await manager.executor(task);
+    await executor.writeFile("unrecorded.txt", "saved anyway\n");
+    const head = await manager.saveWork(task, "save without a record");
+    expect(git(mirror, "rev-parse", `${head}^`)).toBe(before);
+    expect(git(mirror, "show", `${head}:unrecorded.txt`)).toBe("saved anyway");
+    expect(await store.branchHead(repo, task.branch!)).toBe(head);
+    expect(git(mirror, "rev-parse", RepositoryStore.savedRef(task.branch!))).toBe(head);
+  });
+
   /** What the workspace has checked out and whether it is clean, as the agent would see it. */
   async function checkedOut(): Promise<string> {
     const executor = await manager.executor(task);

@@ -10,7 +10,13 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import type { TaskRow } from "@repo/db";
 import { InitStatus } from "@repo/types";
-import { LocalExecutor, SaveRefusedError, saveWorkspace, type ToolExecutor } from "@repo/workspace";
+import {
+  LocalExecutor,
+  type SavedWorkspace,
+  SaveRefusedError,
+  saveWorkspace,
+  type ToolExecutor,
+} from "@repo/workspace";
 import { errorMessage, WorkspaceError, WorkspaceSaveError } from "../../errors";
 import type { Logger } from "../../logger";
 import { RepositoryStore } from "../../repository/repository-store";
@@ -57,17 +63,14 @@ export class LocalWorkspaceManager implements WorkspaceManager {
     if (!path || !existsSync(path)) {
       throw new WorkspaceSaveError("WORKSPACE_MISSING", `task ${task.id} has no workspace to save from`);
     }
-    const branch = task.branch!;
     const started = performance.now();
     try {
-      const base = await this.store.savedHead(task.repoUrl, branch);
-      // The worktree shares the mirror's refs: the branch and its saved-head record move in one update.
-      const saved = await saveWorkspace(path, { branch, base, message, recordIn: RepositoryStore.savedRef(branch) });
+      const saved = await this.saveOnto(task, path, message);
       this.log?.info(
         {
           taskId: task.id,
           head: saved.head,
-          base,
+          base: saved.base,
           committed: saved.committed,
           rewritten: saved.rewritten,
           previousBranch: saved.previous.branch,
@@ -85,6 +88,23 @@ export class LocalWorkspaceManager implements WorkspaceManager {
       throw new WorkspaceSaveError("STORE_FAILED", `saving the workspace failed: ${errorMessage(error)}`, {
         cause: error,
       });
+    }
+  }
+
+  /**
+   * The worktree shares the mirror's refs, so the saved-head record names the
+   * base and moves with the branch in one update. A branch saved before there
+   * were records has none yet: its base is then the store's saved head.
+   */
+  private async saveOnto(task: TaskRow, path: string, message: string): Promise<SavedWorkspace> {
+    const branch = task.branch!;
+    const recordIn = RepositoryStore.savedRef(branch);
+    try {
+      return await saveWorkspace(path, { branch, base: recordIn, message, recordIn });
+    } catch (error) {
+      if (!(error instanceof SaveRefusedError && error.code === "BASE_MISSING")) throw error;
+      const base = await this.store.savedHead(task.repoUrl, branch);
+      return saveWorkspace(path, { branch, base, message, recordIn });
     }
   }
 
