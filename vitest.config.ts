@@ -6,6 +6,7 @@ export default defineConfig({
       "packages/*/test/**/*.test.ts",
       "apps/server/test/**/*.test.ts",
       "apps/sidecar/test/**/*.test.ts",
+      "apps/cli/test/**/*.test.ts",
       "apps/web/test/**/*.test.{ts,tsx}",
     ],
     globalSetup: ["test/support/global-setup.ts"],

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // `npm test`: runs the whole suite. Parts that need a system service
-// (Postgres, bubblewrap, Chromium) run when it is present; when it is not,
+// (Postgres, bubblewrap, Chromium) or an agent CLI (Claude Code, Codex: optional
+// npm dependencies) run when it is present; when it is not,
 // this says loudly what was left out. With UMBRA_TEST_REQUIRE_ALL=1 (CI)
 // a missing service is an error instead.
 import { spawnSync } from "node:child_process";
@@ -24,10 +25,32 @@ async function postgresReachable() {
 }
 
 const has = (cmd) => spawnSync("sh", ["-c", `command -v ${cmd}`]).status === 0;
+
+/** Whether the agent CLIs are installed and run, as scripts/agent-clis.ts finds them. */
+function agentClis() {
+  const check = spawnSync(process.execPath, ["--import", "tsx", "scripts/agent-clis.ts"], { encoding: "utf8" });
+  try {
+    return JSON.parse(check.stdout);
+  } catch {
+    const why = { ok: false, reason: `scripts/agent-clis.ts failed: ${check.stderr.trim().split("\n").at(-1)}` };
+    return { "claude-code": why, codex: why };
+  }
+}
+const clis = agentClis();
 const services = [
   { name: "Postgres", ok: await postgresReachable(), leftOut: `tests against a real Postgres (${postgresUrl})` },
   { name: "bubblewrap", ok: has("bwrap"), leftOut: "the sandboxed `process` VM provider (sidecars run unsandboxed)" },
   { name: "Chromium", ok: existsSync("/usr/bin/chromium"), leftOut: "the browser end-to-end tests" },
+  {
+    name: "Claude Code CLI",
+    ok: clis["claude-code"].ok,
+    leftOut: `the claude-code agent's tests against the real CLI (${clis["claude-code"].reason})`,
+  },
+  {
+    name: "Codex CLI",
+    ok: clis.codex.ok,
+    leftOut: `the codex agent's tests against the real CLI (${clis.codex.reason})`,
+  },
 ];
 const missing = services.filter((s) => !s.ok);
 if (missing.length > 0) {
@@ -53,6 +76,8 @@ const env = {
   UMBRA_TEST_POSTGRES: services[0].ok ? "1" : "0",
   UMBRA_TEST_BWRAP: services[1].ok ? "1" : "0",
   UMBRA_TEST_CHROMIUM: services[2].ok ? "1" : "0",
+  UMBRA_TEST_CLAUDE_CODE: services[3].ok ? "1" : "0",
+  UMBRA_TEST_CODEX: services[4].ok ? "1" : "0",
 };
 mkdirSync("test-artifacts", { recursive: true });
 const report = join("test-artifacts", "vitest-report.json");

@@ -1,4 +1,5 @@
 /** Every benchmark section, in the order a full run takes them. */
+import { agentTurnSection } from "../sections/agent-turn";
 import { cleanupLagSection } from "../sections/cleanup-lag";
 import { concurrencySection } from "../sections/concurrency";
 import { dueQuerySection } from "../sections/due-query";
@@ -18,4 +19,5 @@ export const SECTIONS: readonly Section[] = [
   saveCostSection,
   saveMemorySection,
   reinitLargeSection,
+  agentTurnSection,
 ];

@@ -108,7 +108,7 @@ export function spinUntil<T>(look: () => T | null, what: string, timeoutMs = 15_
 /** The sandbox's record once its sidecar listens (the record is first written without a port). */
 export function listeningSandbox(dataDir: string, taskId: string): SandboxRecordView | null {
   const record = readSandboxRecord(dataDir, taskId);
-  return record?.port ? record : null;
+  return record?.endpoint ? record : null;
 }
 
 /** Freezes (SIGSTOP) every process of a sandbox: the recorded pid leads its process group. */

@@ -1,7 +1,8 @@
 /**
  * Looking at process-provider sandboxes from the outside, the way an
  * operator would: their record on disk, their processes in /proc, their
- * sockets in /proc/net/tcp, their task branches in the repository store.
+ * sidecar's socket (seen from inside the sandbox's network namespace), their
+ * task branches in the repository store.
  * Used by tests that freeze, kill or inspect sandboxes of a server running
  * in another process.
  */
@@ -14,8 +15,7 @@ export interface SandboxRecordView {
   pid: number;
   /** The process the provider spawned (bwrap): its environment holds the sidecar's token. */
   launcherPid: number;
-  /** Unset until the sidecar listens. */
-  port?: number;
+  /** `unix:<socket>`; unset until the sidecar listens. */
   endpoint?: string;
 }
 
@@ -86,16 +86,21 @@ export function processEnvironment(pid: number): Record<string, string> {
 }
 
 /**
- * Bytes that arrived on connections to 127.0.0.1:`port` and that the
- * listening process has not read yet: a request waiting on a frozen sidecar.
+ * Bytes that arrived on connections to the sandbox's sidecar socket and that
+ * the sidecar has not read yet: a request waiting on a frozen sidecar. Read
+ * with `ss` inside the sandbox's network namespace (unix sockets are listed
+ * per namespace).
  */
-export function unreadBytesOnPort(port: number): number {
-  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, "0")}`;
+export function unreadBytesAtSidecar(record: SandboxRecordView): number {
+  const socket = record.endpoint?.replace(/^unix:/, "") ?? "";
+  const inside = socket.replace(/^.*\/sockets\//, "/run/umbra/sockets/");
+  const listing = execFileSync("nsenter", ["-t", String(record.pid), "-n", "ss", "-xnH"], { encoding: "utf8" });
   let total = 0;
-  for (const line of readFileSync("/proc/net/tcp", "utf8").split("\n").slice(1)) {
+  for (const line of listing.split("\n")) {
     const fields = line.trim().split(/\s+/);
-    if (fields[1] !== local || fields[3] !== "01") continue;
-    total += Number.parseInt(fields[4]!.split(":")[1]!, 16);
+    // Netid State Recv-Q Send-Q Local-path Local-inode Peer-path Peer-inode
+    if (fields[1] !== "ESTAB" || (fields[4] !== inside && fields[4] !== socket)) continue;
+    total += Number(fields[2]) || 0;
   }
   return total;
 }

@@ -23,6 +23,7 @@ import { createLogger, type Logger } from "./logger";
 import { Metrics } from "./metrics";
 import { RepositoryIndexer } from "./repository/indexer";
 import { RepositoryStore } from "./repository/repository-store";
+import { registerRepositoryRoutes } from "./routes/repositories";
 import { registerTaskRoutes } from "./routes/tasks";
 import { MessageLog } from "./services/message-log";
 import { TaskCleanupService } from "./services/task-cleanup";
@@ -163,6 +164,7 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
 
   installHttpBasics(fastify, config);
   registerTaskRoutes(fastify, { tasks, lifecycle, messages, store });
+  registerRepositoryRoutes(fastify, { tasks, store });
   fastify.get("/api/health", async () => ({ ok: true }));
   fastify.get("/api/config", async () => ({
     mode: workspaces.mode,

@@ -5,6 +5,13 @@
 import { resolve } from "node:path";
 import { AGENT_KINDS, type AgentKind, type TaskMode } from "@repo/types";
 import { z } from "zod";
+import {
+  defaultAllowedDomains,
+  NETWORK_MODES,
+  type NetworkPolicy,
+  parseEntry,
+} from "./execution/vm/egress/egress-policy";
+import type { SandboxLimits } from "./execution/vm/process/process-provider";
 import { parseSecretsKey } from "./utils/secret-box";
 
 const LOOPBACK_HOSTS = new Set(["127.0.0.1", "localhost", "::1", "[::1]"]);
@@ -28,6 +35,11 @@ const integer = (fallback: number, min: number) =>
       }
       return parsed;
     });
+
+/** An http(s) URL without trailing slashes (clients append their paths). */
+const httpUrl = optionalString
+  .refine((url) => !url || /^https?:$/.test(URL.parse(url)?.protocol ?? ""), { message: "must be an http(s) URL" })
+  .transform((url) => url?.replace(/\/+$/, ""));
 
 const EnvSchema = z.object({
   PORT: integer(3000, 0).refine((port) => port <= 65535, "must be a port number (0-65535)"),
@@ -57,7 +69,7 @@ const EnvSchema = z.object({
     },
     { message: "must be 32 bytes, as base64 or hex" },
   ),
-  AGENT: z.enum(["auto", ...AGENT_KINDS], { message: "must be auto, llm, command or shell" }).default("auto"),
+  AGENT: z.enum(["auto", ...AGENT_KINDS], { message: `must be auto, ${AGENT_KINDS.join(", ")}` }).default("auto"),
   LLM_PROVIDER: z
     .enum(["openai", "anthropic", "openai-compatible"], { message: "must be openai, anthropic or openai-compatible" })
     .optional(),
@@ -65,11 +77,38 @@ const EnvSchema = z.object({
   LLM_BASE_URL: optionalString.refine((url) => !url || URL.canParse(url), { message: "must be a URL" }),
   OPENAI_API_KEY: optionalString,
   ANTHROPIC_API_KEY: optionalString,
+  OPENAI_BASE_URL: httpUrl,
+  ANTHROPIC_BASE_URL: httpUrl,
+  CLAUDE_CODE_BIN: optionalString,
+  CODEX_BIN: optionalString,
   AGENT_COMMAND: optionalString,
   SIDECAR_BUNDLE: optionalString,
+  SANDBOX_NETWORK: z.enum(NETWORK_MODES, { message: "must be off, allowlist or on" }).default("allowlist"),
+  SANDBOX_ALLOWED_DOMAINS: optionalString,
+  SANDBOX_MEMORY_MB: integer(2048, 64),
+  SANDBOX_PIDS: integer(512, 16),
+  SANDBOX_CPUS: z
+    .string()
+    .trim()
+    .default("1")
+    .transform((value, ctx) => {
+      const parsed = Number(value);
+      if (!Number.isFinite(parsed) || parsed < 0.01 || parsed > 1024) {
+        ctx.addIssue({
+          code: "custom",
+          message: `must be a number of cores (e.g. 0.5, 2), got ${JSON.stringify(value)}`,
+        });
+        return z.NEVER;
+      }
+      return parsed;
+    }),
+  SANDBOX_DISK_MB: integer(10240, 64),
   K8S_NAMESPACE: z.string().default("umbra"),
   K8S_IMAGE: z.string().default("umbra-sidecar:latest"),
   K8S_RUNTIME_CLASS: z.string().default("kata-fc"),
+  K8S_EGRESS_PROXY: optionalString.refine((url) => !url || /^http:\/\/[^/]+:\d+\/?$/.test(url), {
+    message: "must be http://<address>:<port> of the in-cluster egress proxy",
+  }),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
 
@@ -78,6 +117,12 @@ export interface LlmConfig {
   model: string;
   baseUrl?: string;
   apiKey?: string;
+}
+
+export interface VendorConfig {
+  apiKey?: string;
+  /** The vendor's API root; unset = the vendor's own. */
+  baseUrl?: string;
 }
 
 export interface ServerConfig {
@@ -101,9 +146,17 @@ export interface ServerConfig {
   agent: AgentKind;
   llm?: LlmConfig;
   agentCommand?: string;
-  kubernetes: { namespace: string; image: string; runtimeClassName: string };
+  /** ANTHROPIC_API_KEY and ANTHROPIC_BASE_URL (Anthropic's convention: without `/v1`). */
+  anthropic: VendorConfig;
+  /** OPENAI_API_KEY and OPENAI_BASE_URL (OpenAI's convention: with `/v1`). */
+  openai: VendorConfig;
+  /** CLAUDE_CODE_BIN / CODEX_BIN; unset = the CLIs installed with the server. */
+  agentBinaries: { claudeCode?: string; codex?: string };
+  kubernetes: { namespace: string; image: string; runtimeClassName: string; egressProxyUrl?: string };
   /** The built sidecar the `process` provider runs. Default: the `@repo/sidecar/bundle` package export. */
   sidecarBundle?: string;
+  /** Every sandbox's egress policy and resource limits (SANDBOX_*). */
+  sandbox: { network: NetworkPolicy; limits: SandboxLimits };
   logLevel: string;
 }
 
@@ -126,7 +179,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
   }
   const e = parsed.data;
   const llm = resolveLlm(e);
-  const agent = resolveAgent(e.AGENT, llm, e.AGENT_COMMAND);
+  const agent = resolveAgent(e, llm);
   if (!LOOPBACK_HOSTS.has(e.HOST) && !e.API_TOKEN) {
     throw new ConfigError("API_TOKEN", `must be set when HOST (${e.HOST}) is not a loopback address`);
   }
@@ -146,10 +199,47 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
     agent,
     llm,
     agentCommand: e.AGENT_COMMAND,
-    kubernetes: { namespace: e.K8S_NAMESPACE, image: e.K8S_IMAGE, runtimeClassName: e.K8S_RUNTIME_CLASS },
+    anthropic: { apiKey: e.ANTHROPIC_API_KEY, baseUrl: e.ANTHROPIC_BASE_URL },
+    openai: { apiKey: e.OPENAI_API_KEY, baseUrl: e.OPENAI_BASE_URL },
+    agentBinaries: { claudeCode: e.CLAUDE_CODE_BIN, codex: e.CODEX_BIN },
+    kubernetes: {
+      namespace: e.K8S_NAMESPACE,
+      image: e.K8S_IMAGE,
+      runtimeClassName: e.K8S_RUNTIME_CLASS,
+      egressProxyUrl: e.K8S_EGRESS_PROXY,
+    },
     sidecarBundle: e.SIDECAR_BUNDLE,
+    sandbox: {
+      network: { mode: e.SANDBOX_NETWORK, allowedDomains: resolveAllowedDomains(e) },
+      limits: {
+        memoryMb: e.SANDBOX_MEMORY_MB,
+        pids: e.SANDBOX_PIDS,
+        cpus: e.SANDBOX_CPUS,
+        diskMb: e.SANDBOX_DISK_MB,
+      },
+    },
     logLevel: e.LOG_LEVEL,
   };
+}
+
+/** SANDBOX_ALLOWED_DOMAINS (comma or space separated), else the model endpoints and package registries. */
+function resolveAllowedDomains(e: z.infer<typeof EnvSchema>): string[] {
+  if (e.SANDBOX_ALLOWED_DOMAINS === undefined) {
+    return defaultAllowedDomains({
+      anthropicBaseUrl: e.ANTHROPIC_BASE_URL,
+      openaiBaseUrl: e.OPENAI_BASE_URL,
+      llmBaseUrl: e.LLM_BASE_URL,
+    });
+  }
+  const entries = e.SANDBOX_ALLOWED_DOMAINS.split(/[\s,]+/).filter(Boolean);
+  const invalid = entries.find((entry) => parseEntry(entry) === null);
+  if (invalid !== undefined) {
+    throw new ConfigError(
+      "SANDBOX_ALLOWED_DOMAINS",
+      `has ${JSON.stringify(invalid)}, which is not a host name, *.domain or address (with an optional :port)`,
+    );
+  }
+  return entries;
 }
 
 function resolveLlm(e: z.infer<typeof EnvSchema>): LlmConfig | undefined {
@@ -160,22 +250,38 @@ function resolveLlm(e: z.infer<typeof EnvSchema>): LlmConfig | undefined {
     throw new ConfigError("LLM_BASE_URL", "is required for LLM_PROVIDER=openai-compatible");
   }
   const apiKey = provider === "anthropic" ? e.ANTHROPIC_API_KEY : e.OPENAI_API_KEY;
-  if (provider === "openai" && !apiKey && !e.LLM_BASE_URL) {
+  if (provider === "openai" && !apiKey && !e.LLM_BASE_URL && !e.OPENAI_BASE_URL) {
     throw new ConfigError("OPENAI_API_KEY", "is required for LLM_PROVIDER=openai");
   }
   if (provider === "anthropic" && !apiKey) {
     throw new ConfigError("ANTHROPIC_API_KEY", "is required for LLM_PROVIDER=anthropic");
   }
-  return { provider, model: e.LLM_MODEL, baseUrl: e.LLM_BASE_URL, apiKey };
+  return { provider, model: e.LLM_MODEL, baseUrl: e.LLM_BASE_URL ?? vendorBaseUrl(provider, e), apiKey };
 }
 
-function resolveAgent(
-  requested: "auto" | AgentKind,
-  llm: LlmConfig | undefined,
-  command: string | undefined,
-): AgentKind {
+/**
+ * The vendor's endpoint as the AI SDK wants it, when LLM_BASE_URL is unset:
+ * ANTHROPIC_BASE_URL follows Anthropic's convention (no `/v1`, which Claude
+ * Code appends itself) while the AI SDK's Anthropic provider expects the
+ * `/v1` root; OPENAI_BASE_URL already ends in `/v1` by OpenAI's convention.
+ */
+function vendorBaseUrl(provider: LlmConfig["provider"], e: z.infer<typeof EnvSchema>): string | undefined {
+  if (provider === "anthropic" && e.ANTHROPIC_BASE_URL) return `${e.ANTHROPIC_BASE_URL}/v1`;
+  if (provider === "openai") return e.OPENAI_BASE_URL;
+  return undefined;
+}
+
+function resolveAgent(e: z.infer<typeof EnvSchema>, llm: LlmConfig | undefined): AgentKind {
+  const requested = e.AGENT;
   if (requested === "llm" && !llm) throw new ConfigError("AGENT", "is llm but no model is configured (LLM_MODEL)");
-  if (requested === "command" && !command) throw new ConfigError("AGENT_COMMAND", "is required for AGENT=command");
+  if (requested === "command" && !e.AGENT_COMMAND) {
+    throw new ConfigError("AGENT_COMMAND", "is required for AGENT=command");
+  }
+  if (requested === "claude-code" && !e.ANTHROPIC_API_KEY) {
+    throw new ConfigError("ANTHROPIC_API_KEY", "is required for AGENT=claude-code");
+  }
+  if (requested === "codex" && !e.OPENAI_API_KEY)
+    throw new ConfigError("OPENAI_API_KEY", "is required for AGENT=codex");
   if (requested !== "auto") return requested;
   return llm ? "llm" : "shell";
 }

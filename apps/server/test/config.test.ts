@@ -16,6 +16,36 @@ describe("configuration from the environment", () => {
     expect(config.databaseUrl).toBeUndefined();
   });
 
+  it("confines sandboxes by default: allowlist egress and the SPEC's limits", () => {
+    const { sandbox } = loadConfig({});
+    expect(sandbox.network.mode).toBe("allowlist");
+    expect(sandbox.network.allowedDomains).toEqual(
+      expect.arrayContaining(["api.anthropic.com", "api.openai.com", "registry.npmjs.org", "pypi.org"]),
+    );
+    expect(sandbox.limits).toEqual({ memoryMb: 2048, pids: 512, cpus: 1, diskMb: 10240 });
+  });
+
+  it("allows the configured model endpoint instead of the vendor's host, port included", () => {
+    const { sandbox } = loadConfig({ ANTHROPIC_BASE_URL: "http://127.0.0.1:4010" });
+    expect(sandbox.network.allowedDomains).toContain("127.0.0.1:4010");
+    expect(sandbox.network.allowedDomains).not.toContain("api.anthropic.com");
+  });
+
+  it("takes the allowlist, network mode and limits from SANDBOX_*", () => {
+    const { sandbox } = loadConfig({
+      SANDBOX_NETWORK: "on",
+      SANDBOX_ALLOWED_DOMAINS: "pypi.org, *.github.com 127.0.0.1:8080",
+      SANDBOX_MEMORY_MB: "1024",
+      SANDBOX_PIDS: "256",
+      SANDBOX_CPUS: "0.5",
+      SANDBOX_DISK_MB: "2048",
+    });
+    expect(sandbox).toEqual({
+      network: { mode: "on", allowedDomains: ["pypi.org", "*.github.com", "127.0.0.1:8080"] },
+      limits: { memoryMb: 1024, pids: 256, cpus: 0.5, diskMb: 2048 },
+    });
+  });
+
   it("accepts firecracker as an alias of remote", () => {
     expect(loadConfig({ AGENT_MODE: "firecracker" }).mode).toBe("remote");
   });
@@ -35,6 +65,17 @@ describe("configuration from the environment", () => {
     [{ LLM_PROVIDER: "openai-compatible", LLM_MODEL: "m" }, "LLM_BASE_URL"],
     [{ LLM_PROVIDER: "anthropic", LLM_MODEL: "m" }, "ANTHROPIC_API_KEY"],
     [{ HOST: "0.0.0.0" }, "API_TOKEN"],
+    [{ SANDBOX_NETWORK: "maybe" }, "SANDBOX_NETWORK"],
+    [{ SANDBOX_ALLOWED_DOMAINS: "pypi.org, https://example.com" }, "SANDBOX_ALLOWED_DOMAINS"],
+    [{ SANDBOX_MEMORY_MB: "12" }, "SANDBOX_MEMORY_MB"],
+    [{ SANDBOX_PIDS: "many" }, "SANDBOX_PIDS"],
+    [{ SANDBOX_CPUS: "0" }, "SANDBOX_CPUS"],
+    [{ SANDBOX_DISK_MB: "-1" }, "SANDBOX_DISK_MB"],
+    [{ K8S_EGRESS_PROXY: "umbra-egress:3128" }, "K8S_EGRESS_PROXY"],
+    [{ AGENT: "claude-code" }, "ANTHROPIC_API_KEY"],
+    [{ AGENT: "codex" }, "OPENAI_API_KEY"],
+    [{ ANTHROPIC_BASE_URL: "not a url" }, "ANTHROPIC_BASE_URL"],
+    [{ OPENAI_BASE_URL: "ftp://example.com/v1" }, "OPENAI_BASE_URL"],
   ])("refuses %j naming %s", (env, variable) => {
     let error: unknown;
     try {
@@ -59,5 +100,43 @@ describe("configuration from the environment", () => {
 
   it("listens beyond loopback only with an API token", () => {
     expect(loadConfig({ HOST: "0.0.0.0", API_TOKEN: "s3cret" }).apiToken).toBe("s3cret");
+  });
+
+  it("runs Claude Code or Codex as the default agent when its key is set", () => {
+    expect(loadConfig({ AGENT: "claude-code", ANTHROPIC_API_KEY: "k" }).agent).toBe("claude-code");
+    expect(loadConfig({ AGENT: "codex", OPENAI_API_KEY: "k" }).agent).toBe("codex");
+  });
+
+  it("reads the vendors' keys, endpoints and the CLIs' executables", () => {
+    const config = loadConfig({
+      ANTHROPIC_API_KEY: "ka",
+      ANTHROPIC_BASE_URL: "http://127.0.0.1:8080/",
+      OPENAI_API_KEY: "ko",
+      OPENAI_BASE_URL: "http://127.0.0.1:9090/v1",
+      CLAUDE_CODE_BIN: "/opt/claude",
+      CODEX_BIN: "codex",
+    });
+    expect(config.anthropic).toEqual({ apiKey: "ka", baseUrl: "http://127.0.0.1:8080" });
+    expect(config.openai).toEqual({ apiKey: "ko", baseUrl: "http://127.0.0.1:9090/v1" });
+    expect(config.agentBinaries).toEqual({ claudeCode: "/opt/claude", codex: "codex" });
+  });
+
+  it("points the llm agent at the vendor's endpoint when LLM_BASE_URL is unset", () => {
+    const anthropic = loadConfig({
+      LLM_PROVIDER: "anthropic",
+      LLM_MODEL: "claude-x",
+      ANTHROPIC_API_KEY: "ka",
+      ANTHROPIC_BASE_URL: "http://127.0.0.1:8080",
+    });
+    // Anthropic's base URL has no /v1; the AI SDK's provider wants it.
+    expect(anthropic.llm?.baseUrl).toBe("http://127.0.0.1:8080/v1");
+    const openai = loadConfig({ LLM_MODEL: "gpt-x", OPENAI_BASE_URL: "http://127.0.0.1:9090/v1" });
+    expect(openai.llm).toMatchObject({ provider: "openai", baseUrl: "http://127.0.0.1:9090/v1" });
+    const explicit = loadConfig({
+      LLM_MODEL: "gpt-x",
+      LLM_BASE_URL: "http://127.0.0.1:1/v1",
+      OPENAI_BASE_URL: "http://127.0.0.1:9090/v1",
+    });
+    expect(explicit.llm?.baseUrl).toBe("http://127.0.0.1:1/v1");
   });
 });

@@ -38,7 +38,7 @@ import {
   runningPids,
   sidecarPid,
   taskBranchHead,
-  unreadBytesOnPort,
+  unreadBytesAtSidecar,
 } from "../../../test/support/sandbox-probe";
 import { processesUnder, settleProcessesUnder, spawnServer } from "../../../test/support/server-process";
 import { warmTask } from "../../../test/support/task-states";
@@ -228,13 +228,21 @@ describe("remote mode: SIGKILL of the server, and of a sidecar", () => {
     freezeSandbox(readSandboxRecord(dataDir, verifying.id)!);
 
     // A cleanup in flight: the warm window (1.5 s) ends while the sandbox is frozen; the cleanup claims the task
-    // and its probe waits on the sandbox (bytes sit unread on the sidecar's port).
+    // and its probe waits on the sandbox (bytes sit unread on the sidecar's socket).
     const cleaning = await createTask(first, smallRepo, "echo cleaned > cleaned.txt");
     await waitForTask(first, cleaning.id, (t) => t.status === "COMPLETED", "completed");
     const cleaningHead = taskBranchHead(dataDir, cleaning.id)!;
     const cleaningRecord = listeningSandbox(dataDir, cleaning.id)!;
     freezeSandbox(cleaningRecord);
-    await waitForTask(first, cleaning.id, () => unreadBytesOnPort(cleaningRecord.port!) > 0, "had its cleanup probe");
+    // The health sweep probes sandboxes too: wait until the cleanup itself has claimed the task and is probing.
+    await waitForTask(
+      first,
+      cleaning.id,
+      () =>
+        logEvents(first, "cleanup.started").some((line) => line.taskId === cleaning.id) &&
+        unreadBytesAtSidecar(cleaningRecord) > 0,
+      "had its cleanup claimed and probing",
+    );
     expect((await getTask(first, cleaning.id)).status).toBe("COMPLETED");
 
     // CREATE_VM held while the sandbox starts: its sidecar is frozen before it listens (no port recorded).
@@ -243,7 +251,7 @@ describe("remote mode: SIGKILL of the server, and of a sidecar", () => {
     const launching = await createTask(first, smallRepo, "echo launched > launched.txt");
     const launchingPid = spinUntil(() => sidecarPid(launching.id, before), "launching sidecar");
     process.kill(launchingPid, "SIGSTOP");
-    expect(readSandboxRecord(dataDir, launching.id)?.port).toBeUndefined(); // not listening: no endpoint recorded
+    expect(readSandboxRecord(dataDir, launching.id)?.endpoint).toBeUndefined(); // not listening: no endpoint recorded
     const indexing = await createTask(first, largeRepo, "echo indexed > indexed.txt");
 
     expect((await getTask(first, waiting.id)).initStatus).toBe("WAIT_VM_READY");

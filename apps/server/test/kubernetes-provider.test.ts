@@ -374,4 +374,28 @@ describe("kubernetes VM provider", () => {
     await gvisor.destroy(custom.externalId);
     await plain.destroy(defaults.externalId);
   });
+
+  it("points the pod's programs at the egress proxy when one is configured, and sets nothing otherwise", async () => {
+    const proxied = provider(fake, { egressProxyUrl: "http://10.96.0.40:3128" });
+    const direct = provider(fake, {});
+    const withProxy = await proxied.create(vmSpec());
+    const without = await direct.create(vmSpec());
+    const env = (externalId: string) =>
+      Object.fromEntries(
+        (fake.pod(externalId)!.spec.containers[0]!.env ?? []).map((e: { name: string; value?: string }) => [
+          e.name,
+          e.value,
+        ]),
+      );
+    expect(env(withProxy.externalId)).toMatchObject({
+      HTTP_PROXY: "http://10.96.0.40:3128",
+      HTTPS_PROXY: "http://10.96.0.40:3128",
+      http_proxy: "http://10.96.0.40:3128",
+      https_proxy: "http://10.96.0.40:3128",
+      NO_PROXY: "localhost,127.0.0.1,::1",
+    });
+    expect(Object.keys(env(without.externalId)).filter((name) => /proxy/i.test(name))).toEqual([]);
+    await proxied.destroy(withProxy.externalId);
+    await direct.destroy(without.externalId);
+  });
 });

@@ -114,7 +114,7 @@ describe("LlmAgentRunner", () => {
 
     const result = await new LlmAgentRunner({ model }).run(makeTurn());
 
-    expect(result).toEqual({ status: "COMPLETED" });
+    expect(result).toEqual({ status: "COMPLETED", usage: { inputTokens: 30, outputTokens: 15, costUsd: null } });
     expect(await readFile(join(workspace, "hello.txt"), "utf8")).toBe("hi");
     // Committing is the turn service's job, not the agent's.
     expect((await run("git", ["status", "--porcelain"], { cwd: workspace })).stdout).toBe("?? hello.txt\n");
@@ -143,7 +143,7 @@ describe("LlmAgentRunner", () => {
 
     const result = await new LlmAgentRunner({ model }).run(makeTurn());
 
-    expect(result).toEqual({ status: "COMPLETED" });
+    expect(result).toEqual({ status: "COMPLETED", usage: { inputTokens: 20, outputTokens: 10, costUsd: null } });
     expect(existsSync(join(root, "x"))).toBe(false);
     const reported = events.find((e) => e.type === "toolResult");
     expect(reported).toMatchObject({ toolCallId: "call-1", isError: true, output: expect.stringContaining("refused") });
@@ -164,7 +164,7 @@ describe("LlmAgentRunner", () => {
 
     const result = await new LlmAgentRunner({ model }).run(makeTurn());
 
-    expect(result).toEqual({ status: "COMPLETED" });
+    expect(result).toEqual({ status: "COMPLETED", usage: { inputTokens: 20, outputTokens: 10, costUsd: null } });
     const errors = events
       .filter((e) => e.type === "toolResult" && e.isError)
       .map((e) => (e as { toolCallId: string }).toolCallId);
@@ -245,7 +245,7 @@ describe("LlmAgentRunner", () => {
 
     const result = await new LlmAgentRunner({ model, maxSteps: 2 }).run(makeTurn());
 
-    expect(result).toEqual({ status: "COMPLETED" });
+    expect(result).toEqual({ status: "COMPLETED", usage: { inputTokens: 20, outputTokens: 10, costUsd: null } });
     expect(model.doStreamCalls).toHaveLength(2);
     const text = events.filter((e) => e.type === "text").map((e) => (e as { text: string }).text);
     expect(text.join("")).toMatch(/Stopped after 2 model steps/);
@@ -376,7 +376,7 @@ describe("createLlmModel", () => {
 
     const result = await new LlmAgentRunner({ model }).run(makeTurn());
 
-    expect(result).toEqual({ status: "COMPLETED" });
+    expect(result).toEqual({ status: "COMPLETED", usage: { inputTokens: 30, outputTokens: 15, costUsd: null } });
     expect(await readFile(join(workspace, "notes/a.md"), "utf8")).toBe("# A\n");
     expect(events.map(summary)).toEqual([
       "toolCall",

@@ -73,7 +73,7 @@ function newTaskId(): string {
   return `task-${randomBytes(6).toString("hex")}`;
 }
 
-async function recordOf(taskId: string): Promise<{ pid: number; launcherPid: number; port: number }> {
+async function recordOf(taskId: string): Promise<{ pid: number; launcherPid: number }> {
   return JSON.parse(await readFile(join(dataDir, "vms", taskId, "vm.json"), "utf8"));
 }
 
@@ -125,10 +125,10 @@ describe.each(modes)("the process VM provider $name", ({ useBubblewrap, availabl
     for (const { provider: vmProvider, handle } of created.splice(0)) await vmProvider.destroy(handle.externalId);
   });
 
-  it.skipIf(!available)("creates a sandbox whose sidecar answers on a loopback endpoint", async () => {
+  it.skipIf(!available)("creates a sandbox whose sidecar answers on a unix socket in its directory", async () => {
     const { taskId, client, handle } = await create();
     expect(handle).toMatchObject({ provider: "process", externalId: taskId });
-    expect(handle.endpoint).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    expect(handle.endpoint).toBe(`unix:${join(dataDir, "vms", taskId, "sockets", "sidecar.sock")}`);
     expect(await client.health()).toMatchObject({ ok: true, workspace: join(dataDir, "vms", taskId, "workspace") });
     expect(await provider().status(taskId)).toEqual({ state: "running" });
   });
@@ -164,7 +164,7 @@ describe.each(modes)("the process VM provider $name", ({ useBubblewrap, availabl
       {
         externalId: taskId,
         labels: expect.objectContaining({ team: "blue" }),
-        endpoint: `http://127.0.0.1:${record.port}`,
+        endpoint: `unix:${join(dataDir, "vms", taskId, "sockets", "sidecar.sock")}`,
       },
     ]);
     expect(await later.list({ [UMBRA_LABELS.taskId]: taskId, team: "red" })).toEqual([]);
@@ -275,7 +275,8 @@ describe("bubblewrap confinement", () => {
       const { stdout } = await run(client, 'for p in /proc/[0-9]*; do echo "$(basename $p) $(cat $p/comm)"; done');
       const processes = stdout.trim().split("\n");
       const names = new Set(processes.map((line) => line.split(" ")[1]));
-      expect([...names].every((name) => ["bwrap", "node", "sh", "cat", "basename"].includes(name ?? ""))).toBe(true);
+      // The agent's own sandbox: its init (bwrap, sleep) and this command; not even the sidecar (node).
+      expect([...names].every((name) => ["bwrap", "sleep", "sh", "cat", "basename"].includes(name ?? ""))).toBe(true);
       expect(processes.length).toBeLessThan(10);
       expect(stdout).not.toContain(String(process.pid));
     });

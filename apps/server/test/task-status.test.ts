@@ -26,15 +26,17 @@ interface ExpectedMove {
   needsClaim?: "none" | "mine";
   to: [TaskStatus, InitStatus | "same"];
   schedule: Schedule;
+  /** The lastOutcome the move records; unset = left as it was. */
+  outcome?: "COMPLETED" | "FAILED" | "STOPPED";
 }
 const SPEC_MOVES: Record<string, ExpectedMove> = {
   startTurn: { from: ["INITIALIZING"], needsInitStatus: "ACTIVE", to: ["RUNNING", "ACTIVE"], schedule: "none" },
-  failInitialization: { from: ["INITIALIZING"], to: ["FAILED", "INACTIVE"], schedule: "none" },
-  stopInitialization: { from: ["INITIALIZING"], to: ["STOPPED", "INACTIVE"], schedule: "none" },
-  completeTurn: { from: ["RUNNING"], to: ["COMPLETED", "same"], schedule: "warm window" },
-  failTurn: { from: ["RUNNING"], to: ["FAILED", "same"], schedule: "warm window" },
-  stopTurn: { from: ["RUNNING"], to: ["STOPPED", "same"], schedule: "warm window" },
-  interruptTurn: { from: ["RUNNING"], to: ["STOPPED", "same"], schedule: "kept" },
+  failInitialization: { from: ["INITIALIZING"], to: ["FAILED", "INACTIVE"], schedule: "none", outcome: "FAILED" },
+  stopInitialization: { from: ["INITIALIZING"], to: ["STOPPED", "INACTIVE"], schedule: "none", outcome: "STOPPED" },
+  completeTurn: { from: ["RUNNING"], to: ["COMPLETED", "same"], schedule: "warm window", outcome: "COMPLETED" },
+  failTurn: { from: ["RUNNING"], to: ["FAILED", "same"], schedule: "warm window", outcome: "FAILED" },
+  stopTurn: { from: ["RUNNING"], to: ["STOPPED", "same"], schedule: "warm window", outcome: "STOPPED" },
+  interruptTurn: { from: ["RUNNING"], to: ["STOPPED", "same"], schedule: "kept", outcome: "STOPPED" },
   startWarmFollowUp: {
     from: ["COMPLETED", "STOPPED", "FAILED"],
     needsInitStatus: "ACTIVE",
@@ -228,6 +230,7 @@ describe.each(targets)("task status machine on $name", (target) => {
               : null;
         expect(result!.scheduledCleanupAt?.getTime() ?? null, where).toBe(expectedSchedule);
         if (move.schedule === "none") expect(result!.cleanupClaimedBy, where).toBeNull();
+        expect(result!.lastOutcome, where).toBe(move.outcome ?? row.lastOutcome);
         expect(result!.version, where).toBe(row.version + 1);
         allowed++;
       }

@@ -6,11 +6,21 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { pipeline } from "node:stream/promises";
 import { type LocalExecutor, sidecarProtocol as protocol, readHead, saveWorkspace } from "@repo/workspace";
+import type { AgentBox } from "./agent-box";
 import { HttpError, readJson, sendJson } from "./http";
+import type { LimitWatch } from "./limits";
 import { assertBranchName, packObjects, receiveBranch, workspaceHaves } from "./workspace-git";
 
 /** Limit for JSON bodies (file contents travel in them), bytes. */
 const JSON_LIMIT = 32 * 1024 * 1024;
+/** How often a running command's sandbox is checked for refused forks (a fork bomb) and a full disk, ms. */
+const LIMIT_POLL_MS = 250;
+
+/** The agent's sandbox and the limits it runs under, when the sidecar is sandboxed. */
+export interface SandboxContext {
+  box: AgentBox;
+  limits: LimitWatch;
+}
 
 export interface RouteContext {
   req: IncomingMessage;
@@ -19,6 +29,7 @@ export interface RouteContext {
   executor: LocalExecutor;
   /** Registers a running command so that shutdown can stop it; returns the unregister function. */
   track: (controller: AbortController) => () => void;
+  sandbox?: SandboxContext;
 }
 
 export type Route = (ctx: RouteContext) => Promise<void>;
@@ -28,7 +39,46 @@ async function health({ res, executor }: RouteContext) {
   sendJson(res, 200, { ok: true, workspace: executor.root, head, branch });
 }
 
-async function exec({ req, res, executor, track }: RouteContext) {
+type Counters = Awaited<ReturnType<LimitWatch["counters"]>>;
+
+/**
+ * Watches a command's sandbox while it runs: refused forks mean a fork bomb,
+ * which would hold the sandbox at its limit after the command returns, so
+ * every agent process is stopped at once; a full volume is remembered even if
+ * the command deletes what filled it.
+ */
+function watchLimits(sandbox: SandboxContext | undefined, before: Counters) {
+  let hit: string | null = null;
+  let diskFull = false;
+  const timer = sandbox
+    ? setInterval(() => {
+        void sandbox.limits.pidsExceeded(before).then((message) => {
+          if (message && !hit) {
+            hit = message;
+            sandbox.box.kill();
+          }
+        });
+        void sandbox.limits.diskFull().then((full) => {
+          diskFull ||= full;
+        });
+      }, LIMIT_POLL_MS)
+    : undefined;
+  return {
+    stop: () => clearInterval(timer),
+    hit: () => hit,
+    sawDiskFull: () => diskFull,
+  };
+}
+
+/** The limit a finished command hit, if any; a process limit also ends whatever the agent left running. */
+async function limitVerdict(sandbox: SandboxContext | undefined, before: Counters, sawDiskFull: boolean) {
+  if (!sandbox) return undefined;
+  const verdict = await sandbox.limits.verdict(before, sawDiskFull);
+  if (verdict && (await sandbox.limits.pidsExceeded(before))) sandbox.box.kill();
+  return verdict;
+}
+
+async function exec({ req, res, executor, track, sandbox }: RouteContext) {
   const body = await readJson(req, protocol.ExecRequest, JSON_LIMIT);
   const controller = new AbortController();
   const untrack = track(controller);
@@ -41,6 +91,8 @@ async function exec({ req, res, executor, track }: RouteContext) {
   const send = (event: protocol.ExecEvent) => {
     if (!res.destroyed) res.write(`${JSON.stringify(event)}\n`);
   };
+  const before = sandbox ? await sandbox.limits.counters() : { oomKills: 0, pidsMax: 0, diskFull: false };
+  const watch = watchLimits(sandbox, before);
   try {
     const result = await executor.runCommand(body.command, {
       signal: controller.signal,
@@ -48,9 +100,13 @@ async function exec({ req, res, executor, track }: RouteContext) {
       timeoutMs: body.timeoutMs,
       onOutput: (stream, data) => send({ type: stream, data }),
     });
-    send({ type: "exit", ...result });
+    watch.stop();
+    const limit = watch.hit() ?? (await limitVerdict(sandbox, before, watch.sawDiskFull()));
+    if (limit) send({ type: "stderr", data: `\numbra: ${limit}\n` });
+    send({ type: "exit", ...result, ...(limit ? { limit } : {}) });
     res.end();
   } finally {
+    watch.stop();
     untrack();
   }
 }

@@ -12,7 +12,7 @@ import { createLocalExecutor, type LocalExecutor } from "@repo/workspace";
 import { createTokenCheck } from "./auth";
 import { errorAnswer, HttpError, sendJson } from "./http";
 import type { Logger } from "./logger";
-import { type RouteContext, routes } from "./routes";
+import { type RouteContext, routes, type SandboxContext } from "./routes";
 
 export interface SidecarServerOptions {
   /** Absolute path of the workspace directory. */
@@ -21,12 +21,24 @@ export interface SidecarServerOptions {
   logger: Logger;
   /** Defaults to a local executor on `workspace`. */
   executor?: LocalExecutor;
+  /** The agent's sandbox: started (or restarted) before every request, since every route may run git in it. */
+  sandbox?: SandboxContext;
 }
 
 export interface SidecarServer {
   server: Server;
   /** Stops running commands and closes the server; resolves once no request is left. */
   shutdown(): Promise<void>;
+}
+
+async function ensureSandbox(sandbox: SandboxContext | undefined): Promise<void> {
+  try {
+    await sandbox?.box.ensure();
+  } catch (error) {
+    throw new HttpError(503, "SANDBOX_UNAVAILABLE", `the agent's sandbox cannot start: ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
 }
 
 export function createSidecarServer(options: SidecarServerOptions): SidecarServer {
@@ -46,7 +58,8 @@ export function createSidecarServer(options: SidecarServerOptions): SidecarServe
       if (!isAuthorized(req.headers)) throw new HttpError(401, "UNAUTHORIZED", "missing or invalid bearer token");
       const route = routes.get(`${req.method} ${url.pathname}`);
       if (!route) throw new HttpError(404, "NOT_FOUND", `no route for ${req.method} ${url.pathname}`);
-      const ctx: RouteContext = { req, res, url, executor, track };
+      await ensureSandbox(options.sandbox);
+      const ctx: RouteContext = { req, res, url, executor, track, sandbox: options.sandbox };
       await route(ctx);
     } catch (error) {
       const answer = errorAnswer(error);

@@ -1,49 +1,36 @@
 /**
- * The application shell: header, theme, API-token prompt, server
- * configuration and the two routes.
+ * The application shell: header (mode, notifications, theme), API-token
+ * prompt, the server configuration (GET /api/config through the query
+ * cache) and the two routes. The task list and the task page are plain
+ * components; the cache keeps their data across navigation.
  */
-import type { ConfigResponse } from "@repo/types";
-import { useEffect, useState } from "react";
-import { api, ConfigContext } from "./api";
+import { useQueryClient } from "@tanstack/react-query";
+import { useEffect } from "react";
+import { ConfigContext } from "./api";
 import { useAuth } from "./api/auth";
+import { useConfigQuery } from "./api/queries";
+import { NotificationToggle } from "./components/notification-toggle";
 import { ThemeToggle } from "./components/theme-toggle";
 import { TokenPrompt } from "./components/token-prompt";
 import { TaskListPage } from "./pages/task-list-page";
 import { TaskPage } from "./pages/task-page";
 import { Link, useRoute } from "./router";
-
-const CONFIG_RETRY_MS = 3_000;
-
-/** GET /api/config, retried until it answers (the server may still be starting, or want a token). */
-function useServerConfig(): ConfigResponse | null {
-  const [config, setConfig] = useState<ConfigResponse | null>(null);
-  useEffect(() => {
-    let cancelled = false;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const load = async () => {
-      try {
-        const loaded = await api.getConfig();
-        if (!cancelled) setConfig(loaded);
-      } catch {
-        if (!cancelled) timer = setTimeout(load, CONFIG_RETRY_MS);
-      }
-    };
-    void load();
-    return () => {
-      cancelled = true;
-      clearTimeout(timer);
-    };
-  }, []);
-  return config;
-}
+import { setPageTitle, useTurnNotifications } from "./turn-notifications";
 
 export function App() {
   const route = useRoute();
   const auth = useAuth();
-  const config = useServerConfig();
+  const client = useQueryClient();
+  const config = useConfigQuery().data ?? null;
+  useTurnNotifications(client);
+
+  // A new token may open what the old one could not: ask again for everything.
+  useEffect(() => {
+    if (auth.token !== null && !auth.required) void client.invalidateQueries();
+  }, [auth.token, auth.required, client]);
 
   useEffect(() => {
-    if (route.name !== "task") document.title = "Umbra";
+    if (route.name !== "task") setPageTitle("Umbra");
   }, [route.name]);
 
   return (
@@ -57,11 +44,12 @@ export function App() {
           Umbra
         </Link>
         <span className="muted app-mode">{config ? `${config.mode} mode · ${config.agent} agent` : "connecting…"}</span>
+        <NotificationToggle />
         <ThemeToggle />
       </header>
       <main id="main" tabIndex={-1} inert={auth.required}>
-        {route.name === "tasks" && <TaskListPage key={auth.token ?? ""} />}
-        {route.name === "task" && <TaskPage key={`${route.taskId}:${auth.token ?? ""}`} taskId={route.taskId} />}
+        {route.name === "tasks" && <TaskListPage />}
+        {route.name === "task" && <TaskPage key={route.taskId} taskId={route.taskId} />}
         {route.name === "not-found" && (
           <div className="page">
             <h1>Page not found</h1>

@@ -1,7 +1,9 @@
 /**
  * A small History API router: two routes, `/` and `/tasks/<id>`. Links are
  * real anchors (open-in-new-tab keeps working); plain left clicks are turned
- * into pushState navigations.
+ * into pushState navigations. View state that should survive a reload or a
+ * shared link (the list's search and filter, the task page's tab) lives in
+ * the query string, read with useSearchParam and written with setSearchParams.
  */
 import { type AnchorHTMLAttributes, type MouseEvent, useSyncExternalStore } from "react";
 
@@ -18,11 +20,40 @@ function subscribe(listener: () => void): () => void {
   };
 }
 
+function notify(): void {
+  for (const listener of listeners) listener();
+}
+
 export function navigate(to: string, options: { replace?: boolean } = {}): void {
   if (options.replace) window.history.replaceState(null, "", to);
   else window.history.pushState(null, "", to);
-  for (const listener of listeners) listener();
+  notify();
   window.scrollTo?.(0, 0);
+}
+
+/**
+ * Sets (or, with null or "", removes) query-string parameters of the current
+ * page without a new history entry and without scrolling.
+ */
+export function setSearchParams(changes: Record<string, string | null>): void {
+  const params = new URLSearchParams(window.location.search);
+  for (const [name, value] of Object.entries(changes)) {
+    if (value === null || value === "") params.delete(name);
+    else params.set(name, value);
+  }
+  const query = params.toString();
+  window.history.replaceState(null, "", `${window.location.pathname}${query ? `?${query}` : ""}`);
+  notify();
+}
+
+/** One query-string parameter of the current page, or null. */
+export function useSearchParam(name: string): string | null {
+  const search = useSyncExternalStore(
+    subscribe,
+    () => window.location.search,
+    () => "",
+  );
+  return new URLSearchParams(search).get(name);
 }
 
 export function matchRoute(pathname: string): Route {

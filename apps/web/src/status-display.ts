@@ -55,6 +55,14 @@ export interface DescribeOptions {
 
 const ARCHIVED_DETAIL = "The workspace was archived. Sending a message re-creates it.";
 
+/** The reason the server records when a user presses Stop. */
+const USER_STOP = /^stopped by (the )?user$/i;
+/** Why a stopped task stopped, in words: the user, or the reason the server recorded. */
+export function stopDetail(errorMessage: string | null): string {
+  if (!errorMessage || USER_STOP.test(errorMessage)) return "Stopped by request.";
+  return /[.!?]$/.test(errorMessage) ? errorMessage : `${errorMessage}.`;
+}
+
 /** Formats a duration as m:ss (minutes are not capped at 59). Negative durations read 0:00. */
 export function formatCountdown(ms: number): string {
   const totalSeconds = Math.max(0, Math.floor(ms / 1000));
@@ -127,8 +135,8 @@ export function describeStatus(
         label: "Stopped",
         tone: "warning",
         detail: inactive
-          ? `Stopped by request. ${ARCHIVED_DETAIL}`
-          : "Stopped by request. Send a follow-up to continue.",
+          ? `${stopDetail(task.errorMessage)} ${ARCHIVED_DETAIL}`
+          : `${stopDetail(task.errorMessage)}${/follow-up/i.test(task.errorMessage ?? "") ? "" : " Send a follow-up to continue."}`,
         ...(countdown ? { countdown } : {}),
       };
     }

@@ -10,27 +10,42 @@
  *   is reset).
  * - `hadWorkspace` remembers that this task had a workspace before — it ran,
  *   completed or was archived — so a later INITIALIZING is a re-initialization.
+ * - `initLog` holds the current initialization run's events as log lines for
+ *   the Setup tab; a new run starts a new log.
  */
 import {
   type DiffResponse,
   type InitProgressEvent,
   InitStatus,
   type MessageDto,
+  STEP_DISPLAY_NAMES,
   type StreamChunkEvent,
-  type TaskDto,
   TaskStatus,
   type TaskStatusUpdateEvent,
 } from "@repo/types";
+import type { Delivery, Task } from "./api/schemas";
 import { applyChunk, type ChatItem, reconcileStreamed } from "./conversation";
 import { EMPTY_PROGRESS, type LiveInitProgress, reduceInitProgress } from "./init-progress";
 
+/** One line of the Setup tab's log. */
+export interface InitLogEntry {
+  /** Position in the run, for keys. */
+  id: number;
+  tone: "info" | "done" | "error";
+  text: string;
+}
+
+/** Most lines kept per initialization run. */
+const INIT_LOG_LIMIT = 500;
+
 export interface TaskLiveState {
-  task: TaskDto | null;
+  task: Task | null;
   messages: MessageDto[];
   streamed: ChatItem[];
   diff: DiffResponse | null;
   diffError: string | null;
   progress: LiveInitProgress;
+  initLog: InitLogEntry[];
   hadWorkspace: boolean;
   loadError: string | null;
   /** The server says the task does not exist. */
@@ -44,13 +59,15 @@ export const INITIAL_STATE: TaskLiveState = {
   diff: null,
   diffError: null,
   progress: EMPTY_PROGRESS,
+  initLog: [],
   hadWorkspace: false,
   loadError: null,
   notFound: false,
 };
 
 export type TaskLiveAction =
-  | { type: "task"; task: TaskDto }
+  | { type: "task"; task: Task }
+  | { type: "delivery"; delivery: Delivery }
   | { type: "status-event"; event: TaskStatusUpdateEvent }
   | { type: "init-progress"; event: InitProgressEvent }
   | { type: "chunk"; event: StreamChunkEvent }
@@ -61,7 +78,7 @@ export type TaskLiveAction =
   | { type: "reset" };
 
 /** The task shows that it had a workspace at this moment. */
-export function showsWorkspace(task: Pick<TaskDto, "status" | "initStatus">): boolean {
+export function showsWorkspace(task: Pick<Task, "status" | "initStatus">): boolean {
   switch (task.status) {
     case TaskStatus.RUNNING:
     case TaskStatus.COMPLETED:
@@ -86,7 +103,34 @@ function time(iso: string): number {
   return Number.isNaN(t) ? 0 : t;
 }
 
-function acceptTask(state: TaskLiveState, next: TaskDto): TaskLiveState {
+/** The log line an init-progress event adds, or null for events that say nothing new. */
+export function initLogLine(event: InitProgressEvent): Omit<InitLogEntry, "id"> | null {
+  const step = event.currentStep && event.currentStep in STEP_DISPLAY_NAMES ? event.currentStep : null;
+  const name = event.stepName ?? (step ? STEP_DISPLAY_NAMES[step as keyof typeof STEP_DISPLAY_NAMES] : "");
+  const counter = event.stepNumber ? ` (${event.stepNumber}/${event.totalSteps})` : "";
+  switch (event.type) {
+    case "init-start":
+      return { tone: "info", text: event.message ?? `Preparing the workspace: ${event.totalSteps} steps` };
+    case "step-start":
+      return { tone: "info", text: `${name}${counter}…${event.message ? ` ${event.message}` : ""}` };
+    case "step-complete":
+      return { tone: "done", text: `${name}${counter} done${event.message ? ` — ${event.message}` : ""}` };
+    case "init-complete":
+      return { tone: "done", text: event.message ?? "Workspace ready" };
+    case "init-error":
+      return { tone: "error", text: `${name ? `${name}: ` : ""}${event.error ?? event.message ?? "failed"}` };
+  }
+}
+
+function appendLog(log: InitLogEntry[], event: InitProgressEvent): InitLogEntry[] {
+  const line = initLogLine(event);
+  const base = event.type === "init-start" ? [] : log;
+  if (!line) return base;
+  const next = [...base, { ...line, id: (base.at(-1)?.id ?? -1) + 1 }];
+  return next.length > INIT_LOG_LIMIT ? next.slice(-INIT_LOG_LIMIT) : next;
+}
+
+function acceptTask(state: TaskLiveState, next: Task): TaskLiveState {
   const current = state.task;
   if (current && current.id === next.id && time(next.updatedAt) < time(current.updatedAt)) return state;
   const restarted = next.status === TaskStatus.INITIALIZING && current?.status !== TaskStatus.INITIALIZING;
@@ -97,6 +141,7 @@ function acceptTask(state: TaskLiveState, next: TaskDto): TaskLiveState {
     notFound: false,
     hadWorkspace: state.hadWorkspace || (current !== null && showsWorkspace(current)) || showsWorkspace(next),
     progress: restarted ? EMPTY_PROGRESS : state.progress,
+    initLog: restarted ? [] : state.initLog,
   };
 }
 
@@ -121,7 +166,13 @@ export function taskLiveReducer(state: TaskLiveState, action: TaskLiveAction): T
       });
     }
     case "init-progress":
-      return { ...state, progress: reduceInitProgress(state.progress, action.event) };
+      return {
+        ...state,
+        progress: reduceInitProgress(state.progress, action.event),
+        initLog: appendLog(state.initLog, action.event),
+      };
+    case "delivery":
+      return state.task ? { ...state, task: { ...state.task, delivery: action.delivery } } : state;
     case "chunk":
       return { ...state, streamed: applyChunk(state.streamed, action.event) };
     case "messages":

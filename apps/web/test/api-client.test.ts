@@ -14,6 +14,7 @@ const TASK = {
   scheduledCleanupAt: null,
   initializationError: null,
   errorMessage: null,
+  lastOutcome: "COMPLETED",
   createdAt: "2030-01-01T00:00:00.000Z",
   updatedAt: "2030-01-01T00:00:00.000Z",
 };

@@ -52,3 +52,26 @@ describe("Markdown", () => {
     expect(isSafeHref(href)).toBe(safe);
   });
 });
+
+describe("Markdown, GitHub-flavoured", () => {
+  it("renders tables, task lists and strike-through", () => {
+    const root = html("| a | b |\n|---|---|\n| 1 | 2 |\n\n- [x] done\n- [ ] todo\n\n~~gone~~");
+    expect([...root.querySelectorAll("th")].map((th) => th.textContent)).toEqual(["a", "b"]);
+    expect([...root.querySelectorAll("tbody td")].map((td) => td.textContent)).toEqual(["1", "2"]);
+    expect(root.querySelector(".md-table table")).not.toBeNull();
+    expect(root.querySelectorAll('input[type="checkbox"]')).toHaveLength(2);
+    expect(root.querySelector("del")?.textContent).toBe("gone");
+  });
+
+  it("gives a fenced block a copy button and its language", () => {
+    const root = html("```ts\nconst a = 1;\n```");
+    expect(root.querySelector(".code-lang")?.textContent).toBe("ts");
+    expect(root.querySelector(".copy-button")?.textContent).toBe("Copy");
+    expect(root.querySelector("pre code")?.textContent).toBe("const a = 1;");
+  });
+
+  it("marks heading levels so that a ## heading is styled above body text", () => {
+    const root = html("## Summary\n\ntext");
+    expect(root.querySelector("h4")?.className).toBe("md-h md-h2");
+  });
+});

@@ -15,6 +15,7 @@ const BASE: TaskDto = {
   scheduledCleanupAt: null,
   initializationError: null,
   errorMessage: null,
+  lastOutcome: null,
   createdAt: "2030-01-01T00:00:00.000Z",
   updatedAt: "2030-01-01T00:00:00.000Z",
 };

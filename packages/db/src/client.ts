@@ -4,7 +4,8 @@
  * applied before the handle is returned, so callers always see the current
  * schema; re-opening an up-to-date database applies nothing.
  */
-import { mkdirSync } from "node:fs";
+import { execFile } from "node:child_process";
+import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { PGlite } from "@electric-sql/pglite";
@@ -47,13 +48,25 @@ export async function openDatabase(options: OpenDatabaseOptions = {}): Promise<D
   return openPglite(options.dataDir);
 }
 
+/**
+ * Embedded Postgres sized for one server's own bookkeeping rather than for a
+ * database host: its defaults (128 MB of shared buffers among them) made the
+ * embedded database most of the server's memory. Measured in `npm run bench`.
+ */
+const PGLITE_START_PARAMS = [
+  ...PGlite.defaultStartParams,
+  ...["-c", "shared_buffers=16MB", "-c", "wal_buffers=1MB", "-c", "temp_buffers=2MB"],
+  ...["-c", "work_mem=4MB", "-c", "maintenance_work_mem=16MB"],
+];
+
 async function openPglite(dataDir: string | undefined): Promise<Database> {
   let path: string | undefined;
   if (dataDir) {
     path = join(dataDir, "db");
     mkdirSync(path, { recursive: true });
+    if (!existsSync(join(path, "PG_VERSION"))) await initializePglite(path);
   }
-  const client = await PGlite.create(path);
+  const client = await PGlite.create(path, { startParams: PGLITE_START_PARAMS });
   const db = drizzlePglite(client, { schema });
   await migratePglite(db, { migrationsFolder: MIGRATIONS_FOLDER });
   return {
@@ -61,6 +74,22 @@ async function openPglite(dataDir: string | undefined): Promise<Database> {
     kind: "pglite",
     close: () => client.close(),
   };
+}
+
+/**
+ * Creates a new data directory and applies the migrations in a child
+ * process: initdb's WebAssembly memory (hundreds of MB) then ends with that
+ * process instead of staying in this one (a worker thread gave back too little).
+ */
+function initializePglite(path: string): Promise<void> {
+  const script = fileURLToPath(new URL("./pglite-init.mjs", import.meta.url));
+  const args = JSON.stringify({ path, startParams: PGLITE_START_PARAMS, migrationsFolder: MIGRATIONS_FOLDER });
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, [script, args], { maxBuffer: 1024 * 1024 }, (error, _stdout, stderr) => {
+      if (error) reject(new Error(`creating the embedded database in ${path} failed: ${stderr || error.message}`));
+      else resolve();
+    });
+  });
 }
 
 async function openPostgres(url: string, options: OpenDatabaseOptions): Promise<Database> {

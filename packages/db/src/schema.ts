@@ -7,7 +7,7 @@
  * Invariants of SPEC §1 that SQL can express are CHECK constraints, so a bug
  * anywhere in the server cannot write an impossible row.
  */
-import { INIT_STATUSES, MESSAGE_ROLES, TASK_MODES, TASK_STATUSES } from "@repo/types";
+import { INIT_STATUSES, MESSAGE_ROLES, TASK_MODES, TASK_STATUSES, TURN_OUTCOMES } from "@repo/types";
 import { sql } from "drizzle-orm";
 import {
   bigint,
@@ -30,6 +30,7 @@ export const taskStatusEnum = pgEnum("task_status", TASK_STATUSES);
 export const initStatusEnum = pgEnum("init_status", INIT_STATUSES);
 export const taskModeEnum = pgEnum("task_mode", TASK_MODES);
 export const messageRoleEnum = pgEnum("message_role", MESSAGE_ROLES);
+export const turnOutcomeEnum = pgEnum("turn_outcome", TURN_OUTCOMES);
 
 const timestamptz = (name: string) => timestamp(name, { withTimezone: true, mode: "date" });
 
@@ -50,6 +51,8 @@ export const tasks = pgTable(
     indexedCommitSha: text("indexed_commit_sha"),
     initializationError: text("initialization_error"),
     errorMessage: text("error_message"),
+    /** How the last turn (or a failed or stopped initialization) ended; kept when the task is archived. */
+    lastOutcome: turnOutcomeEnum("last_outcome"),
     /** When the warm workspace is due for cleanup (remote mode only). */
     scheduledCleanupAt: timestamptz("scheduled_cleanup_at"),
     /** Which cleanup worker holds the claim on this task, and until when. */

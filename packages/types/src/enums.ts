@@ -26,11 +26,15 @@ export const InitStatus = Object.freeze(
   Object.fromEntries(INIT_STATUSES.map((s) => [s, s])) as { [K in InitStatus]: K },
 );
 
+/** How a run ended: the last turn, or an initialization that failed or was stopped. */
+export const TURN_OUTCOMES = ["COMPLETED", "FAILED", "STOPPED"] as const;
+export type TurnOutcome = (typeof TURN_OUTCOMES)[number];
+
 export const TASK_MODES = ["local", "remote"] as const;
 export type TaskMode = (typeof TASK_MODES)[number];
 
 export const MESSAGE_ROLES = ["user", "assistant", "tool", "system"] as const;
 export type MessageRole = (typeof MESSAGE_ROLES)[number];
 
-export const AGENT_KINDS = ["llm", "command", "shell"] as const;
+export const AGENT_KINDS = ["llm", "claude-code", "codex", "command", "shell"] as const;
 export type AgentKind = (typeof AGENT_KINDS)[number];

@@ -1,3 +1,4 @@
+export * from "./api/repositories";
 export * from "./api/schemas";
 export * from "./chat/streaming";
 export * from "./enums";

@@ -17,6 +17,10 @@
  *   arguments, exit code and stderr, so callers never parse half-failed output.
  * - Helpers that look at a workspace never climb above it: a workspace that
  *   is not a repository must not be mistaken for a repository it sits in.
+ * - A process that sets a git launcher (the sidecar) starts every git through
+ *   it: a repository's own configuration (hooks, fsmonitor, filters) is
+ *   controlled by whoever can write the workspace, so git must run where they
+ *   already are, never with more rights than theirs.
  */
 import { spawn } from "node:child_process";
 import { dirname, resolve } from "node:path";
@@ -96,6 +100,16 @@ export interface GitRunResult {
   inputError: Error | null;
 }
 
+/** How git is started; `args` are git's own arguments. */
+export type GitLauncher = (args: readonly string[], cwd: string) => { file: string; args: string[] };
+
+let gitLauncher: GitLauncher = (args) => ({ file: "git", args: [...args] });
+
+/** Starts every later git run of this process through `launcher` (set once, at start-up). */
+export function setGitLauncher(launcher: GitLauncher): void {
+  gitLauncher = launcher;
+}
+
 /** The no-prompt settings, under what the caller's environment already sets. */
 function gitEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   return {
@@ -112,7 +126,8 @@ export function runGit(args: readonly string[], options: GitRunOptions): Promise
   const limit = options.maxOutputBytes ?? DEFAULT_GIT_OUTPUT_LIMIT;
   return new Promise((resolvePromise, reject) => {
     // In a process group of its own, so a limit ends git's helpers (ssh, remote-https, hooks) with it.
-    const child = spawn("git", [...args], {
+    const launch = gitLauncher(args, options.cwd);
+    const child = spawn(launch.file, launch.args, {
       cwd: options.cwd,
       env: gitEnv(options.env ?? process.env),
       stdio: ["pipe", "pipe", "pipe"],

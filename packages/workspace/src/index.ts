@@ -1,8 +1,15 @@
+export { AgentBoxSpec, CgroupCounter } from "./agent-box-spec";
 export * from "./git";
 export * from "./local-executor";
 export * from "./pack-meter";
 export { confinePath, resolveLexically } from "./paths";
-export { DEFAULT_PATH, killProcessGroup, minimalEnvironment, runInProcessGroup } from "./process-group";
+export {
+  type CommandLauncher,
+  DEFAULT_PATH,
+  killProcessGroup,
+  minimalEnvironment,
+  runInProcessGroup,
+} from "./process-group";
 export * from "./save-workspace";
 export * from "./sidecar-client";
 export type { SidecarHealth } from "./sidecar-protocol";

@@ -18,7 +18,7 @@ import { dirname, join, resolve } from "node:path";
 import { confinedGitEnv, git, runGit, workspaceGitVariables } from "./git";
 import { byName, grepFiles } from "./grep";
 import { confinePath } from "./paths";
-import { minimalEnvironment, runInProcessGroup } from "./process-group";
+import { type CommandLauncher, minimalEnvironment, runInProcessGroup } from "./process-group";
 import type { CommandResult, CommitResult, DirEntry, GrepMatch, RunCommandOptions, ToolExecutor } from "./types";
 import { AGENT_GIT_IDENTITY, WorkspaceOperationError } from "./types";
 
@@ -33,6 +33,8 @@ export interface LocalExecutorOptions {
   maxGrepFileBytes?: number;
   /** Milliseconds between SIGTERM and SIGKILL when a command is stopped. Default 2000. */
   killGraceMs?: number;
+  /** How commands are started (the sidecar starts them in the agent's sandbox). Default: `sh -c`. */
+  launcher?: CommandLauncher;
 }
 
 const DEFAULT_MAX_READ_BYTES = 1024 * 1024;
@@ -160,6 +162,7 @@ export class LocalExecutor implements ToolExecutor {
       cwd: this.root,
       env,
       killGraceMs: this.options.killGraceMs,
+      launcher: this.options.launcher,
     });
   }
 

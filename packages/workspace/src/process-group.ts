@@ -82,8 +82,18 @@ export function processGroupAlive(pgid: number): boolean {
   });
 }
 
+/**
+ * Turns a shell command into the program to start, e.g. a sandbox that runs
+ * `sh -c command` inside. Default: `sh -c command` directly.
+ */
+export type CommandLauncher = (command: string, cwd: string) => { file: string; args: string[] };
+
+const directLauncher: CommandLauncher = (command) => ({ file: "sh", args: ["-c", command] });
+
 export interface ProcessGroupOptions extends RunCommandOptions {
   cwd: string;
+  /** How the command is started. Default: `sh -c command`. */
+  launcher?: CommandLauncher;
   /** The complete environment of the command. */
   env: Record<string, string>;
   /** Milliseconds between SIGTERM and SIGKILL. Default 2000. */
@@ -102,7 +112,8 @@ export function runInProcessGroup(command: string, options: ProcessGroupOptions)
   const killGraceMs = options.killGraceMs ?? 2000;
 
   return new Promise((resolve, reject) => {
-    const child = spawn("sh", ["-c", command], {
+    const { file, args } = (options.launcher ?? directLauncher)(command, options.cwd);
+    const child = spawn(file, args, {
       cwd: options.cwd,
       env: options.env,
       detached: true,

@@ -14,9 +14,13 @@
  * - Git packs stream in both directions and are never held in memory; a
  *   transfer is limited by inactivity (nothing moved for the request limit),
  *   not by its total duration, so any size of repository gets through.
+ * - Two transports: `http://host:port` (a pod) and `unix:/absolute/path` (a
+ *   sandbox on this host, whose sidecar listens on a socket in the sandbox's
+ *   directory: nothing on the host's network can reach it, or sniff it).
  */
 import { Readable } from "node:stream";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
+import { Agent, fetch as undiciFetch } from "undici";
 import type { z } from "zod";
 import {
   CommitReply,
@@ -38,7 +42,7 @@ import type { CommandResult, CommitResult, DirEntry, GrepMatch, RunCommandOption
 import { WORKSPACE_OPERATION_ERROR_CODES, WorkspaceOperationError, WorkspacePathError } from "./types";
 
 export interface SidecarClientOptions {
-  /** Base URL of the sidecar, e.g. `http://127.0.0.1:41234`. */
+  /** Where the sidecar listens: a base URL (`http://10.0.0.7:8080`) or a unix socket (`unix:/path/sidecar.sock`). */
   endpoint: string;
   /** The sandbox's bearer token. */
   token: string;
@@ -134,15 +138,35 @@ async function* withProgress(source: AsyncIterable<Uint8Array>, touch: () => voi
   touch();
 }
 
+const UNIX_PREFIX = "unix:";
+
+type Fetch = (url: string, init: RequestInit) => Promise<Response>;
+
+/** The fetch and base URL for an endpoint; a unix socket gets a connection pool of its own. */
+function transportFor(endpoint: string): { baseUrl: string; fetch: Fetch } {
+  if (!endpoint.startsWith(UNIX_PREFIX)) return { baseUrl: endpoint.replace(/\/+$/, ""), fetch: globalThis.fetch };
+  const socketPath = endpoint.slice(UNIX_PREFIX.length);
+  if (!socketPath.startsWith("/")) throw new Error(`a unix endpoint needs an absolute path, got ${endpoint}`);
+  const dispatcher = new Agent({ connect: { socketPath } });
+  return {
+    // The host part is never resolved: every connection goes to the socket.
+    baseUrl: "http://sidecar.invalid",
+    fetch: (url, init) =>
+      undiciFetch(url, { ...(init as Parameters<typeof undiciFetch>[1]), dispatcher }) as unknown as Promise<Response>,
+  };
+}
+
 export class SidecarClient implements ToolExecutor {
   private readonly endpoint: string;
   private readonly token: string;
   private readonly timeoutMs: number;
+  private readonly transport: { baseUrl: string; fetch: Fetch };
 
   constructor(options: SidecarClientOptions) {
     this.endpoint = options.endpoint.replace(/\/+$/, "");
     this.token = options.token;
     this.timeoutMs = options.timeoutMs ?? 120_000;
+    this.transport = transportFor(this.endpoint);
   }
 
   health(): Promise<SidecarHealth> {
@@ -250,8 +274,8 @@ export class SidecarClient implements ToolExecutor {
       for await (const line of ndjsonLines(response.body)) {
         const event = this.parseEvent(line);
         if (event.type === "exit") {
-          const { exitCode, signal: exitSignal, timedOut, aborted } = event;
-          return { exitCode, signal: exitSignal, timedOut, aborted };
+          const { exitCode, signal: exitSignal, timedOut, aborted, limit } = event;
+          return { exitCode, signal: exitSignal, timedOut, aborted, ...(limit ? { limit } : {}) };
         }
         options.onOutput?.(event.type, event.data);
       }
@@ -321,7 +345,7 @@ export class SidecarClient implements ToolExecutor {
       body = payload.stream as RequestInit["body"];
     }
     const response = await this.guard(
-      fetch(`${this.endpoint}${route}`, {
+      this.transport.fetch(`${this.transport.baseUrl}${route}`, {
         method,
         headers,
         body,

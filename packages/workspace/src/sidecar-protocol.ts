@@ -86,6 +86,8 @@ export const ExecEvent = z.discriminatedUnion("type", [
     signal: z.string().nullable(),
     timedOut: z.boolean(),
     aborted: z.boolean(),
+    /** The sandbox limit that ended the command (see CommandResult.limit). */
+    limit: z.string().max(500).optional(),
   }),
 ]);
 export type ExecEvent = z.infer<typeof ExecEvent>;
@@ -105,6 +107,7 @@ export const SIDECAR_ERROR_CODES = [
   "PAYLOAD_TOO_LARGE",
   "GIT_FAILED",
   "INTERNAL",
+  "SANDBOX_UNAVAILABLE",
   ...WORKSPACE_OPERATION_ERROR_CODES,
 ] as const;
 

@@ -30,6 +30,11 @@ export interface CommandResult {
   timedOut: boolean;
   /** The command was ended because the caller's AbortSignal fired. */
   aborted: boolean;
+  /**
+   * Set when the sandbox's resource limit ended the command, e.g.
+   * "killed: memory limit 2048 MB reached". Absent otherwise.
+   */
+  limit?: string;
 }
 
 export interface RunCommandOptions {

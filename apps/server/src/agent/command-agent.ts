@@ -4,6 +4,8 @@
  * - `command` runs an external agent CLI from the AGENT_COMMAND template,
  *   with `{message}` replaced by the shell-quoted message.
  * Exit code 0 ends the turn COMPLETED, anything else FAILED with the code.
+ * A command the sandbox stopped at one of its limits fails with the limit
+ * named ("killed: memory limit 2048 MB reached"), whatever its exit code.
  */
 import type { AgentRunner, AgentTurn, AgentTurnResult } from "./types";
 
@@ -13,10 +15,10 @@ async function runInWorkspace(turn: AgentTurn, command: string): Promise<AgentTu
     onOutput: (stream, text) => turn.output.commandOutput(stream, text),
   });
   if (result.aborted) return { status: "FAILED", error: "stopped" };
-  if (result.exitCode === 0) return { status: "COMPLETED" };
+  if (result.exitCode === 0 && !result.limit) return { status: "COMPLETED" };
   const why =
     result.exitCode === null ? `was killed by ${result.signal ?? "a signal"}` : `exited with code ${result.exitCode}`;
-  return { status: "FAILED", error: `command ${why}` };
+  return { status: "FAILED", error: result.limit ? `command ${why} — ${result.limit}` : `command ${why}` };
 }
 
 export class ShellAgentRunner implements AgentRunner {

@@ -18,6 +18,9 @@
  *   can continue) with a closing note in the text saying the limit was hit.
  * - The runner does not commit: the turn service commits the workspace after
  *   every turn, which the system prompt tells the model.
+ * - The result carries the tokens of every model step that finished (the AI
+ *   SDK's per-step usage, summed), also when the turn failed later; none
+ *   when the provider reported none; never a cost.
  */
 import {
   APICallError,
@@ -30,7 +33,7 @@ import {
   type TextStreamPart,
 } from "ai";
 import { createLlmTools, type LlmTools } from "./llm-tools";
-import type { AgentOutput, AgentRunner, AgentTurn, AgentTurnResult, ConversationMessage } from "./types";
+import type { AgentOutput, AgentRunner, AgentTurn, AgentTurnResult, ConversationMessage, TurnUsage } from "./types";
 
 export const DEFAULT_MAX_STEPS = 50;
 
@@ -81,6 +84,8 @@ export class LlmAgentRunner implements AgentRunner {
     let failure: { error: unknown } | undefined;
     let steps = 0;
     let lastFinishReason: string | undefined;
+    const usage: TurnUsage = { inputTokens: 0, outputTokens: 0, costUsd: null };
+    let usageReported = false;
 
     try {
       const result = streamText({
@@ -99,6 +104,9 @@ export class LlmAgentRunner implements AgentRunner {
         if (part.type === "finish-step") {
           steps += 1;
           lastFinishReason = part.finishReason;
+          if (part.usage.inputTokens !== undefined || part.usage.outputTokens !== undefined) usageReported = true;
+          usage.inputTokens += part.usage.inputTokens ?? 0;
+          usage.outputTokens += part.usage.outputTokens ?? 0;
         } else if (part.type === "error") {
           failure ??= { error: part.error };
         } else {
@@ -109,15 +117,17 @@ export class LlmAgentRunner implements AgentRunner {
       failure ??= { error };
     }
 
-    if (turn.signal.aborted) return stopped();
-    if (failure) return { status: "FAILED", error: describeModelError(failure.error) };
+    // Steps that finished were paid for, also when a later one failed.
+    const spent = usageReported ? { usage } : {};
+    if (turn.signal.aborted) return { ...stopped(), ...spent };
+    if (failure) return { status: "FAILED", error: describeModelError(failure.error), ...spent };
     if (lastFinishReason === "tool-calls" && steps >= this.maxSteps) {
       output.text(
         `\n\n[Stopped after ${steps} model steps, the limit for one turn, while more work was planned. ` +
           "The changes so far are kept; send a follow-up message to continue.]",
       );
     }
-    return { status: "COMPLETED" };
+    return { status: "COMPLETED", ...spent };
   }
 }
 

@@ -162,6 +162,7 @@ async function runCommand(context: LlmToolContext, command: string, timeoutMs: n
     signal: result.signal,
     timedOut: result.timedOut,
     aborted: result.aborted,
+    ...(result.limit ? { limit: result.limit } : {}),
     output: tail.text(),
     truncated: tail.truncated,
   };

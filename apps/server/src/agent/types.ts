@@ -44,9 +44,51 @@ export interface AgentTurn {
   /** Fires when the user stops the turn or the server shuts down. */
   signal: AbortSignal;
   output: AgentOutput;
+  /**
+   * The task's agent state, for the agents that keep one (`claude-code`,
+   * `codex`; the others ignore it). Required by those two.
+   */
+  agentState?: AgentState;
 }
 
-export type AgentTurnResult = { status: "COMPLETED" } | { status: "FAILED"; error: string };
+/** What an agent CLI keeps between the turns of one task. */
+export interface AgentState {
+  /**
+   * HOME of the agent CLI (its settings, session transcripts, caches): one
+   * directory per task, outside the workspace, as seen where the workspace's
+   * commands run. It must be the same path, with the same content, on every
+   * turn of the task for the session to resume.
+   */
+  home: string;
+  /** The session the previous turn returned (AgentTurnResult.session); null on the first turn. */
+  session: AgentSession | null;
+}
+
+/** An agent CLI's conversation, to be resumed by the next turn. Persist it as it is returned. */
+export interface AgentSession {
+  id: string;
+  /**
+   * Token totals the CLI reported for the whole session so far, for CLIs that
+   * report running totals instead of per-turn usage (Codex); the next turn's
+   * usage is the difference.
+   */
+  usageTotals?: { inputTokens: number; outputTokens: number };
+}
+
+/** What one turn cost. */
+export interface TurnUsage {
+  inputTokens: number;
+  outputTokens: number;
+  /** In US dollars, when the agent reports it (Claude Code); null otherwise. */
+  costUsd: number | null;
+}
+
+export type AgentTurnResult = ({ status: "COMPLETED" } | { status: "FAILED"; error: string }) & {
+  /** The session to pass back in AgentState.session next turn (agents that keep one). */
+  session?: AgentSession;
+  /** Tokens (and cost) of this turn, when the agent knows them. */
+  usage?: TurnUsage;
+};
 
 export interface AgentRunner {
   readonly kind: AgentKind;

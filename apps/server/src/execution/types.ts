@@ -11,6 +11,7 @@ import type { Logger } from "../logger";
 import type { RepositoryStore } from "../repository/repository-store";
 import type { Clock } from "../utils/clock";
 import type { TaskFieldsPatch } from "../utils/task-status";
+import type { EgressDenial } from "./vm/egress/egress-proxy";
 import type { VmProvider } from "./vm/types";
 
 export interface StepContext {
@@ -57,4 +58,9 @@ export interface WorkspaceManagerDeps {
   clock: Clock;
   store: RepositoryStore;
   log: Logger;
+  /**
+   * Hears every connection a sandbox's egress proxy refused (process provider),
+   * to show "blocked: <host>" on the task. Must not throw. Default: logged only.
+   */
+  onEgressDenied?: (denial: EgressDenial) => void;
 }

@@ -37,6 +37,31 @@ export interface DiffSummary {
   patch: string;
 }
 
+export interface RepositoryBranches {
+  /** null when the repository has no commits yet. */
+  defaultBranch: string | null;
+  branches: string[];
+}
+
+/** Largest file, in bytes, whose text the tree browser returns (512 KiB). */
+export const TREE_FILE_LIMIT = 512 * 1024;
+
+export type TreeEntry =
+  | {
+      type: "dir";
+      path: string;
+      entries: { name: string; type: "dir" | "file" | "submodule"; size: number | null }[];
+    }
+  | { type: "file"; path: string; size: number; binary: boolean; truncated: boolean; content: string };
+
+/** A path inside a repository's tree: relative, no `..` or empty segments, no control characters. */
+export function isTreePath(path: string): boolean {
+  if (path === "") return true;
+  if (path.length > 4096 || path.startsWith("/") || path.endsWith("/")) return false;
+  if ([...path].some((char) => char.charCodeAt(0) < 0x20)) return false;
+  return path.split("/").every((segment) => segment !== "" && segment !== "." && segment !== "..");
+}
+
 export interface PreparedBase {
   /** The branch the task starts from (the repository's default when none was asked for). */
   baseBranch: string;
@@ -245,6 +270,60 @@ export class RepositoryStore {
     );
     const patch = omittedBytes > 0 ? `${text}… ${omittedBytes} bytes of the patch omitted\n` : text;
     return { files: parseNumstat(numstat), patch };
+  }
+
+  /**
+   * The repository's branches as the remote has them now (the mirror is
+   * fetched first), and its default branch — null for an empty repository.
+   */
+  async listBranches(repoUrl: string): Promise<RepositoryBranches> {
+    const mirror = this.mirrorPath(repoUrl);
+    return this.mutex.run(mirror, async () => {
+      await this.fetchMirror(repoUrl, mirror);
+      const out = await runGit(["for-each-ref", "--format=%(refname:lstrip=3)", "refs/remotes/origin/"], {
+        cwd: mirror,
+      });
+      const branches = out
+        .split("\n")
+        .map((name) => name.trim())
+        .filter((name) => name !== "" && name !== "HEAD")
+        .sort((a, b) => a.localeCompare(b));
+      const defaultBranch = await this.defaultBranch(mirror).catch(() => null);
+      return { defaultBranch, branches };
+    });
+  }
+
+  /**
+   * One entry of a commit's tree: a directory's listing or a file's text.
+   * `path` is relative to the repository root ("" for the root) and has been
+   * checked with `isTreePath`. Returns null when nothing is at `path`.
+   */
+  async readTreeEntry(repoUrl: string, commit: string, path: string): Promise<TreeEntry | null> {
+    const mirror = this.mirrorPath(repoUrl);
+    const object = `${commit}:${path}`;
+    const type = await runGit(["cat-file", "-t", object], { cwd: mirror }).catch(() => null);
+    if (type === null) return null;
+    if (type.trim() === "tree") {
+      const out = await runGit(["ls-tree", "-z", "--long", object], { cwd: mirror, maxOutputBytes: 64 * 1024 * 1024 });
+      const entries: TreeEntry & { type: "dir" } = { type: "dir", path, entries: [] };
+      for (const line of out.split("\0")) {
+        const match = /^\d+ (blob|tree|commit) [0-9a-f]+\s+(\d+|-)\t(.*)$/s.exec(line);
+        if (!match) continue;
+        const kind = match[1] === "tree" ? "dir" : match[1] === "commit" ? "submodule" : "file";
+        entries.entries.push({ name: match[3]!, type: kind, size: match[2] === "-" ? null : Number(match[2]) });
+      }
+      entries.entries.sort((a, b) =>
+        (a.type === "dir") !== (b.type === "dir") ? (a.type === "dir" ? -1 : 1) : a.name.localeCompare(b.name),
+      );
+      return entries;
+    }
+    if (type.trim() !== "blob") return null;
+    const size = Number((await runGit(["cat-file", "-s", object], { cwd: mirror })).trim());
+    // A file past the limit is not read at all: the browser says how big it is instead.
+    if (size > TREE_FILE_LIMIT) return { type: "file", path, size, binary: false, truncated: true, content: "" };
+    const bytes = await runGitBuffer(["cat-file", "blob", object], { cwd: mirror, maxOutputBytes: size + 1 });
+    const binary = bytes.subarray(0, 8000).includes(0);
+    return { type: "file", path, size, binary, truncated: false, content: binary ? "" : bytes.toString("utf8") };
   }
 
   /** Every text file of a commit, for the full-text index. */

@@ -16,6 +16,7 @@ export function toTaskDto(task: TaskRow): TaskDto {
     scheduledCleanupAt: task.scheduledCleanupAt?.toISOString() ?? null,
     initializationError: task.initializationError,
     errorMessage: task.errorMessage,
+    lastOutcome: task.lastOutcome,
     createdAt: task.createdAt.toISOString(),
     updatedAt: task.updatedAt.toISOString(),
   };

@@ -154,6 +154,7 @@ export class TaskCleanupService {
       attempts = task.cleanupAttempts;
       if (task.cleanupClaimedBy !== this.workerId) return false;
       const started = clock.now().getTime();
+      log.info({ worker: this.workerId }, "cleanup.started");
       await teardown.saveAndDestroy(task);
       const archived = await status.archiveByCleanup(taskId, this.workerId);
       if (!archived) {

@@ -10,11 +10,11 @@
  * guarded compare-and-set. Nothing else decides which moves exist.
  */
 import type { TaskRow } from "@repo/db";
-import { getStepsForMode, InitStatus, TaskStatus } from "@repo/types";
+import { getStepsForMode, InitStatus, TaskStatus, type TurnOutcome } from "@repo/types";
 
 const { INITIALIZING, RUNNING, STOPPED, COMPLETED, FAILED, ARCHIVED } = TaskStatus;
 
-export type TurnOutcome = typeof COMPLETED | typeof FAILED | typeof STOPPED;
+export type { TurnOutcome };
 
 export interface TaskMove {
   /** Statuses the move starts from. */
@@ -32,6 +32,8 @@ export interface TaskMove {
    * claim, `keep` leaves it as it is.
    */
   cleanup: "start" | "clear" | "keep";
+  /** How the run ended, recorded as the task's lastOutcome (moves that end a run). */
+  outcome?: TurnOutcome;
   trigger: string;
 }
 
@@ -52,6 +54,7 @@ export const TASK_MOVES = {
     to: FAILED,
     initStatus: InitStatus.INACTIVE,
     cleanup: "clear",
+    outcome: FAILED,
     trigger: "a step failed",
   },
   stopInitialization: {
@@ -59,15 +62,23 @@ export const TASK_MOVES = {
     to: STOPPED,
     initStatus: InitStatus.INACTIVE,
     cleanup: "clear",
+    outcome: STOPPED,
     trigger: "user stop during initialization",
   },
-  completeTurn: { from: [RUNNING], to: COMPLETED, cleanup: "start", trigger: "agent finished its turn" },
-  failTurn: { from: [RUNNING], to: FAILED, cleanup: "start", trigger: "agent failed" },
-  stopTurn: { from: [RUNNING], to: STOPPED, cleanup: "start", trigger: "user stop during a turn" },
+  completeTurn: {
+    from: [RUNNING],
+    to: COMPLETED,
+    cleanup: "start",
+    outcome: COMPLETED,
+    trigger: "agent finished its turn",
+  },
+  failTurn: { from: [RUNNING], to: FAILED, cleanup: "start", outcome: FAILED, trigger: "agent failed" },
+  stopTurn: { from: [RUNNING], to: STOPPED, cleanup: "start", outcome: STOPPED, trigger: "user stop during a turn" },
   interruptTurn: {
     from: [RUNNING],
     to: STOPPED,
     cleanup: "keep",
+    outcome: STOPPED,
     trigger: "the process running the turn went away",
   },
   startWarmFollowUp: {

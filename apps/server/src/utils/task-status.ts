@@ -144,6 +144,7 @@ export function createTaskStatusStore(deps: TaskStatusDeps) {
       if (refused) return { refused };
       const update: TaskUpdate = { status: spec.to, ...options.patch };
       if (spec.initStatus) update.initStatus = spec.initStatus;
+      if (spec.outcome) update.lastOutcome = spec.outcome;
       if (spec.cleanup === "clear") clearCleanup(update);
       if (spec.cleanup === "start") {
         update.scheduledCleanupAt = row.mode === "remote" ? new Date(now.getTime() + cleanupDelayMs) : null;

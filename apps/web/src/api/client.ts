@@ -5,19 +5,22 @@
  * carrying the server's `{error: {code, message}}`.
  */
 import {
-  type ConfigResponse,
-  ConfigResponseSchema,
+  type BranchesResponse,
+  BranchesResponseSchema,
   type CreateTaskBody,
   type DiffResponse,
   DiffResponseSchema,
   ErrorBodySchema,
   type MessageDto,
   MessageListResponseSchema,
-  type TaskDto,
-  TaskListResponseSchema,
-  TaskResponseSchema,
+  type TaskFilesResponse,
+  TaskFilesResponseSchema,
 } from "@repo/types";
 import { z } from "zod";
+import { type Config, ConfigSchema, type Task, TaskListResponseSchema, TaskResponseSchema } from "./schemas";
+
+/** What the new-task form sends: the SPEC §5 body; agent, model and delivery only to servers that offer them. */
+export type CreateTaskRequest = CreateTaskBody & { agent?: string; model?: string; delivery?: string };
 
 /** Error codes of the API plus the two the client itself produces. */
 export type ClientErrorCode = z.infer<typeof ErrorBodySchema>["error"]["code"] | "NETWORK" | "BAD_RESPONSE";
@@ -48,12 +51,16 @@ export function createApiClient(options: ApiClientOptions = {}) {
   const baseUrl = options.baseUrl ?? "";
   const doFetch = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
 
-  async function request<T>(method: string, path: string, schema: z.ZodType<T> | null, body?: unknown): Promise<T> {
+  function headersFor(body: unknown): Record<string, string> {
     const headers: Record<string, string> = { accept: "application/json" };
     const token = options.getToken?.();
     if (token) headers.authorization = `Bearer ${token}`;
     if (body !== undefined) headers["content-type"] = "application/json";
+    return headers;
+  }
 
+  async function request<T>(method: string, path: string, schema: z.ZodType<T> | null, body?: unknown): Promise<T> {
+    const headers = headersFor(body);
     let response: Response;
     try {
       response = await doFetch(`${baseUrl}${path}`, {
@@ -99,25 +106,44 @@ export function createApiClient(options: ApiClientOptions = {}) {
   }
 
   const taskPath = (id: string, suffix = "") => `/api/tasks/${encodeURIComponent(id)}${suffix}`;
-  const unwrapTask = (r: { task: TaskDto }) => r.task;
+  const unwrapTask = (r: { task: Task }) => r.task;
 
   return {
     health: () => request("GET", "/api/health", z.object({ ok: z.literal(true) })),
-    getConfig: (): Promise<ConfigResponse> => request("GET", "/api/config", ConfigResponseSchema),
-    listTasks: (): Promise<TaskDto[]> => request("GET", "/api/tasks", TaskListResponseSchema).then((r) => r.tasks),
-    getTask: (id: string): Promise<TaskDto> => request("GET", taskPath(id), TaskResponseSchema).then(unwrapTask),
-    createTask: (body: CreateTaskBody): Promise<TaskDto> =>
+    getConfig: (): Promise<Config> => request("GET", "/api/config", ConfigSchema),
+    listTasks: (): Promise<Task[]> => request("GET", "/api/tasks", TaskListResponseSchema).then((r) => r.tasks),
+    getTask: (id: string): Promise<Task> => request("GET", taskPath(id), TaskResponseSchema).then(unwrapTask),
+    createTask: (body: CreateTaskRequest): Promise<Task> =>
       request("POST", "/api/tasks", TaskResponseSchema, body).then(unwrapTask),
     getMessages: (id: string): Promise<MessageDto[]> =>
       request("GET", taskPath(id, "/messages"), MessageListResponseSchema).then((r) => r.messages),
-    sendMessage: (id: string, message: string): Promise<TaskDto> =>
+    sendMessage: (id: string, message: string): Promise<Task> =>
       request("POST", taskPath(id, "/messages"), TaskResponseSchema, { message }).then(unwrapTask),
-    stopTask: (id: string): Promise<TaskDto> =>
+    stopTask: (id: string): Promise<Task> =>
       request("POST", taskPath(id, "/stop"), TaskResponseSchema).then(unwrapTask),
-    archiveTask: (id: string): Promise<TaskDto> =>
+    archiveTask: (id: string): Promise<Task> =>
       request("POST", taskPath(id, "/archive"), TaskResponseSchema).then(unwrapTask),
     deleteTask: (id: string): Promise<void> => request("DELETE", taskPath(id), null),
     getDiff: (id: string): Promise<DiffResponse> => request("GET", taskPath(id, "/diff"), DiffResponseSchema),
+    listBranches: (repoUrl: string): Promise<BranchesResponse> =>
+      request("GET", `/api/repositories/branches?repoUrl=${encodeURIComponent(repoUrl)}`, BranchesResponseSchema),
+    getFiles: (id: string, path: string): Promise<TaskFilesResponse> =>
+      request("GET", taskPath(id, `/files?path=${encodeURIComponent(path)}`), TaskFilesResponseSchema),
+    openPullRequest: (id: string): Promise<Task> =>
+      request("POST", taskPath(id, "/pull-request"), TaskResponseSchema).then(unwrapTask),
+    /** The branch as an mbox of patches (GET /patch), as text. */
+    getPatch: async (id: string): Promise<string> => {
+      const response = await doFetch(`${baseUrl}${taskPath(id, "/patch")}`, { headers: headersFor(undefined) });
+      if (!response.ok) {
+        if (response.status === 401) options.onUnauthorized?.();
+        throw new ApiError(
+          response.status,
+          response.status === 404 ? "NOT_FOUND" : "INTERNAL",
+          `the patch is not available (HTTP ${response.status})`,
+        );
+      }
+      return response.text();
+    },
   };
 }
 

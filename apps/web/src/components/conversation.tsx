@@ -1,121 +1,97 @@
 /**
- * The conversation: user messages as plain text, assistant text as safe
- * Markdown, command output in <pre>, tool calls as collapsible <details>.
- * Streamed items render the same way and carry a "streaming" marker.
+ * The conversation pane: user messages as plain text, the agent's text as
+ * streamed Markdown, its tool calls as compact rows (tool-row.tsx) and the
+ * output of commands folded under them. The pane follows new output while
+ * the reader is at the bottom and offers "Jump to latest" when they are not.
  */
-import type { MessageRole } from "@repo/types";
-import { useEffect, useRef } from "react";
-import type { ChatItem, ChatPart } from "../conversation";
+import { useMemo, useRef } from "react";
+import type { ChatItem } from "../conversation";
+import { useFollowScroll } from "../hooks/use-follow-scroll";
 import { Markdown } from "../markdown";
+import { buildWorkRows, chunksText, type WorkRow } from "../work";
+import { CommandOutput, ToolRow } from "./tool-row";
 
-const ROLE_NAMES: Record<MessageRole, string> = {
-  user: "You",
-  assistant: "Agent",
-  tool: "Tool",
-  system: "System",
-};
+/** Output longer than this many lines starts folded. */
+const FOLD_LINES = 20;
 
-/** Command output reads as "Output", not as the tool role that carries it. */
-function roleName(item: ChatItem): string {
-  if (item.parts.length > 0 && item.parts.every((part) => part.kind === "output")) return "Output";
-  return ROLE_NAMES[item.role];
+function lineCount(text: string): number {
+  return text.split("\n").length - (text.endsWith("\n") ? 1 : 0);
 }
 
-function show(value: unknown): string {
-  if (value === undefined) return "";
-  if (typeof value === "string") return value;
-  try {
-    return JSON.stringify(value, null, 2);
-  } catch {
-    return String(value);
-  }
-}
-
-function toolSummary(input: unknown): string {
-  if (input && typeof input === "object") {
-    const record = input as Record<string, unknown>;
-    const first = ["command", "path", "pattern", "query"].map((k) => record[k]).find((v) => typeof v === "string");
-    if (typeof first === "string") return first.length > 80 ? `${first.slice(0, 77)}…` : first;
-  }
-  return typeof input === "string" ? input.slice(0, 80) : "";
-}
-
-function Part({ part, role, streaming }: { part: ChatPart; role: MessageRole; streaming: boolean }) {
-  switch (part.kind) {
-    case "text":
-      return role === "user" ? <p className="user-text">{part.text}</p> : <Markdown text={part.text} />;
-    case "output":
-      return (
-        <pre className={`command-output command-output--${part.stream}`} data-stream={part.stream}>
-          {part.text}
-        </pre>
-      );
-    case "tool": {
-      const summary = toolSummary(part.input);
-      const state = !part.done ? (streaming ? "running" : "unfinished") : part.isError ? "error" : "ok";
-      const stateText = { running: "running…", unfinished: "no result", error: "failed", ok: "done" }[state];
-      return (
-        <details className={`tool-call tool-call--${state}`}>
-          <summary>
-            <span className="tool-name">{part.toolName}</span>
-            {summary && <code className="tool-summary">{summary}</code>}
-            <span className="tool-state">{stateText}</span>
-          </summary>
-          {part.input !== undefined && (
-            <>
-              <h4>Input</h4>
-              <pre>{show(part.input)}</pre>
-            </>
-          )}
-          {part.done && (
-            <>
-              <h4>{part.isError ? "Error" : "Output"}</h4>
-              <pre>{show(part.output)}</pre>
-            </>
-          )}
-        </details>
-      );
-    }
-  }
-}
-
-export function Conversation({ items }: { items: ChatItem[] }) {
-  const end = useRef<HTMLDivElement>(null);
-  const count = items.length;
-  const lastSize = items.at(-1)?.parts.reduce((n, p) => n + (p.kind === "tool" ? 1 : p.text.length), 0) ?? 0;
-  // Follow the output while the reader is already near the bottom.
-  useEffect(() => {
-    const el = end.current;
-    if (!el || count + lastSize === 0) return;
-    const nearBottom = window.innerHeight + window.scrollY >= document.body.scrollHeight - 200;
-    if (nearBottom) el.scrollIntoView?.({ block: "end" });
-  }, [count, lastSize]);
-
-  if (items.length === 0) return <p className="empty">No messages yet.</p>;
+function OutputRow({ row }: { row: Extract<WorkRow, { kind: "output" }> }) {
+  const text = chunksText(row.chunks);
+  const lines = lineCount(text);
+  const stream = row.chunks.every((c) => c.stream === "stderr")
+    ? "stderr"
+    : row.chunks.every((c) => c.stream === "stdout")
+      ? "stdout"
+      : "mixed";
   return (
-    <>
-      <ol className="conversation" aria-label="Conversation">
-        {items.map((item) => (
-          <li key={item.id} className={`message message--${item.role}${item.streaming ? " message--streaming" : ""}`}>
-            <div className="message-role">
-              {roleName(item)}
-              {item.streaming && (
-                <>
-                  <span className="streaming-dot" aria-hidden="true" />
-                  <span className="visually-hidden">(streaming)</span>
-                </>
-              )}
-            </div>
-            <div className="message-body">
-              {item.parts.map((part, i) => (
-                // biome-ignore lint/suspicious/noArrayIndexKey: parts only ever grow at the end
-                <Part key={i} part={part} role={item.role} streaming={item.streaming} />
-              ))}
-            </div>
-          </li>
-        ))}
-      </ol>
-      <div ref={end} />
-    </>
+    <li className={`message message--tool work-row work-row--output${row.streaming ? " message--streaming" : ""}`}>
+      <details open={lines <= FOLD_LINES || row.streaming}>
+        <summary>
+          <span className="tool-icon" aria-hidden="true">
+            ›_
+          </span>
+          <span className="tool-verb">Output</span>
+          <span className="muted">
+            {lines} line{lines === 1 ? "" : "s"}
+          </span>
+          {row.streaming && <span className="tool-state tool-state--running">running…</span>}
+        </summary>
+        <CommandOutput text={text} stream={stream} />
+      </details>
+    </li>
+  );
+}
+
+function Row({ row }: { row: WorkRow }) {
+  if (row.kind === "tool") return <ToolRow row={row} />;
+  if (row.kind === "output") return <OutputRow row={row} />;
+  const user = row.role === "user";
+  return (
+    <li className={`message message--${row.role}${row.streaming ? " message--streaming" : ""}`}>
+      <div className="message-role">
+        {user ? "You" : row.role === "system" ? "System" : "Agent"}
+        {row.streaming && (
+          <>
+            <span className="streaming-dot" aria-hidden="true" />
+            <span className="visually-hidden">(streaming)</span>
+          </>
+        )}
+      </div>
+      <div className="message-body">
+        {user ? <p className="user-text">{row.text}</p> : <Markdown text={row.text} />}
+      </div>
+    </li>
+  );
+}
+
+export function Conversation({ items, footer }: { items: ChatItem[]; footer?: React.ReactNode }) {
+  const rows = useMemo(() => buildWorkRows(items), [items]);
+  const box = useRef<HTMLDivElement>(null);
+  const size = items.reduce(
+    (n, item) => n + item.parts.reduce((m, p) => m + (p.kind === "tool" ? (p.done ? 2 : 1) : p.text.length), 0),
+    0,
+  );
+  const { following, jumpToLatest } = useFollowScroll(box, `${items.length}:${size}`);
+  return (
+    <div className="conversation-scroll" ref={box} data-testid="conversation">
+      {rows.length === 0 ? (
+        <p className="empty">No messages yet.</p>
+      ) : (
+        <ol className="conversation" aria-label="Conversation">
+          {rows.map((row) => (
+            <Row key={row.id} row={row} />
+          ))}
+        </ol>
+      )}
+      {footer}
+      {!following && (
+        <button type="button" className="jump-latest" onClick={jumpToLatest}>
+          Jump to latest ↓
+        </button>
+      )}
+    </div>
   );
 }

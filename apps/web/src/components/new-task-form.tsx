@@ -1,45 +1,97 @@
 /**
- * The new-task form. Input is checked with the API's own zod schema before it
- * is sent; the server's 400 VALIDATION_ERROR is mapped back onto the field it
- * names. Each error sits next to its field and is tied to it with
- * aria-describedby.
+ * The new-task form (also the "retry as a new task" form, prefilled). Input
+ * is checked with the API's own zod schema before it is sent and the
+ * server's 400 is mapped back onto the field it names — both worded for a
+ * person (friendly-errors.ts). The repository field offers recent
+ * repositories; once it holds a valid repository, the base-branch field
+ * offers that repository's branches (GET /api/repositories/branches) and a
+ * branch it does not have is refused before the task is created. Agent and
+ * model pickers appear when the server lists agents (GET /api/config).
  */
-import { CreateTaskBodySchema, type TaskDto } from "@repo/types";
-import { type FormEvent, type ReactNode, useId, useState } from "react";
-import { api, errorText } from "../api";
-import { ApiError, fieldErrorsFrom } from "../api/client";
+import { CreateTaskBodySchema, RepoUrlSchema } from "@repo/types";
+import { type FormEvent, type ReactNode, useId, useMemo, useState } from "react";
+import { api, errorText, useConfig } from "../api";
+import { ApiError, type CreateTaskRequest, fieldErrorsFrom } from "../api/client";
+import { useBranchesQuery } from "../api/queries";
+import type { Config, Task } from "../api/schemas";
+import { type FormField, friendlyFieldError } from "../friendly-errors";
+import { useDebounced } from "../hooks/use-debounced";
+import { recentRepositories, rememberRepository, repoName } from "../repositories";
 
-const FIELDS = ["repoUrl", "baseBranch", "title", "message"] as const;
+const FIELDS = ["repoUrl", "baseBranch", "title", "message", "agent", "model"] as const satisfies readonly FormField[];
 type Field = (typeof FIELDS)[number];
-type Values = Record<Field, string>;
+export type NewTaskValues = Record<Field, string>;
 
-const EMPTY: Values = { repoUrl: "", baseBranch: "", title: "", message: "" };
+const EMPTY: NewTaskValues = { repoUrl: "", baseBranch: "", title: "", message: "", agent: "", model: "" };
 
-export function validateNewTask(values: Values) {
+/** Checks the form with the API's schema; agent and model are sent only to a server that lists agents. */
+export function validateNewTask(values: NewTaskValues, config: Pick<Config, "agents"> | null = null) {
   const body = {
     repoUrl: values.repoUrl,
     message: values.message,
     ...(values.baseBranch.trim() ? { baseBranch: values.baseBranch } : {}),
     ...(values.title.trim() ? { title: values.title } : {}),
   };
-  const parsed = CreateTaskBodySchema.safeParse(body);
-  if (parsed.success) return { body: parsed.data, errors: {} as Partial<Record<Field, string>> };
   const errors: Partial<Record<Field, string>> = {};
-  for (const issue of parsed.error.issues) {
-    const field = issue.path[0];
-    if (typeof field === "string" && (FIELDS as readonly string[]).includes(field)) {
-      errors[field as Field] ??= issue.message;
+  const parsed = CreateTaskBodySchema.safeParse(body);
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) {
+      const field = issue.path[0];
+      if (typeof field === "string" && (FIELDS as readonly string[]).includes(field)) {
+        errors[field as Field] ??= friendlyFieldError(field as Field, issue.message);
+      }
     }
+    return { body: null, errors };
   }
-  return { body: null, errors };
+  const request: CreateTaskRequest = { ...parsed.data };
+  if (config?.agents) {
+    if (values.agent) {
+      const agent = config.agents.find((a) => a.kind === values.agent);
+      if (agent && !agent.available) {
+        return { body: null, errors: { agent: agent.reason ?? "This agent is not available on the server." } };
+      }
+      request.agent = values.agent;
+    }
+    if (values.model.trim()) request.model = values.model.trim();
+  }
+  return { body: request, errors };
 }
 
-export function NewTaskForm({ onCreated }: { onCreated: (task: TaskDto) => void }) {
-  const [values, setValues] = useState<Values>(EMPTY);
+export interface NewTaskFormProps {
+  onCreated: (task: Task) => void;
+  /** Tasks whose repositories are offered as recent ones. */
+  recentTasks?: readonly Task[];
+  /** Prefilled values (a retry). */
+  initial?: Partial<NewTaskValues>;
+  heading?: string;
+  submitLabel?: string;
+  onCancel?: () => void;
+}
+
+function useBranchPicker(repoUrl: string) {
+  const settled = useDebounced(repoUrl.trim(), 500);
+  const valid = RepoUrlSchema.safeParse(settled).success ? settled : null;
+  const query = useBranchesQuery(valid);
+  return { repoUrl: valid, ...query };
+}
+
+export function NewTaskForm({
+  onCreated,
+  recentTasks = [],
+  initial,
+  heading,
+  submitLabel,
+  onCancel,
+}: NewTaskFormProps) {
+  const config = useConfig();
+  const [values, setValues] = useState<NewTaskValues>({ ...EMPTY, ...initial });
   const [errors, setErrors] = useState<Partial<Record<Field, string>>>({});
   const [general, setGeneral] = useState<string | null>(null);
   const [submitting, setSubmitting] = useState(false);
   const id = useId();
+  const recent = useMemo(() => recentRepositories(recentTasks), [recentTasks]);
+  const branches = useBranchPicker(values.repoUrl);
+  const branchList = branches.repoUrl === values.repoUrl.trim() ? branches.data : undefined;
 
   const set = (field: Field) => (event: { target: { value: string } }) => {
     setValues((v) => ({ ...v, [field]: event.target.value }));
@@ -47,9 +99,13 @@ export function NewTaskForm({ onCreated }: { onCreated: (task: TaskDto) => void 
   };
 
   const submit = async () => {
-    const { body, errors: clientErrors } = validateNewTask(values);
+    const { body, errors: clientErrors } = validateNewTask(values, config);
+    const branch = values.baseBranch.trim();
+    if (body && branch && branchList && !branchList.branches.includes(branch)) {
+      clientErrors.baseBranch = `This branch does not exist in ${repoName(values.repoUrl)}.`;
+    }
     setGeneral(null);
-    if (!body) {
+    if (!body || Object.keys(clientErrors).length > 0) {
       setErrors(clientErrors);
       document.getElementById(`${id}-${FIELDS.find((f) => clientErrors[f])}`)?.focus();
       return;
@@ -57,13 +113,19 @@ export function NewTaskForm({ onCreated }: { onCreated: (task: TaskDto) => void 
     setSubmitting(true);
     try {
       const task = await api.createTask(body);
-      setValues(EMPTY);
+      rememberRepository(body.repoUrl);
+      setValues({ ...EMPTY, ...initial });
       setErrors({});
       onCreated(task);
     } catch (error) {
       if (error instanceof ApiError) {
         const mapped = fieldErrorsFrom(error, FIELDS);
-        setErrors(mapped.fields);
+        const friendly: Partial<Record<Field, string>> = {};
+        for (const field of FIELDS) {
+          const message = mapped.fields[field];
+          if (message) friendly[field] = friendlyFieldError(field, message);
+        }
+        setErrors(friendly);
         setGeneral(mapped.general);
       } else {
         setGeneral(errorText(error));
@@ -78,7 +140,12 @@ export function NewTaskForm({ onCreated }: { onCreated: (task: TaskDto) => void 
     void submit();
   };
 
-  const field = (name: Field, label: string, input: (props: Record<string, unknown>) => ReactNode, hint?: string) => {
+  const field = (
+    name: Field,
+    label: string,
+    input: (props: Record<string, unknown>) => ReactNode,
+    hint?: ReactNode,
+  ) => {
     const error = errors[name];
     const describedBy = [error ? `${id}-${name}-error` : null, hint ? `${id}-${name}-hint` : null]
       .filter(Boolean)
@@ -108,22 +175,102 @@ export function NewTaskForm({ onCreated }: { onCreated: (task: TaskDto) => void 
     );
   };
 
+  const branchHint = !branches.repoUrl
+    ? "The repository's default branch unless you pick one."
+    : branches.isFetching && !branchList
+      ? "Loading branches…"
+      : branches.error
+        ? `Branches unavailable: ${friendlyFieldError("repoUrl", errorText(branches.error))}`
+        : branchList
+          ? branchList.defaultBranch
+            ? `Default: ${branchList.defaultBranch} · ${branchList.branches.length} branch${branchList.branches.length === 1 ? "" : "es"}`
+            : "This repository has no commits yet."
+          : undefined;
+
+  const agents = config?.agents;
   return (
     <form className="card new-task" onSubmit={onSubmit} noValidate aria-labelledby={`${id}-title`}>
-      <h2 id={`${id}-title`}>New task</h2>
+      <h2 id={`${id}-title`}>{heading ?? "New task"}</h2>
       <div className="field-row">
         {field(
           "repoUrl",
           "Repository",
           (p) => (
-            <input type="text" autoComplete="off" spellCheck={false} placeholder="/path/to/repo or https://…" {...p} />
+            <input
+              type="text"
+              autoComplete="off"
+              spellCheck={false}
+              placeholder="/path/to/repo or https://…"
+              list={recent.length > 0 ? `${id}-recent` : undefined}
+              {...p}
+            />
           ),
           "Absolute path of a local git repository, or a git URL.",
         )}
-        {field("baseBranch", "Base branch (optional)", (p) => (
-          <input type="text" autoComplete="off" spellCheck={false} placeholder="default branch" {...p} />
-        ))}
+        {field(
+          "baseBranch",
+          "Base branch (optional)",
+          (p) => (
+            <input
+              type="text"
+              autoComplete="off"
+              spellCheck={false}
+              placeholder={branchList?.defaultBranch ?? "default branch"}
+              list={`${id}-branches`}
+              {...p}
+            />
+          ),
+          branchHint,
+        )}
       </div>
+      {recent.length > 0 && (
+        <>
+          <datalist id={`${id}-recent`}>
+            {recent.map((repo) => (
+              <option key={repo} value={repo} />
+            ))}
+          </datalist>
+          <fieldset className="recent-repos">
+            <legend className="muted">Recent repositories:</legend>
+            {recent.slice(0, 4).map((repo) => (
+              <button
+                key={repo}
+                type="button"
+                className="chip"
+                title={repo}
+                aria-pressed={values.repoUrl === repo}
+                onClick={() => set("repoUrl")({ target: { value: repo } })}
+              >
+                {repoName(repo)}
+              </button>
+            ))}
+          </fieldset>
+        </>
+      )}
+      <datalist id={`${id}-branches`}>
+        {branchList?.branches.map((branch) => (
+          <option key={branch} value={branch}>
+            {branch === branchList.defaultBranch ? "default" : undefined}
+          </option>
+        ))}
+      </datalist>
+      {agents && agents.length > 0 && (
+        <div className="field-row">
+          {field("agent", "Agent", (p) => (
+            <select {...p}>
+              <option value="">Server default ({config?.agent})</option>
+              {agents.map((agent) => (
+                <option key={agent.kind} value={agent.kind} disabled={!agent.available}>
+                  {agent.available ? agent.kind : `${agent.kind} — ${agent.reason ?? "unavailable"}`}
+                </option>
+              ))}
+            </select>
+          ))}
+          {field("model", "Model (optional)", (p) => (
+            <input type="text" autoComplete="off" spellCheck={false} placeholder="the agent's default" {...p} />
+          ))}
+        </div>
+      )}
       {field("title", "Title (optional)", (p) => (
         <input type="text" placeholder="from the message" {...p} />
       ))}
@@ -146,8 +293,13 @@ export function NewTaskForm({ onCreated }: { onCreated: (task: TaskDto) => void 
             {general}
           </p>
         )}
+        {onCancel && (
+          <button type="button" className="button" onClick={onCancel}>
+            Cancel
+          </button>
+        )}
         <button type="submit" className="button button--primary" disabled={submitting}>
-          {submitting ? "Creating…" : "Create task"}
+          {submitting ? "Creating…" : (submitLabel ?? "Create task")}
         </button>
       </div>
     </form>

@@ -14,6 +14,20 @@ import { expect } from "vitest";
 export const REPO_ROOT = fileURLToPath(new URL("../../../../", import.meta.url));
 export const ARTIFACTS = join(REPO_ROOT, "test-artifacts", "e2e");
 
+/**
+ * Builds the web app as `npm start` serves it. NODE_ENV is set to production
+ * explicitly: the test runner's NODE_ENV=test would otherwise give React's
+ * development build (StrictMode double effects, larger bundle).
+ */
+export function buildWebApp(): void {
+  const build = spawnSync("npm", ["run", "build", "-w", "apps/web"], {
+    cwd: REPO_ROOT,
+    encoding: "utf8",
+    env: { ...process.env, NODE_ENV: "production" },
+  });
+  if (build.status !== 0) throw new Error(`building the web app failed:\n${build.stdout}\n${build.stderr}`);
+}
+
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const probe = createServer();
@@ -67,7 +81,7 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
   child.stdout?.pipe(log);
   child.stderr?.pipe(log);
   const url = `http://127.0.0.1:${options.port}`;
-  const deadline = Date.now() + 60_000;
+  const deadline = Date.now() + 180_000;
   while (Date.now() < deadline) {
     if (child.exitCode !== null) {
       throw new Error(`the server exited with code ${child.exitCode} before it was healthy:\n${logTail(logFile)}`);
@@ -84,7 +98,7 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
     await new Promise((resolve) => setTimeout(resolve, 250));
   }
   await stopServer({ child, url, logFile });
-  throw new Error(`the server did not answer GET /api/health within 60 s:\n${logTail(logFile)}`);
+  throw new Error(`the server did not answer GET /api/health within 180 s:\n${logTail(logFile)}`);
 }
 
 /** Stops the server child by its PID: SIGTERM, then SIGKILL if it does not exit. */
@@ -146,6 +160,19 @@ export function installTimelineRecorder(): void {
     characterData: true,
     attributes: true,
   });
+}
+
+/** Remembers on `window.__offlineBannerSeen` whether the reconnect notice was ever shown on the page. */
+export function installBannerWatch(): void {
+  const flags = window as unknown as { __offlineBannerSeen: boolean };
+  flags.__offlineBannerSeen = false;
+  new MutationObserver(() => {
+    if (document.querySelector('[data-testid="offline-banner"]')) flags.__offlineBannerSeen = true;
+  }).observe(document, { subtree: true, childList: true });
+}
+
+export async function offlineBannerSeen(page: Page): Promise<boolean> {
+  return page.evaluate(() => (window as unknown as { __offlineBannerSeen: boolean }).__offlineBannerSeen);
 }
 
 export async function timeline(page: Page): Promise<string[]> {
@@ -210,3 +237,78 @@ export async function waitForTimeline(page: Page, from: number, pattern: RegExp,
     .poll(async () => (await timeline(page)).slice(from).some((entry) => pattern.test(entry)), { timeout })
     .toBe(true);
 }
+
+/**
+ * The added lines of the diff viewer on the page, each as "+<text>", in
+ * order (the viewer renders a line's operator and its text in separate cells).
+ */
+export async function addedLines(page: Page): Promise<string[]> {
+  return page.evaluate(() =>
+    [...document.querySelectorAll('[data-testid="diff"] .diff-line-content-operator')]
+      .filter((operator) => operator.textContent === "+")
+      .map((operator) => {
+        const cell = operator.closest("td") ?? operator.parentElement;
+        const text = (cell?.textContent ?? "").replace(/^\+/, "");
+        return `+${text}`;
+      }),
+  );
+}
+
+/** Elements that reach past the right edge of the viewport, for a failure message. */
+export async function overflowingElements(page: Page): Promise<string[]> {
+  return page.evaluate(() => {
+    const width = window.innerWidth;
+    // Only elements whose overflow is not clipped by a scrolling or hidden-overflow ancestor.
+    const clipped = (el: HTMLElement) => {
+      for (let up = el.parentElement; up && up !== document.body; up = up.parentElement) {
+        if (getComputedStyle(up).overflowX !== "visible") return true;
+      }
+      return false;
+    };
+    return [...document.querySelectorAll<HTMLElement>("body *")]
+      .filter((el) => el.getBoundingClientRect().right > width + 0.5 && el.getClientRects().length > 0 && !clipped(el))
+      .slice(0, 12)
+      .map(
+        (el) =>
+          `${el.tagName.toLowerCase()}.${[...el.classList].join(".")} → ${Math.round(el.getBoundingClientRect().right)}px`,
+      );
+  });
+}
+
+/** The page scrolls sideways: the document is wider than the viewport. */
+export async function horizontalOverflow(page: Page): Promise<{ scrollWidth: number; innerWidth: number }> {
+  return page.evaluate(() => ({ scrollWidth: document.documentElement.scrollWidth, innerWidth: window.innerWidth }));
+}
+
+/** Presses Tab (or Shift+Tab) until the focused element matches `selector`; fails after `limit` presses. */
+export async function tabTo(
+  page: Page,
+  selector: string,
+  options: { back?: boolean; limit?: number } = {},
+): Promise<void> {
+  for (let i = 0; i < (options.limit ?? 40); i++) {
+    if (await page.evaluate((s) => document.activeElement?.matches(s) ?? false, selector)) return;
+    await page.keyboard.press(options.back ? "Shift+Tab" : "Tab");
+  }
+  throw new Error(`keyboard focus never reached ${selector}`);
+}
+
+/** Polls the API until the task is no longer INITIALIZING or RUNNING. */
+export async function waitForTaskIdle(baseUrl: string, taskId: string, timeout = 90_000): Promise<{ status: string }> {
+  const deadline = Date.now() + timeout;
+  while (Date.now() < deadline) {
+    const { task } = (await (await fetch(`${baseUrl}/api/tasks/${taskId}`)).json()) as { task: { status: string } };
+    if (task.status !== "INITIALIZING" && task.status !== "RUNNING") return task;
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  throw new Error(`task ${taskId} was still busy after ${timeout} ms`);
+}
+
+export const CHROMIUM_ARGS = [
+  "--no-sandbox",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+  "--no-first-run",
+  "--disable-gpu",
+];

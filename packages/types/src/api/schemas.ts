@@ -3,7 +3,7 @@
  * that the server validates with them and clients can parse with them.
  */
 import { z } from "zod";
-import { AGENT_KINDS, INIT_STATUSES, MESSAGE_ROLES, TASK_MODES, TASK_STATUSES } from "../enums";
+import { AGENT_KINDS, INIT_STATUSES, MESSAGE_ROLES, TASK_MODES, TASK_STATUSES, TURN_OUTCOMES } from "../enums";
 
 export const ERROR_CODES = [
   "VALIDATION_ERROR",
@@ -80,6 +80,8 @@ export const TaskSchema = z.object({
   scheduledCleanupAt: z.string().nullable(),
   initializationError: z.string().nullable(),
   errorMessage: z.string().nullable(),
+  /** How the last turn (or a failed or stopped initialization) ended; kept when the task is archived. */
+  lastOutcome: z.enum(TURN_OUTCOMES).nullable(),
   createdAt: z.string(),
   updatedAt: z.string(),
 });

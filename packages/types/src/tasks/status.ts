@@ -1,23 +1,12 @@
 /**
- * Pure helpers that read a task's two status fields. The server decides
- * transitions (apps/server/src/utils/task-status.ts); these only describe.
+ * Pure helpers that read a task's status fields, shared by the web app and
+ * the CLI so both say the same words. The server decides transitions
+ * (apps/server/src/utils/task-moves.ts); these only describe.
  */
-import { InitStatus, TaskStatus } from "../enums";
-import { STEP_DISPLAY_NAMES } from "../init/steps";
+import { TaskStatus, type TurnOutcome } from "../enums";
 
 export interface TaskStatusFields {
   status: TaskStatus;
-  initStatus: InitStatus;
-}
-
-/** The task is provisioning (first time or again). */
-export function isInitializing(task: TaskStatusFields): boolean {
-  return task.status === TaskStatus.INITIALIZING;
-}
-
-/** The task's workspace exists and is ready for the agent. */
-export function isWorkspaceActive(task: TaskStatusFields): boolean {
-  return task.initStatus === InitStatus.ACTIVE;
 }
 
 /** An agent turn or an initialization is in flight; a follow-up would be refused. */
@@ -25,32 +14,42 @@ export function isBusy(task: TaskStatusFields): boolean {
   return task.status === TaskStatus.INITIALIZING || task.status === TaskStatus.RUNNING;
 }
 
-/** A follow-up message is accepted now (warm or after re-initialization). */
-export function canFollowUp(task: TaskStatusFields): boolean {
-  return !isBusy(task);
-}
+export const OUTCOME_WORDS: Record<TurnOutcome, string> = {
+  COMPLETED: "Completed",
+  FAILED: "Failed",
+  STOPPED: "Stopped",
+};
 
-/** A follow-up now would have to re-create the workspace first. */
-export function needsReinitialization(task: TaskStatusFields): boolean {
-  return canFollowUp(task) && task.initStatus === InitStatus.INACTIVE;
-}
+const STATUS_WORDS: Record<TaskStatus, string> = {
+  INITIALIZING: "Initializing",
+  RUNNING: "Running",
+  STOPPED: "Stopped",
+  COMPLETED: "Completed",
+  FAILED: "Failed",
+  ARCHIVED: "Archived",
+};
 
-/** One line for people: what the task is doing now. */
-export function getStatusText(task: TaskStatusFields): string {
+/**
+ * How the task's last run ended, as the server recorded it: the status itself
+ * while the task rests, the recorded outcome once it is archived, null while
+ * it is busy (or for an archived task that never ran).
+ */
+export function lastOutcome(task: TaskStatusFields & { lastOutcome: TurnOutcome | null }): TurnOutcome | null {
   switch (task.status) {
-    case TaskStatus.INITIALIZING:
-      return task.initStatus === InitStatus.INACTIVE || task.initStatus === InitStatus.ACTIVE
-        ? "Initializing workspace"
-        : `Initializing: ${STEP_DISPLAY_NAMES[task.initStatus]}`;
-    case TaskStatus.RUNNING:
-      return "Agent running";
     case TaskStatus.COMPLETED:
-      return task.initStatus === InitStatus.ACTIVE ? "Ready for follow-up" : "Completed — workspace inactive";
-    case TaskStatus.STOPPED:
-      return "Stopped";
     case TaskStatus.FAILED:
-      return "Failed";
+    case TaskStatus.STOPPED:
+      return task.status;
     case TaskStatus.ARCHIVED:
-      return "Workspace archived — send a message to re-create it";
+      return task.lastOutcome;
+    default:
+      return null;
   }
+}
+
+/** The task's status in words: "Running", or for an archived task its outcome too ("Completed · archived"). */
+export function statusWords(task: TaskStatusFields & { lastOutcome: TurnOutcome | null }): string {
+  if (task.status !== TaskStatus.ARCHIVED) return STATUS_WORDS[task.status];
+  const outcome = lastOutcome(task);
+  return outcome ? `${OUTCOME_WORDS[outcome]} · archived` : "Archived";
 }

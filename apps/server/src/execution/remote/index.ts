@@ -18,6 +18,7 @@ export async function createVmProvider(config: ServerConfig, deps: WorkspaceMana
       image: config.kubernetes.image,
       runtimeClassName: config.kubernetes.runtimeClassName || null,
       readyTimeoutMs: config.vmReadyTimeoutMs,
+      egressProxyUrl: config.kubernetes.egressProxyUrl,
       logger,
     });
   }
@@ -25,6 +26,9 @@ export async function createVmProvider(config: ServerConfig, deps: WorkspaceMana
     dataDir: config.dataDir,
     sidecarBundlePath: locateSidecarBundle(config.sidecarBundle),
     logger,
+    network: config.sandbox.network,
+    limits: config.sandbox.limits,
+    onEgressDenied: deps.onEgressDenied,
   });
 }
 

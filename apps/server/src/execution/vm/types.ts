@@ -4,8 +4,10 @@
  * implementation from VM_PROVIDER.
  *
  * A sandbox runs the sidecar (apps/sidecar) with its workspace directory and
- * the per-VM token; the server reaches it at `endpoint` (an http:// base URL).
+ * the per-VM token; the server reaches it at `endpoint` (an http:// base URL,
+ * or `unix:<path>` for a sandbox on this host).
  */
+import type { NetworkPolicy } from "./egress/egress-policy";
 
 export interface VmSpec {
   taskId: string;
@@ -13,13 +15,15 @@ export interface VmSpec {
   token: string;
   /** Labels stored with the sandbox so that orphans can be found (always include umbra.task-id). */
   labels: Record<string, string>;
+  /** This sandbox's egress policy (a repository's environment); default: the provider's. */
+  network?: NetworkPolicy;
 }
 
 export interface VmHandle {
   provider: string;
   /** Provider-specific id: a process id record, a pod name. */
   externalId: string;
-  /** Base URL of the sidecar, e.g. http://127.0.0.1:41234. */
+  /** Where the sidecar listens: `unix:/…/sidecar.sock` (process) or `http://10.0.0.7:8080` (kubernetes). */
   endpoint: string;
 }
 

@@ -72,6 +72,12 @@ export interface KubernetesVmProviderOptions {
   /** Numeric uid and gid the sidecar runs as (the pod refuses root). Default `1000`. */
   runAsUser?: number;
   /**
+   * The egress proxy sandbox pods send their traffic through (HTTP_PROXY and
+   * friends), e.g. `http://10.96.0.40:3128` — a cluster IP, so pods need no
+   * DNS. Default: none (the pods' network is then only what the NetworkPolicy allows).
+   */
+  egressProxyUrl?: string;
+  /**
    * Milliseconds create() waits for the pod to be scheduled and get an IP
    * address. The IP comes with the pod sandbox, before the image is pulled, so
    * readiness of the sidecar itself is left to the caller's health check.
@@ -118,6 +124,7 @@ export class KubernetesVmProvider implements VmProvider {
   private readonly resources: V1ResourceRequirements;
   private readonly sidecarPort: number;
   private readonly runAsUser: number;
+  private readonly egressProxyUrl: string | null;
   private readonly readyTimeoutMs: number;
   private readonly pollIntervalMs: number;
   private readonly deleteGracePeriodSeconds: number;
@@ -136,6 +143,7 @@ export class KubernetesVmProvider implements VmProvider {
     };
     this.sidecarPort = positiveInteger("sidecarPort", options.sidecarPort ?? 8080);
     this.runAsUser = positiveInteger("runAsUser", options.runAsUser ?? 1000);
+    this.egressProxyUrl = options.egressProxyUrl ?? null;
     this.readyTimeoutMs = positiveInteger("readyTimeoutMs", options.readyTimeoutMs ?? 120_000);
     this.pollIntervalMs = positiveInteger("pollIntervalMs", options.pollIntervalMs ?? 500);
     this.deleteGracePeriodSeconds = options.deleteGracePeriodSeconds ?? 5;
@@ -168,6 +176,7 @@ export class KubernetesVmProvider implements VmProvider {
         resources: this.resources,
         sidecarPort: this.sidecarPort,
         runAsUser: this.runAsUser,
+        egressProxyUrl: this.egressProxyUrl,
       });
       const pod = await callApi(`create pod ${name} in namespace ${namespace}`, () =>
         this.core.createNamespacedPod({ namespace, body }),

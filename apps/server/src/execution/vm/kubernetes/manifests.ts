@@ -11,7 +11,10 @@
  *   alphanumeric), and `app.kubernetes.io/managed-by=umbra` plus
  *   `umbra.dev/task-id` are always present and cannot be overridden;
  * - the Pod runs unprivileged: non-root, no privilege escalation, no
- *   capabilities, no service-account token, never restarted.
+ *   capabilities, no service-account token, never restarted;
+ * - with an egress proxy configured, everything the agent runs is pointed at
+ *   it (HTTP_PROXY and friends; the NetworkPolicy lets the pod reach nothing
+ *   else, deploy/kubernetes/networkpolicy.yaml).
  */
 import { randomBytes } from "node:crypto";
 import type { V1Pod, V1ResourceRequirements, V1Secret } from "@kubernetes/client-node";
@@ -33,6 +36,19 @@ export interface PodSettings {
   resources: V1ResourceRequirements;
   sidecarPort: number;
   runAsUser: number;
+  /** The in-cluster egress proxy, e.g. `http://10.96.0.40:3128`; null sets no proxy variables. */
+  egressProxyUrl: string | null;
+}
+
+/** The proxy variables every program in the pod reads (both spellings: tools differ). */
+export function proxyEnv(url: string | null): { name: string; value: string }[] {
+  if (!url) return [];
+  const local = "localhost,127.0.0.1,::1";
+  return [
+    ...["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"].map((name) => ({ name, value: url })),
+    { name: "NO_PROXY", value: local },
+    { name: "no_proxy", value: local },
+  ];
 }
 
 /** A pod and secret name for a task: DNS-1123 label, short enough to be a hostname. */
@@ -142,6 +158,7 @@ export function sidecarPod(name: string, labels: Record<string, string>, setting
             { name: "SIDECAR_WORKSPACE", value: WORKSPACE_PATH },
             { name: "SIDECAR_HOST", value: "0.0.0.0" },
             { name: "SIDECAR_PORT", value: String(port) },
+            ...proxyEnv(settings.egressProxyUrl),
           ],
           resources: settings.resources,
           // /health needs the bearer token, and a token in probe headers would be readable in the

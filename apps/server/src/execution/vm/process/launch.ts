@@ -1,9 +1,21 @@
 /**
  * Starting one sandboxed sidecar and waiting until it listens.
  *
+ * Under bubblewrap, for a root server, the chain is: `unshare --mount` (a
+ * private mount namespace for the launcher) → `sh` (writes its own pid into
+ * the sandbox's cgroups, so that nothing of the sandbox ever runs outside
+ * them; stages the directories to bind under STAGE_DIR, where the sandbox's
+ * uid can reach them) → `setpriv` (drops to the sandbox's unprivileged host
+ * uid, no groups, no capabilities) → `bwrap` → the sidecar. All exec in
+ * place: one pid. A server that is not root skips the namespace, the staging
+ * and setpriv.
+ *
  * Invariants:
  * - The sidecar's environment is built from nothing: PATH, HOME, LANG and the
- *   SIDECAR_* variables. No host secret (API keys, DATABASE_URL, ...) enters.
+ *   SIDECAR_* variables. No host secret (API keys, DATABASE_URL, ...) enters,
+ *   and neither does the token: it is written once into a pipe (TOKEN_FD)
+ *   the sidecar reads and closes, so no process's environment or command
+ *   line, and no file, ever holds it.
  * - The sandbox runs detached in its own process group and is unref'd, so the
  *   server can exit (or crash) without taking it down.
  * - stderr goes to a log file in the sandbox directory; stdout is read only
@@ -13,26 +25,55 @@
  *   while the sidecar starts leaves a sandbox its successor can find.
  */
 import { type ChildProcess, spawn } from "node:child_process";
+import { closeSync, mkdirSync, openSync } from "node:fs";
 import { createInterface } from "node:readline";
-import type { Readable } from "node:stream";
+import type { Readable, Writable } from "node:stream";
 import { z } from "zod";
-import { bubblewrapArgs, INFO_FD } from "./bubblewrap";
+import { INFO_FD, STAGE_DIR, TOKEN_FD } from "./bubblewrap";
 
-const ListeningLine = z.object({ event: z.literal("listening"), port: z.number().int().positive() });
+const ListeningLine = z.object({ event: z.literal("listening"), socket: z.string().startsWith("/") });
 const BubblewrapInfo = z.object({ "child-pid": z.number().int().positive() });
+/** Joins every cgroup.procs file given before `--`, then becomes the rest of the command line. */
+const JOIN_CGROUPS = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 97; shift; done; shift; exec "$@"';
+/**
+ * JOIN_CGROUPS, then: a tmpfs on the stage directory (in the launcher's private mount namespace
+ * only), each path given before the second `--` bound at `<stage>/<index>`, then the rest.
+ */
+const JOIN_AND_STAGE = [
+  'while [ "$1" != -- ]; do echo $$ > "$1" || exit 97; shift; done; shift',
+  'stage=$1; shift; mount -t tmpfs -o mode=0755,size=1m umbra-stage "$stage" || exit 98; i=0',
+  'while [ "$1" != -- ]; do if [ -d "$1" ]; then mkdir "$stage/$i"; else : > "$stage/$i"; fi',
+  'mount --bind "$1" "$stage/$i" || exit 98; i=$((i + 1)); shift; done; shift',
+  'exec "$@"',
+].join("\n");
+
+export interface ConfinedLaunch {
+  /** bubblewrap's arguments up to the command (bubblewrap.ts). */
+  bubblewrapArgs: string[];
+  /** Paths staged under STAGE_DIR (root server only). */
+  bindSources: string[];
+  /** The sandbox's unprivileged host uid and gid; null keeps the server's own (it is not root). */
+  hostUid: number | null;
+  /** cgroup.procs files the sandbox joins before it starts. */
+  cgroupProcs: string[];
+  /** The compiled seccomp filter's file, or null. */
+  seccompFile: string | null;
+  setprivPath: string;
+  unsharePath: string;
+}
 
 export interface LaunchSpec {
-  workspace: string;
-  /** HOME of the sidecar process. */
-  home: string;
-  /** TMPDIR of the sidecar process, when it should not be the system's. */
-  tmpDir?: string;
+  /** The sidecar's environment besides PATH, LANG and the token descriptor. */
+  env: Record<string, string>;
   token: string;
   bundlePath: string;
   nodePath: string;
   /** Extra arguments that mark the sidecar's command line. */
   markers: string[];
-  bubblewrap: boolean;
+  /** Working directory of an unconfined sidecar. */
+  cwd: string;
+  /** Under bubblewrap, how; null runs the sidecar as a plain process. */
+  confined: ConfinedLaunch | null;
   /** File descriptor of the log file that receives stderr. */
   logFd: number;
   startTimeoutMs: number;
@@ -44,38 +85,79 @@ export interface LaunchedSandbox {
   child: ChildProcess;
   /** Leader of the sandbox's process group (see SandboxRecord.pid). */
   pid: number;
-  port: number;
+  /** The socket the sidecar listens on, as the sidecar named it. */
+  socket: string;
 }
 
 function sidecarEnv(spec: LaunchSpec): Record<string, string> {
   return {
     PATH: process.env.PATH ?? "/usr/local/bin:/usr/bin:/bin",
-    HOME: spec.home,
     LANG: "C.UTF-8",
-    ...(spec.tmpDir ? { TMPDIR: spec.tmpDir } : {}),
-    SIDECAR_WORKSPACE: spec.workspace,
-    SIDECAR_TOKEN: spec.token,
-    SIDECAR_HOST: "127.0.0.1",
-    SIDECAR_PORT: "0",
+    ...spec.env,
+    SIDECAR_TOKEN_FD: String(TOKEN_FD),
+  };
+}
+
+function confinedCommand(spec: LaunchSpec, confined: ConfinedLaunch): { file: string; args: string[] } {
+  const sidecar = [spec.nodePath, spec.bundlePath, ...spec.markers];
+  const bwrap = ["bwrap", ...confined.bubblewrapArgs, "--", ...sidecar];
+  if (confined.hostUid === null) {
+    return { file: "/bin/sh", args: ["-c", JOIN_CGROUPS, "umbra-launch", ...confined.cgroupProcs, "--", ...bwrap] };
+  }
+  mkdirSync(STAGE_DIR, { recursive: true, mode: 0o755 });
+  const drop = [
+    confined.setprivPath,
+    `--reuid=${confined.hostUid}`,
+    `--regid=${confined.hostUid}`,
+    "--clear-groups",
+    "--inh-caps=-all",
+    "--",
+  ];
+  return {
+    file: confined.unsharePath,
+    args: [
+      "--mount",
+      "--propagation",
+      "private",
+      "--",
+      "/bin/sh",
+      "-c",
+      JOIN_AND_STAGE,
+      "umbra-launch",
+      ...confined.cgroupProcs,
+      "--",
+      STAGE_DIR,
+      ...confined.bindSources,
+      "--",
+      ...drop,
+      ...bwrap,
+    ],
   };
 }
 
 function spawnSandbox(spec: LaunchSpec): ChildProcess {
-  const sidecar = [spec.nodePath, spec.bundlePath, ...spec.markers];
-  if (!spec.bubblewrap) {
+  const env = sidecarEnv(spec);
+  if (!spec.confined) {
+    const sidecar = [spec.nodePath, spec.bundlePath, ...spec.markers];
     return spawn(sidecar[0]!, sidecar.slice(1), {
-      cwd: spec.workspace,
-      env: sidecarEnv(spec),
+      cwd: spec.cwd,
+      env,
       detached: true,
-      stdio: ["ignore", "pipe", spec.logFd],
+      stdio: ["ignore", "pipe", spec.logFd, "ignore", "pipe"],
     });
   }
-  const args = [...bubblewrapArgs(spec), "--", ...sidecar];
-  return spawn("bwrap", args, {
-    env: sidecarEnv(spec),
-    detached: true,
-    stdio: ["ignore", "pipe", spec.logFd, "pipe"],
-  });
+  const { file, args } = confinedCommand(spec, spec.confined);
+  // Descriptor SECCOMP_FD (5): bubblewrap reads the filter from it.
+  const seccomp = spec.confined.seccompFile ? openSync(spec.confined.seccompFile, "r") : null;
+  try {
+    return spawn(file, args, {
+      env,
+      detached: true,
+      stdio: ["ignore", "pipe", spec.logFd, "pipe", "pipe", seccomp ?? "ignore"],
+    });
+  } finally {
+    if (seccomp !== null) closeSync(seccomp);
+  }
 }
 
 function firstMatch<T>(stream: Readable, parse: (text: string) => T | undefined, lineWise: boolean): Promise<T> {
@@ -122,14 +204,31 @@ function killQuietly(pid: number | undefined, group: boolean): void {
   }
 }
 
+/** Hands the token over through its pipe, once; the pipe is closed right after. */
+function sendToken(child: ChildProcess, token: string): void {
+  const pipe = child.stdio[TOKEN_FD] as Writable | null;
+  if (!pipe) return;
+  pipe.on("error", () => {});
+  pipe.end(token);
+}
+
 /** Starts the sandbox; resolves once the sidecar listens, rejects (after killing it) if it does not. */
 export async function launchSandbox(spec: LaunchSpec): Promise<LaunchedSandbox> {
   const child = spawnSandbox(spec);
+  sendToken(child, spec.token);
   const streams = child.stdio.filter((s): s is Readable => s != null && "read" in s);
   const exited = new Promise<never>((_, reject) => {
     child.once("error", reject);
     child.once("exit", (code, signal) =>
-      reject(new Error(`sandbox exited (${signal ?? `code ${code}`}) before listening`)),
+      reject(
+        new Error(
+          code === 97
+            ? "the sandbox could not join its cgroups"
+            : code === 98
+              ? "the sandbox's directories could not be staged for it"
+              : `sandbox exited (${signal ?? `code ${code}`}) before listening`,
+        ),
+      ),
     );
   });
   let timer: NodeJS.Timeout | undefined;
@@ -141,8 +240,8 @@ export async function launchSandbox(spec: LaunchSpec): Promise<LaunchedSandbox> 
   });
   // Under bubblewrap the sidecar runs below the sandbox's own init, in a session of its own;
   // that init's host pid (from --info-fd) is what to signal later.
-  let leader: number | undefined = spec.bubblewrap ? undefined : child.pid;
-  const leaderKnown = spec.bubblewrap
+  let leader: number | undefined = spec.confined ? undefined : child.pid;
+  const leaderKnown = spec.confined
     ? firstMatch(child.stdio[INFO_FD] as Readable, parseWith(BubblewrapInfo), false).then((info) => {
         leader = info["child-pid"];
         return leader;
@@ -155,7 +254,7 @@ export async function launchSandbox(spec: LaunchSpec): Promise<LaunchedSandbox> 
   const ready = Promise.all([firstMatch(child.stdout!, parseWith(ListeningLine), true), started]);
   try {
     const [listening, pid] = await Promise.race([ready, exited, timedOut]);
-    return { child, pid, port: listening.port };
+    return { child, pid, socket: listening.socket };
   } catch (error) {
     killQuietly(leader, true);
     killQuietly(leader, false);

@@ -10,9 +10,11 @@
 import { readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
+import { NETWORK_MODES } from "../egress/egress-policy";
 
 export const SandboxRecord = z.object({
-  version: z.literal(1),
+  /** 1: before sandboxes had their own uid, network and limits (only found and destroyed). */
+  version: z.union([z.literal(1), z.literal(2)]),
   taskId: z.string(),
   /** Leader of the sandbox's process group: bubblewrap's in-sandbox init, or the sidecar itself. */
   pid: z.number().int().positive(),
@@ -20,7 +22,16 @@ export const SandboxRecord = z.object({
   launcherPid: z.number().int().positive(),
   /** Unset while the sandbox starts (recorded before its sidecar listens). */
   port: z.number().int().positive().optional(),
+  /** `unix:<sandbox>/sockets/sidecar.sock` once the sidecar listens. */
   endpoint: z.string().optional(),
+  /** The unprivileged host uid every process of the sandbox runs as (null: the server's own). */
+  uid: z.number().int().nullable().optional(),
+  /** The sandbox's cgroup directories (removed with it). */
+  cgroups: z.array(z.string()).optional(),
+  /** Whether its volume is a mounted filesystem image (unmounted with it). */
+  volumeImage: z.boolean().optional(),
+  /** Its egress policy, so a later server process can serve it again. */
+  network: z.object({ mode: z.enum(NETWORK_MODES), allowedDomains: z.array(z.string()) }).optional(),
   labels: z.record(z.string(), z.string()),
   startedAt: z.string(),
   bubblewrap: z.boolean(),
