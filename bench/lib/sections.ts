@@ -4,6 +4,7 @@ import { cleanupLagSection } from "../sections/cleanup-lag";
 import { concurrencySection } from "../sections/concurrency";
 import { dueQuerySection } from "../sections/due-query";
 import { followUpSection } from "../sections/follow-up";
+import { outputFloodSection } from "../sections/output-flood";
 import { reinitLargeSection } from "../sections/reinit-large";
 import { saveCostSection } from "../sections/save-cost";
 import { saveMemorySection } from "../sections/save-memory";
@@ -20,4 +21,5 @@ export const SECTIONS: readonly Section[] = [
   saveMemorySection,
   reinitLargeSection,
   agentTurnSection,
+  outputFloodSection,
 ];

@@ -42,7 +42,9 @@ export async function createCliFixture(): Promise<CliFixture> {
   const events: OutputEvent[] = [];
   const output: AgentOutput = {
     text: (text) => events.push({ type: "text", text }),
-    commandOutput: (stream, text) => events.push({ type: "commandOutput", stream, text }),
+    commandOutput: (stream, text) => {
+      events.push({ type: "commandOutput", stream, text });
+    },
     toolCall: (call) => events.push({ type: "toolCall", ...call }),
     toolResult: (result) => events.push({ type: "toolResult", ...result }),
   };
@@ -143,7 +145,9 @@ export function callRecorder(): { output: AgentOutput; calls: Array<[string, ...
     calls,
     output: {
       text: (text) => calls.push(["text", text]),
-      commandOutput: (stream, text) => calls.push(["commandOutput", stream, text]),
+      commandOutput: (stream, text) => {
+        calls.push(["commandOutput", stream, text]);
+      },
       toolCall: (call) => calls.push(["toolCall", call]),
       toolResult: (result) => calls.push(["toolResult", result]),
     },

@@ -14,7 +14,7 @@ import { fileURLToPath } from "node:url";
 const ARTIFACTS = fileURLToPath(new URL("../../test-artifacts", import.meta.url));
 export const RELIABILITY_LOG = join(ARTIFACTS, "reliability.jsonl");
 
-export type ReliabilityCategory = "fault-injection" | "fuzzing" | "auth";
+export type ReliabilityCategory = "fault-injection" | "fuzzing" | "auth" | "hostile";
 
 export interface ReliabilityRecord {
   run: number;

@@ -27,6 +27,8 @@ export interface ServerProcessOptions {
   port?: number;
   /** Wait for GET /api/health. Default true. */
   waitHealthy?: boolean;
+  /** How long to wait for it, ms. Default 60000. */
+  healthyTimeoutMs?: number;
   /** Bearer token for the helper's own requests (health, api). */
   token?: string;
 }
@@ -136,9 +138,10 @@ export async function spawnServer(options: ServerProcessOptions): Promise<Server
       () => false,
     );
     if (healthy) return server;
-    if (Date.now() - started > 60_000) {
+    const timeoutMs = options.healthyTimeoutMs ?? 60_000;
+    if (Date.now() - started > timeoutMs) {
       await server.kill();
-      throw new Error(`server not healthy after 60 s:\n${output.slice(-3000)}`);
+      throw new Error(`server not healthy after ${timeoutMs / 1000} s:\n${output.slice(-3000)}`);
     }
     await new Promise((resolve) => setTimeout(resolve, 50));
   }

@@ -25,7 +25,10 @@ import { RepositoryIndexer } from "./repository/indexer";
 import { RepositoryStore } from "./repository/repository-store";
 import { registerRepositoryRoutes } from "./routes/repositories";
 import { registerTaskRoutes } from "./routes/tasks";
+import { RepoUrlPolicy, type ResolveHost } from "./security/repo-url-policy";
+import { HostAllowList, installRequestOriginGuard } from "./security/request-origin";
 import { MessageLog } from "./services/message-log";
+import { OutputLogs } from "./services/output-log";
 import { TaskCleanupService } from "./services/task-cleanup";
 import { createTaskCore } from "./services/task-core";
 import { TaskLifecycle } from "./services/task-lifecycle";
@@ -49,6 +52,8 @@ export interface UmbraServerOptions {
   logger?: Logger;
   workspaces?: WorkspaceManager;
   agent?: AgentRunner;
+  /** How repository host names are resolved for the SSRF guard; default: the system resolver. */
+  resolveHost?: ResolveHost;
 }
 
 export interface UmbraServer {
@@ -97,7 +102,13 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
     },
   }) as unknown as FastifyInstance;
   const { tasks, changes, status, claims } = createTaskCore({ db, clock, cleanupDelayMs: config.cleanupDelayMs, log });
-  const io = createSocketServer(fastify.server, { apiToken: config.apiToken, tasks, log });
+  const allowedHosts = HostAllowList.forServer(config.host, config.allowedHosts);
+  const io = createSocketServer(fastify.server, {
+    apiToken: config.apiToken,
+    refusal: (headers) => allowedHosts.refusal(headers),
+    tasks,
+    log,
+  });
   const events = new TaskEvents(io);
   changes.subscribe((change) => events.statusChanged(change.task, change.at));
   const metrics = new Metrics();
@@ -107,7 +118,14 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
     options.workspaces ??
     (await createWorkspaceManager(config, { db, clock, store, log: log.child({ component: "workspace" }) }));
   const agent = options.agent ?? createAgentRunner(config);
-  const messages = new MessageLog({ db, clock, emitChunk: (taskId, chunk) => events.streamChunk(taskId, chunk) });
+  const outputs = new OutputLogs(join(config.dataDir, "logs"), config.output.logMaxBytes, clock, log);
+  const messages = new MessageLog({
+    db,
+    clock,
+    emitChunk: (taskId, chunk) => events.streamChunk(taskId, chunk),
+    outputs,
+    limits: { maxMessageBytes: config.output.messageMaxBytes },
+  });
   const engine = new TaskInitializationEngine({
     status,
     workspaces,
@@ -162,9 +180,11 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
     dataDir: config.dataDir,
   });
 
+  installRequestOriginGuard(fastify, allowedHosts);
   installHttpBasics(fastify, config);
-  registerTaskRoutes(fastify, { tasks, lifecycle, messages, store });
-  registerRepositoryRoutes(fastify, { tasks, store });
+  const repoUrls = new RepoUrlPolicy({ ...config, resolve: options.resolveHost });
+  registerTaskRoutes(fastify, { tasks, lifecycle, messages, store, repoUrls, outputs });
+  registerRepositoryRoutes(fastify, { tasks, store, repoUrls });
   fastify.get("/api/health", async () => ({ ok: true }));
   fastify.get("/api/config", async () => ({
     mode: workspaces.mode,

@@ -22,6 +22,22 @@ const optionalString = z
   .transform((value) => (value === "" ? undefined : value))
   .optional();
 
+/** A comma-separated list; blanks dropped. */
+const list = z
+  .string()
+  .default("")
+  .transform((value) =>
+    value
+      .split(",")
+      .map((item) => item.trim())
+      .filter(Boolean),
+  );
+
+const flag = z
+  .enum(["1", "0", "true", "false", "on", "off", "yes", "no"], { message: "must be 1/0, true/false, on/off or yes/no" })
+  .transform((value) => ["1", "true", "on", "yes"].includes(value))
+  .optional();
+
 const integer = (fallback: number, min: number) =>
   z
     .string()
@@ -109,6 +125,17 @@ const EnvSchema = z.object({
   K8S_EGRESS_PROXY: optionalString.refine((url) => !url || /^http:\/\/[^/]+:\d+\/?$/.test(url), {
     message: "must be http://<address>:<port> of the in-cluster egress proxy",
   }),
+  ALLOWED_HOSTS: list.refine((hosts) => hosts.every(isHostPattern), {
+    message: "must be a comma-separated list of host names or addresses (optionally *.domain)",
+  }),
+  ALLOWED_REPO_HOSTS: list.refine((hosts) => hosts.every(isHostPattern), {
+    message: "must be a comma-separated list of host names, addresses or CIDR ranges",
+  }),
+  ALLOW_LOCAL_REPOS: flag,
+  GITHUB_URL: optionalString.refine((url) => !url || URL.canParse(url), { message: "must be a URL" }),
+  GITLAB_URL: optionalString.refine((url) => !url || URL.canParse(url), { message: "must be a URL" }),
+  OUTPUT_MESSAGE_MAX_BYTES: integer(10 * 1024 * 1024, 1024),
+  OUTPUT_LOG_MAX_BYTES: integer(100 * 1024 * 1024, 1024),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
 
@@ -158,6 +185,23 @@ export interface ServerConfig {
   /** Every sandbox's egress policy and resource limits (SANDBOX_*). */
   sandbox: { network: NetworkPolicy; limits: SandboxLimits };
   logLevel: string;
+  /**
+   * Extra Host/Origin names the server answers, besides HOST, localhost,
+   * 127.0.0.1 and [::1] (ALLOWED_HOSTS): the DNS-rebinding and cross-site guard.
+   */
+  allowedHosts: string[];
+  /** Repository hosts (names, addresses, CIDR ranges) allowed on loopback/private addresses (ALLOWED_REPO_HOSTS). */
+  allowedRepoHosts: string[];
+  /** Local paths and file:// as repoUrl (ALLOW_LOCAL_REPOS). Default: on when HOST is loopback. */
+  allowLocalRepos: boolean;
+  /** The configured forges (GITHUB_URL, GITLAB_URL); their hosts are allowed repository hosts. */
+  forgeUrls: string[];
+  output: {
+    /** Most agent output stored per message, in bytes (OUTPUT_MESSAGE_MAX_BYTES). Default 10 MiB. */
+    messageMaxBytes: number;
+    /** Cap of a task's full-output log file, in bytes (OUTPUT_LOG_MAX_BYTES). Default 100 MiB. */
+    logMaxBytes: number;
+  };
 }
 
 export class ConfigError extends Error {
@@ -219,6 +263,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
       },
     },
     logLevel: e.LOG_LEVEL,
+    allowedHosts: e.ALLOWED_HOSTS,
+    allowedRepoHosts: e.ALLOWED_REPO_HOSTS,
+    allowLocalRepos: e.ALLOW_LOCAL_REPOS ?? LOOPBACK_HOSTS.has(e.HOST),
+    forgeUrls: [e.GITHUB_URL, e.GITLAB_URL].filter((url): url is string => Boolean(url)),
+    output: { messageMaxBytes: e.OUTPUT_MESSAGE_MAX_BYTES, logMaxBytes: e.OUTPUT_LOG_MAX_BYTES },
   };
 }
 
@@ -240,6 +289,11 @@ function resolveAllowedDomains(e: z.infer<typeof EnvSchema>): string[] {
     );
   }
   return entries;
+}
+
+/** A host name, an IP address (IPv6 with or without brackets), `*.domain`, or a CIDR range; a port is tolerated. */
+function isHostPattern(value: string): boolean {
+  return /^(\*\.)?[\w.-]+(:\d+)?$|^\[?[0-9a-f:.]+\]?(:\d+)?$|^[0-9a-f:.]+\/\d{1,3}$/i.test(value);
 }
 
 function resolveLlm(e: z.infer<typeof EnvSchema>): LlmConfig | undefined {

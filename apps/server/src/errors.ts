@@ -28,6 +28,13 @@ export class UnauthorizedError extends AppError {
   }
 }
 
+/** A request the server will not serve whoever sends it: a foreign Host or Origin. */
+export class ForbiddenError extends AppError {
+  constructor(message: string) {
+    super("FORBIDDEN", 403, message);
+  }
+}
+
 export class NotFoundError extends AppError {
   constructor(
     readonly entity: string,

@@ -3,8 +3,15 @@
  * with the task) and `leave-task`; the server sends `task-status-update`,
  * `init-progress` and `stream-chunk` to the task's room. Every event leaves
  * through TaskEvents, the one place that emits.
+ *
+ * A client that reads slower than a task streams does not make the server
+ * buffer without end: text chunks are skipped for a client with more than
+ * CLIENT_QUEUE_LIMIT_BYTES of them not yet handed to its connection (its
+ * `sequence` numbers then show a gap; `message-end` still comes, and the
+ * message's stored copy is whole). Control chunks always go. The handshake
+ * is refused for a foreign Host or Origin (security/request-origin.ts).
  */
-import type { Server as HttpServer } from "node:http";
+import type { Server as HttpServer, IncomingHttpHeaders } from "node:http";
 import type { TaskRow } from "@repo/db";
 import {
   type ClientToServerEvents,
@@ -19,6 +26,7 @@ import { Server } from "socket.io";
 import { AppError } from "./errors";
 import type { Logger } from "./logger";
 import { toTaskDto } from "./routes/dto";
+import { scrubCredentials } from "./security/credentials";
 import type { TaskRepository } from "./services/task-repository";
 import { tokenMatches } from "./utils/auth";
 
@@ -26,10 +34,21 @@ export type UmbraSocketServer = Server<ClientToServerEvents, ServerToClientEvent
 
 const room = (taskId: string) => `task:${taskId}`;
 
+/** Stream text queued for one client beyond which its text chunks are skipped until it catches up, in bytes. */
+export const CLIENT_QUEUE_LIMIT_BYTES = 8 * 1024 * 1024;
+
 export class TaskEvents {
   private readonly chunkSequence = new Map<string, number>();
+  /** Per local socket: stream text emitted since its connection last took its whole write buffer. */
+  private readonly queued = new Map<string, number>();
 
-  constructor(private readonly io: UmbraSocketServer) {}
+  constructor(private readonly io: UmbraSocketServer) {
+    io.on("connection", (socket) => {
+      // engine.io's "drain": the write buffer went to the transport.
+      socket.conn.on("drain", () => this.queued.delete(socket.id));
+      socket.on("disconnect", () => this.queued.delete(socket.id));
+    });
+  }
 
   statusChanged(task: TaskRow, at: Date): void {
     this.io.to(room(task.id)).emit("task-status-update", {
@@ -37,8 +56,8 @@ export class TaskEvents {
       status: task.status,
       initStatus: task.initStatus,
       scheduledCleanupAt: task.scheduledCleanupAt?.toISOString() ?? null,
-      errorMessage: task.errorMessage,
-      initializationError: task.initializationError,
+      errorMessage: task.errorMessage && scrubCredentials(task.errorMessage),
+      initializationError: task.initializationError && scrubCredentials(task.initializationError),
       timestamp: at.toISOString(),
     });
   }
@@ -51,18 +70,46 @@ export class TaskEvents {
     const sequence = (this.chunkSequence.get(taskId) ?? 0) + 1;
     this.chunkSequence.set(taskId, sequence);
     if (chunk.type === "turn-end") this.chunkSequence.delete(taskId);
-    this.io.to(room(taskId)).emit("stream-chunk", { taskId, sequence, ...chunk });
+    const event = { taskId, sequence, ...chunk };
+    if (!("text" in chunk)) {
+      this.io.to(room(taskId)).emit("stream-chunk", event);
+      return;
+    }
+    const lagging = this.laggingClients(room(taskId), Buffer.byteLength(chunk.text));
+    const target = this.io.to(room(taskId));
+    (lagging.length > 0 ? target.except(lagging) : target).emit("stream-chunk", event);
+  }
+
+  /** Local clients of `name` that cannot take `size` more bytes; the others are charged for them. */
+  private laggingClients(name: string, size: number): string[] {
+    const lagging: string[] = [];
+    for (const id of this.io.sockets.adapter.rooms.get(name) ?? []) {
+      const queued = this.queued.get(id) ?? 0;
+      if (queued + size > CLIENT_QUEUE_LIMIT_BYTES) lagging.push(id);
+      else this.queued.set(id, queued + size);
+    }
+    return lagging;
   }
 }
 
 export interface SocketDeps {
   apiToken?: string;
+  /** Why a handshake with these headers is refused, or null (the Host/Origin allow-list). */
+  refusal?: (headers: IncomingHttpHeaders) => string | null;
   tasks: Pick<TaskRepository, "get">;
   log: Logger;
 }
 
 export function createSocketServer(http: HttpServer, deps: SocketDeps): UmbraSocketServer {
-  const io: UmbraSocketServer = new Server(http, { path: "/socket.io", serveClient: false, cors: { origin: false } });
+  const io: UmbraSocketServer = new Server(http, {
+    path: "/socket.io",
+    serveClient: false,
+    cors: { origin: false },
+    allowRequest: (request, callback) => {
+      const refusal = deps.refusal?.(request.headers) ?? null;
+      callback(refusal, refusal === null);
+    },
+  });
   if (deps.apiToken) {
     const expected = deps.apiToken;
     io.use((socket, next) => {

@@ -163,7 +163,11 @@ describe("reading the CLI's output", () => {
     });
     expect(out).toBe("yes");
     let after = "";
-    await fixture.executor.runCommand(`printf '%s' "\${ONLY_HERE:-unset}"`, { onOutput: (_, t) => (after += t) });
+    await fixture.executor.runCommand(`printf '%s' "\${ONLY_HERE:-unset}"`, {
+      onOutput: (_, t) => {
+        after += t;
+      },
+    });
     expect(after).toBe("unset");
   });
 });
@@ -174,7 +178,11 @@ describe("shell quoting of CLI arguments", () => {
       fc.asyncProperty(fc.string({ unit: "binary", maxLength: 60 }), async (arg) => {
         fc.pre(!arg.includes("\0"));
         let out = "";
-        await fixture.executor.runCommand(`printf '%s' ${shellQuote(arg)}`, { onOutput: (_, t) => (out += t) });
+        await fixture.executor.runCommand(`printf '%s' ${shellQuote(arg)}`, {
+          onOutput: (_, t) => {
+            out += t;
+          },
+        });
         expect(out).toBe(arg);
       }),
       { numRuns: 25 },

@@ -10,6 +10,10 @@
  * Inputs that would be accepted and change state (a valid follow-up to the
  * task, archiving or deleting it) are left out with fc.pre: this suite is
  * about bad input.
+ *
+ * Control characters (NUL, other C0 and C1 controls, DEL, lone surrogates)
+ * get properties of their own: in every text field of every body (400
+ * VALIDATION_ERROR naming the field) and in the path and query of every route.
  */
 import { connect as connectTcp } from "node:net";
 import { CreateTaskBodySchema, ERROR_CODES, FollowUpBodySchema, type TaskDto } from "@repo/types";
@@ -64,6 +68,32 @@ const nearMissBodies = fc.record(
   },
   { requiredKeys: [] },
 );
+/** One character no text field accepts; `multiline` leaves out tab, line feed and carriage return. */
+const controlCharacter = (multiline: boolean) =>
+  fc.oneof(
+    fc.constant("\u0000"),
+    fc
+      .integer({ min: 0, max: 0x1f })
+      .filter((code) => !multiline || ![0x09, 0x0a, 0x0d].includes(code))
+      .map((code) => String.fromCharCode(code)),
+    fc.integer({ min: 0x7f, max: 0x9f }).map((code) => String.fromCharCode(code)),
+    fc.integer({ min: 0xd800, max: 0xdfff }).map((code) => String.fromCharCode(code)),
+  );
+
+/** Percent-encoding of one character; a lone surrogate (which encodeURIComponent refuses) as its three raw bytes. */
+function percentEncoded(char: string): string {
+  const code = char.charCodeAt(0);
+  if (code < 0xd800 || code > 0xdfff) return encodeURIComponent(char);
+  const bytes = [0xe0 | (code >> 12), 0x80 | ((code >> 6) & 0x3f), 0x80 | (code & 0x3f)];
+  return bytes.map((b) => `%${b.toString(16).toUpperCase()}`).join("");
+}
+
+/** `text` with `char` put in at a position chosen by `at` (0..1). */
+function insertAt(text: string, char: string, at: number): string {
+  const index = Math.floor(at * (text.length + 1));
+  return text.slice(0, index) + char + text.slice(index);
+}
+
 const rawBodies = fc.oneof(
   fc.string({ maxLength: 300 }),
   fc.string({ unit: "binary", maxLength: 300 }),
@@ -187,6 +217,7 @@ describe("fuzzing the HTTP API and the socket events", () => {
       ["POST", "/api/tasks/:id/stop"],
       ["POST", "/api/tasks/:id/archive"],
       ["DELETE", "/api/tasks/:id"],
+      ["GET", "/api/tasks/:id/log"],
     ];
     const ids = fc.oneof(
       fc.uuid(),
@@ -225,6 +256,7 @@ describe("fuzzing the HTTP API and the socket events", () => {
       "/api/tasks/:id/stop",
       "/api/tasks/:id/archive",
       "/api/tasks/:id/diff",
+      "/api/tasks/:id/log",
       "/metrics",
       "/api/nothing",
     ];
@@ -249,6 +281,78 @@ describe("fuzzing the HTTP API and the socket events", () => {
         if (method === "HEAD") expect(answer.status, `${method} ${path}`).toBeLessThan(500);
         else checkAnswer(answer, `${method} ${path}`);
       }),
+    );
+  });
+
+  it("control characters in every text field of every body → 400 naming the field", async () => {
+    const repo = createRepo();
+    const valid = { repoUrl: repo, message: "echo fuzz", baseBranch: "main", title: "a title" };
+    type Field = "repoUrl" | "message" | "baseBranch" | "title" | "followUp";
+    const fields: Field[] = ["repoUrl", "message", "baseBranch", "title", "followUp"];
+    await fuzz(
+      "NUL, C0/C1 controls, DEL and lone surrogates inserted into repoUrl, message, baseBranch, title (POST /api/tasks) and message (follow-up)",
+      fc.asyncProperty(
+        fc.constantFrom(...fields),
+        fc.boolean().chain((multiline) => controlCharacter(multiline)),
+        fc.double({ min: 0, max: 1, noNaN: true }),
+        async (field, char, at) => {
+          const multiline = field === "message" || field === "followUp";
+          fc.pre(!(multiline && ["\t", "\n", "\r"].includes(char)));
+          const name = field === "followUp" ? "message" : field;
+          let answer: Answer;
+          if (field === "followUp") {
+            const body = JSON.stringify({ message: insertAt("echo follow", char, at) });
+            answer = await send("POST", `/api/tasks/${task.id}/messages`, body, { "content-type": "application/json" });
+          } else {
+            const body = JSON.stringify({ ...valid, [field]: insertAt(valid[field], char, at) });
+            answer = await send("POST", "/api/tasks", body, { "content-type": "application/json" });
+          }
+          checkAnswer(answer, `${field} with U+${char.charCodeAt(0).toString(16)}`);
+          expect(answer.status).toBe(400);
+          const { error } = JSON.parse(answer.text) as { error: { code: string; message: string } };
+          expect(error.code).toBe("VALIDATION_ERROR");
+          // Checked before trimming: a control character at either end is refused too, never trimmed away.
+          expect(error.message).toContain(`${name} must not contain`);
+        },
+      ),
+    );
+  });
+
+  it("control characters in the path and query of every route", async () => {
+    const routes: [string, string][] = [
+      ["GET", "/api/health"],
+      ["GET", "/api/config"],
+      ["GET", "/api/tasks"],
+      ["POST", "/api/tasks"],
+      ["GET", "/api/tasks/:id"],
+      ["GET", "/api/tasks/:id/messages"],
+      ["POST", "/api/tasks/:id/messages"],
+      ["POST", "/api/tasks/:id/stop"],
+      ["POST", "/api/tasks/:id/archive"],
+      ["DELETE", "/api/tasks/:id"],
+      ["GET", "/api/tasks/:id/diff"],
+      ["GET", "/api/tasks/:id/log"],
+      ["GET", "/metrics"],
+    ];
+    await fuzz(
+      "control characters, percent-encoded, in the id, the path and the query string of every route",
+      fc.asyncProperty(
+        fc.constantFrom(...routes),
+        fc.boolean().chain((multiline) => controlCharacter(multiline)),
+        fc.constantFrom("id", "path", "query"),
+        async ([method, route], char, where) => {
+          const encoded = percentEncoded(char);
+          const id = route.includes(":id") && where === "id" ? `${task.id}${encoded}` : task.id;
+          let path = route.replace(":id", id);
+          if (where === "path") path = `${path}/${encoded}`;
+          if (where === "query") path = `${path}?repoUrl=${encoded}&title=x${encoded}`;
+          const mutating = method !== "GET" && where === "query";
+          // The real task with a harmless query string would be archived, deleted or followed up: not bad input.
+          fc.pre(!(mutating && route.includes(":id")));
+          const answer = await send(method, path);
+          checkAnswer(answer, `${method} ${path}`);
+        },
+      ),
     );
   });
 

@@ -68,6 +68,7 @@ describe("API_TOKEN on every route", () => {
     ["POST", `/api/tasks/${task.id}/archive`, undefined],
     ["DELETE", `/api/tasks/${doomed.id}`, undefined],
     ["GET", `/api/tasks/${task.id}/diff`, undefined],
+    ["GET", `/api/tasks/${task.id}/log`, undefined],
     ["GET", "/metrics", undefined],
   ];
 

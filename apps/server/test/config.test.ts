@@ -46,6 +46,40 @@ describe("configuration from the environment", () => {
     });
   });
 
+  it("guards the control plane by default: loopback names only, no private repository hosts, local repositories on loopback", () => {
+    expect(loadConfig({})).toMatchObject({
+      allowedHosts: [],
+      allowedRepoHosts: [],
+      allowLocalRepos: true,
+      forgeUrls: [],
+      output: { messageMaxBytes: 10 * 1024 * 1024, logMaxBytes: 100 * 1024 * 1024 },
+    });
+    expect(loadConfig({ HOST: "0.0.0.0", API_TOKEN: "t" }).allowLocalRepos).toBe(false);
+    expect(loadConfig({ HOST: "::1" }).allowLocalRepos).toBe(true);
+  });
+
+  it("reads the allow-lists, the local-repository switch, the forges and the output caps", () => {
+    const config = loadConfig({
+      HOST: "0.0.0.0",
+      API_TOKEN: "t",
+      ALLOWED_HOSTS: " umbra.example.com ,*.corp.example,,[::1]:3000 ",
+      ALLOWED_REPO_HOSTS: "git.internal,10.0.0.0/8,fd00::/8",
+      ALLOW_LOCAL_REPOS: "yes",
+      GITHUB_URL: "https://github.example.com",
+      GITLAB_URL: "http://10.0.0.9:8080",
+      OUTPUT_MESSAGE_MAX_BYTES: "1048576",
+      OUTPUT_LOG_MAX_BYTES: "2097152",
+    });
+    expect(config).toMatchObject({
+      allowedHosts: ["umbra.example.com", "*.corp.example", "[::1]:3000"],
+      allowedRepoHosts: ["git.internal", "10.0.0.0/8", "fd00::/8"],
+      allowLocalRepos: true,
+      forgeUrls: ["https://github.example.com", "http://10.0.0.9:8080"],
+      output: { messageMaxBytes: 1_048_576, logMaxBytes: 2_097_152 },
+    });
+    expect(loadConfig({ ALLOW_LOCAL_REPOS: "off" }).allowLocalRepos).toBe(false);
+  });
+
   it("accepts firecracker as an alias of remote", () => {
     expect(loadConfig({ AGENT_MODE: "firecracker" }).mode).toBe("remote");
   });
@@ -76,6 +110,14 @@ describe("configuration from the environment", () => {
     [{ AGENT: "codex" }, "OPENAI_API_KEY"],
     [{ ANTHROPIC_BASE_URL: "not a url" }, "ANTHROPIC_BASE_URL"],
     [{ OPENAI_BASE_URL: "ftp://example.com/v1" }, "OPENAI_BASE_URL"],
+    [{ ALLOWED_HOSTS: "umbra.example.com, not a host" }, "ALLOWED_HOSTS"],
+    [{ ALLOWED_HOSTS: "https://umbra.example.com/" }, "ALLOWED_HOSTS"],
+    [{ ALLOWED_REPO_HOSTS: "10.0.0.0/8, git server" }, "ALLOWED_REPO_HOSTS"],
+    [{ ALLOW_LOCAL_REPOS: "maybe" }, "ALLOW_LOCAL_REPOS"],
+    [{ GITHUB_URL: "github" }, "GITHUB_URL"],
+    [{ GITLAB_URL: "gitlab" }, "GITLAB_URL"],
+    [{ OUTPUT_MESSAGE_MAX_BYTES: "10MB" }, "OUTPUT_MESSAGE_MAX_BYTES"],
+    [{ OUTPUT_LOG_MAX_BYTES: "12" }, "OUTPUT_LOG_MAX_BYTES"],
   ])("refuses %j naming %s", (env, variable) => {
     let error: unknown;
     try {

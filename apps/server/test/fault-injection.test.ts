@@ -63,7 +63,8 @@ describe("local mode: SIGKILL of the server", () => {
 
   it("recovers every task: held steps re-run, the interrupted turn is saved and stopped, nothing leaks", async () => {
     const dataDir = dataDirs.create("umbra-fault-local-");
-    const first = await spawnServer({ dataDir });
+    // The stalled remote is an HTTP server on 127.0.0.1: a loopback repository host, allowed here on purpose.
+    const first = await spawnServer({ dataDir, env: { ALLOWED_REPO_HOSTS: "127.0.0.1" } });
 
     // A task whose first turn is saved before anything goes wrong.
     const saved = await createTask(first, createRepo(), "echo one > one.txt");
@@ -93,7 +94,7 @@ describe("local mode: SIGKILL of the server", () => {
     await pollUntilStep(first, indexing.id, "INDEX_REPOSITORY", LOCAL_STEPS);
     await first.kill();
 
-    const second = await spawnServer({ dataDir, port: first.port });
+    const second = await spawnServer({ dataDir, port: first.port, env: { ALLOWED_REPO_HOSTS: "127.0.0.1" } });
     try {
       await reliabilityCase(
         "fault-injection",
@@ -184,6 +185,8 @@ describe("remote mode: SIGKILL of the server, and of a sidecar", () => {
     TASK_CLEANUP_INTERVAL_MS: "600000",
     HEALTH_CHECK_INTERVAL_MS: "600000",
     VM_READY_TIMEOUT_MS: "60000",
+    // The stalled remote is an HTTP server on 127.0.0.1: a loopback repository host, allowed here on purpose.
+    ALLOWED_REPO_HOSTS: "127.0.0.1",
   };
   let gated: GatedGitServer | undefined;
   afterAll(async () => {
@@ -399,7 +402,7 @@ describe.runIf(await postgresAvailable())("Postgres connections terminated under
         )
       ).rows[0]!.n;
     const dataDir = dataDirs.create("umbra-fault-pg-");
-    const server = await spawnServer({ dataDir, env: { DATABASE_URL: scratch.url } });
+    const server = await spawnServer({ dataDir, env: { DATABASE_URL: scratch.url, ALLOWED_REPO_HOSTS: "127.0.0.1" } });
     try {
       const done = await createTask(server, createRepo(), "echo before > before.txt");
       await waitForTask(server, done.id, resting, "completed");

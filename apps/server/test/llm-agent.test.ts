@@ -59,7 +59,9 @@ type OutputEvent =
 function recordingOutput(events: OutputEvent[]): AgentOutput {
   return {
     text: (text) => events.push({ type: "text", text }),
-    commandOutput: (stream, text) => events.push({ type: "commandOutput", stream, text }),
+    commandOutput: (stream, text) => {
+      events.push({ type: "commandOutput", stream, text });
+    },
     toolCall: (call) => events.push({ type: "toolCall", ...call }),
     toolResult: (result) => events.push({ type: "toolResult", ...result }),
   };

@@ -88,8 +88,18 @@ async function exec({ req, res, executor, track, sandbox }: RouteContext) {
   });
   res.writeHead(200, { "content-type": "application/x-ndjson", "cache-control": "no-store" });
   res.flushHeaders();
-  const send = (event: protocol.ExecEvent) => {
-    if (!res.destroyed) res.write(`${JSON.stringify(event)}\n`);
+  // Backpressure: while the server reads slower than the command writes, the command's output waits.
+  const send = (event: protocol.ExecEvent): Promise<void> | undefined => {
+    if (res.destroyed || res.write(`${JSON.stringify(event)}\n`)) return undefined;
+    return new Promise((resolve) => {
+      const done = () => {
+        res.off("drain", done);
+        res.off("close", done);
+        resolve();
+      };
+      res.on("drain", done);
+      res.on("close", done);
+    });
   };
   const before = sandbox ? await sandbox.limits.counters() : { oomKills: 0, pidsMax: 0, diskFull: false };
   const watch = watchLimits(sandbox, before);

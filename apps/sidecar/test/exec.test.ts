@@ -20,7 +20,9 @@ describe("running commands through the sidecar", () => {
   it("streams stdout and stderr and reports the exit code", async () => {
     const chunks: Array<[string, string]> = [];
     const result = await sidecar.client.runCommand("echo out; echo err >&2; exit 7", {
-      onOutput: (stream, text) => chunks.push([stream, text]),
+      onOutput: (stream, text) => {
+        chunks.push([stream, text]);
+      },
     });
     expect(result).toEqual({ exitCode: 7, signal: null, timedOut: false, aborted: false });
     expect(

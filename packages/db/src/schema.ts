@@ -143,6 +143,29 @@ export const taskStatusHistory = pgTable(
   ],
 );
 
+/**
+ * The rest of a long message's content, in order after `messages.content`.
+ * A long output is stored as a chain of bounded segments, each grown by
+ * appending, so no write ever rewrites more than one segment: appending to
+ * one huge value makes Postgres rewrite all of it, and on the embedded
+ * database that work blocks the server's event loop.
+ */
+export const messageSegments = pgTable(
+  "message_segments",
+  {
+    messageId: uuid("message_id")
+      .notNull()
+      .references(() => messages.id, { onDelete: "cascade" }),
+    /** 1, 2, …: segment 0 is `messages.content`. */
+    position: integer("position").notNull(),
+    content: text("content").notNull(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.messageId, t.position] }),
+    check("message_segments_position", sql`${t.position} > 0`),
+  ],
+);
+
 const tsvector = customType<{ data: string }>({ dataType: () => "tsvector" });
 
 /** One row per indexed (repository, commit): its presence means the commit is fully indexed. */

@@ -10,6 +10,9 @@
  *   stop even when the command ignores SIGTERM.
  * - Output is decoded as UTF-8 with a StringDecoder per stream, so a
  *   character split across two chunks is never mangled.
+ * - While the consumer's promise from `onOutput` is pending, both output
+ *   pipes are paused: the command blocks on a full pipe instead of this
+ *   process buffering its output.
  * - When the shell exits but a background child still holds its output
  *   open, the result is returned after `exitSettleMs` anyway; the child is
  *   left running (an agent may start a server on purpose).
@@ -125,8 +128,29 @@ export function runInProcessGroup(command: string, options: ProcessGroupOptions)
     let exit: { code: number | null; signal: NodeJS.Signals | null } | null = null;
     let settled = false;
 
+    let waiting = 0;
+    // Once the shell has exited, output still in the pipes is read before the result is returned;
+    // a background child that keeps them open is given `exitSettleMs`, counted while nothing waits on the consumer.
+    const settleAfterExit = () => {
+      const timer = setTimeout(() => {
+        if (waiting === 0) finish();
+      }, options.exitSettleMs ?? 250);
+      timers.push(timer);
+    };
     const emit = (stream: "stdout" | "stderr", text: string) => {
-      if (text.length > 0 && !settled) onOutput?.(stream, text);
+      if (text.length === 0 || settled) return;
+      const ready = onOutput?.(stream, text);
+      if (!ready) return;
+      waiting++;
+      child.stdout.pause();
+      child.stderr.pause();
+      const resume = () => {
+        if (--waiting > 0 || settled) return;
+        child.stdout.resume();
+        child.stderr.resume();
+        if (exit && !stopReason) settleAfterExit();
+      };
+      ready.then(resume, resume);
     };
     child.stdout.on("data", (chunk: Buffer) => emit("stdout", decoders.stdout.write(chunk)));
     child.stderr.on("data", (chunk: Buffer) => emit("stderr", decoders.stderr.write(chunk)));
@@ -175,7 +199,7 @@ export function runInProcessGroup(command: string, options: ProcessGroupOptions)
     child.on("exit", (code, exitSignal) => {
       exit = { code, signal: exitSignal };
       if (stopReason) finish();
-      else timers.push(setTimeout(finish, options.exitSettleMs ?? 250));
+      else settleAfterExit();
     });
     child.on("close", finish);
 

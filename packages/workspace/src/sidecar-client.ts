@@ -277,7 +277,8 @@ export class SidecarClient implements ToolExecutor {
           const { exitCode, signal: exitSignal, timedOut, aborted, limit } = event;
           return { exitCode, signal: exitSignal, timedOut, aborted, ...(limit ? { limit } : {}) };
         }
-        options.onOutput?.(event.type, event.data);
+        // Awaited: a consumer that is behind slows the stream, and with it the sidecar and the command.
+        await options.onOutput?.(event.type, event.data);
       }
       throw new SidecarError(response.status, "STREAM_ENDED", "the command's output ended without an exit status");
     } catch (error) {

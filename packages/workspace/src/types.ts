@@ -40,8 +40,12 @@ export interface CommandResult {
 export interface RunCommandOptions {
   /** Aborting kills the command's whole process group. */
   signal?: AbortSignal;
-  /** Output as it arrives, decoded as UTF-8. */
-  onOutput?: (stream: "stdout" | "stderr", text: string) => void;
+  /**
+   * Output as it arrives, decoded as UTF-8. Returning a promise pauses the
+   * command's output until it settles: the consumer's backpressure, so a
+   * command that floods its output costs bounded memory.
+   */
+  onOutput?: (stream: "stdout" | "stderr", text: string) => void | Promise<void>;
   /** Kill the command after this many milliseconds. Default: no limit. */
   timeoutMs?: number;
   /** Extra environment variables for the command. */

@@ -148,3 +148,30 @@ describe("the environment of commands", () => {
     expect(env.EXTRA_SETTING).toBe("yes");
   });
 });
+
+describe("a consumer that falls behind", () => {
+  it("pauses the command's output while the consumer's promise is pending, and loses none of it", async () => {
+    const executor = createLocalExecutor(await tempDir(), { home: await tempDir("umbra-home-") });
+    let pending = 0;
+    let mostPending = 0;
+    const received = { stdout: 0, stderr: 0 };
+    const result = await executor.runCommand("head -c 3000000 /dev/zero | tr '\\0' a; echo done >&2", {
+      onOutput: (stream, text) => {
+        received[stream] += text.length;
+        pending++;
+        mostPending = Math.max(mostPending, pending);
+        return new Promise<void>((resolve) =>
+          setImmediate(() => {
+            pending--;
+            resolve();
+          }),
+        );
+      },
+    });
+    expect(result.exitCode).toBe(0);
+    expect(received).toEqual({ stdout: 3_000_000, stderr: 5 });
+    // Both pipes were paused: at most the one chunk a pipe had already read arrived while another was
+    // being consumed (without the pause, the whole 3 MB would arrive while the first chunk waits).
+    expect(mostPending).toBeLessThanOrEqual(2);
+  });
+});

@@ -154,7 +154,7 @@ async function runCommand(context: LlmToolContext, command: string, timeoutMs: n
     timeoutMs: Math.min(timeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS, MAX_COMMAND_TIMEOUT_MS),
     onOutput: (stream, text) => {
       tail.push(text);
-      context.output.commandOutput(stream, text);
+      return context.output.commandOutput(stream, text);
     },
   });
   return {

@@ -24,8 +24,11 @@ export interface SearchHit {
 export interface AgentOutput {
   /** Streams assistant text (a delta, not the whole text so far). */
   text(delta: string): void;
-  /** Streams a command's output. */
-  commandOutput(stream: "stdout" | "stderr", text: string): void;
+  /**
+   * Streams a command's output. A returned promise means the sink is behind:
+   * the command's output should wait for it (see RunCommandOptions.onOutput).
+   */
+  commandOutput(stream: "stdout" | "stderr", text: string): void | Promise<void>;
   /** Announces a tool call before it runs. */
   toolCall(call: { toolCallId: string; toolName: string; input: unknown }): void;
   /** Reports a tool call's result. */

@@ -1,6 +1,10 @@
-/** Database rows → the API's JSON shapes (SPEC §5). */
+/**
+ * Database rows → the API's JSON shapes (SPEC §5). Fields that can quote a
+ * repository URL are scrubbed of embedded credentials (security/credentials.ts).
+ */
 import type { MessageRow, TaskRow } from "@repo/db";
 import type { MessageDto, TaskDto } from "@repo/types";
+import { scrubCredentials } from "../security/credentials";
 
 export function toTaskDto(task: TaskRow): TaskDto {
   return {
@@ -9,13 +13,13 @@ export function toTaskDto(task: TaskRow): TaskDto {
     status: task.status,
     initStatus: task.initStatus,
     mode: task.mode,
-    repoUrl: task.repoUrl,
+    repoUrl: scrubCredentials(task.repoUrl),
     baseBranch: task.baseBranch,
     branch: task.branch,
     baseCommitSha: task.baseCommitSha,
     scheduledCleanupAt: task.scheduledCleanupAt?.toISOString() ?? null,
-    initializationError: task.initializationError,
-    errorMessage: task.errorMessage,
+    initializationError: task.initializationError && scrubCredentials(task.initializationError),
+    errorMessage: task.errorMessage && scrubCredentials(task.errorMessage),
     lastOutcome: task.lastOutcome,
     createdAt: task.createdAt.toISOString(),
     updatedAt: task.updatedAt.toISOString(),

@@ -6,7 +6,9 @@
  * - GET /api/tasks/:id/files?path= — the file browser: a directory listing or
  *   a file's text from the task branch as saved in the store after each turn.
  *
- * Thin like the task routes: parse, ask the store, shape the answer. Neither
+ * Thin like the task routes: parse, ask the store, shape the answer. A
+ * repository URL passes the same policy as at task creation before the server
+ * fetches it (no private addresses, no local paths unless allowed). Neither
  * route changes anything; a repository that cannot be fetched is bad input
  * (400 with git's reason), never a 500.
  */
@@ -14,12 +16,15 @@ import { BranchesQuerySchema, TaskFilesQuerySchema, TaskIdSchema } from "@repo/t
 import type { FastifyInstance } from "fastify";
 import { NotFoundError, ValidationError, WorkspaceError } from "../errors";
 import { isTreePath, type RepositoryStore } from "../repository/repository-store";
+import type { RepoUrlPolicy } from "../security/repo-url-policy";
 import type { TaskRepository } from "../services/task-repository";
 import { parseBody } from "./tasks";
 
 export interface RepositoryRouteDeps {
   tasks: Pick<TaskRepository, "get">;
   store: RepositoryStore;
+  /** The same check as task creation: listing branches fetches the repository from the server. */
+  repoUrls: RepoUrlPolicy;
 }
 
 /** A task id from the path; one that is not a UUID cannot name a task. */
@@ -29,9 +34,10 @@ function taskIdFrom(params: unknown): string {
   return id;
 }
 
-export function registerRepositoryRoutes(app: FastifyInstance, { tasks, store }: RepositoryRouteDeps): void {
+export function registerRepositoryRoutes(app: FastifyInstance, { tasks, store, repoUrls }: RepositoryRouteDeps): void {
   app.get("/api/repositories/branches", async (request) => {
     const { repoUrl } = parseBody(BranchesQuerySchema, request.query);
+    await repoUrls.check(repoUrl);
     try {
       return await store.listBranches(repoUrl);
     } catch (error) {

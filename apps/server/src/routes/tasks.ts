@@ -2,13 +2,18 @@
  * The task routes of SPEC §5. Thin: parse the input with the shared zod
  * schemas, call the lifecycle service, shape the answer. Errors are thrown
  * and mapped to the error shape in one place (app.ts).
+ *
+ * Besides SPEC §5: `GET /api/tasks/:id/log`, the task's full agent output
+ * (text/plain), which messages keep only up to their cap.
  */
 import { CreateTaskBodySchema, FollowUpBodySchema, TaskIdSchema } from "@repo/types";
 import type { FastifyInstance } from "fastify";
 import type { z } from "zod";
 import { NotFoundError, ValidationError } from "../errors";
 import type { RepositoryStore } from "../repository/repository-store";
+import type { RepoUrlPolicy } from "../security/repo-url-policy";
 import type { MessageLog } from "../services/message-log";
+import type { OutputLogs } from "../services/output-log";
 import type { TaskLifecycle } from "../services/task-lifecycle";
 import type { TaskRepository } from "../services/task-repository";
 import { toMessageDto, toTaskDto } from "./dto";
@@ -18,6 +23,9 @@ export interface TaskRouteDeps {
   lifecycle: TaskLifecycle;
   messages: MessageLog;
   store: RepositoryStore;
+  /** Which repository URLs may be fetched (SSRF and local-repository guard). */
+  repoUrls: RepoUrlPolicy;
+  outputs: OutputLogs;
 }
 
 export function parseBody<T extends z.ZodType>(schema: T, body: unknown): z.infer<T> {
@@ -43,9 +51,11 @@ function taskIdFrom(params: unknown): string {
   return id;
 }
 
-export function registerTaskRoutes(app: FastifyInstance, { tasks, lifecycle, messages, store }: TaskRouteDeps): void {
+export function registerTaskRoutes(app: FastifyInstance, deps: TaskRouteDeps): void {
+  const { tasks, lifecycle, messages, store, repoUrls, outputs } = deps;
   app.post("/api/tasks", async (request, reply) => {
     const body = parseBody(CreateTaskBodySchema, request.body);
+    await repoUrls.check(body.repoUrl);
     const task = await lifecycle.create(body);
     return reply.code(201).send({ task: toTaskDto(task) });
   });
@@ -74,8 +84,17 @@ export function registerTaskRoutes(app: FastifyInstance, { tasks, lifecycle, mes
     task: toTaskDto(await lifecycle.archive(taskIdFrom(request.params))),
   }));
 
+  app.get("/api/tasks/:id/log", async (request, reply) => {
+    const task = await tasks.get(taskIdFrom(request.params));
+    const log = await outputs.read(task.id);
+    reply.type("text/plain; charset=utf-8");
+    return log ? reply.header("content-length", log.size).send(log.stream) : reply.send("");
+  });
+
   app.delete("/api/tasks/:id", async (request, reply) => {
-    await lifecycle.delete(taskIdFrom(request.params));
+    const id = taskIdFrom(request.params);
+    await lifecycle.delete(id);
+    await outputs.remove(id);
     return reply.code(204).send();
   });
 

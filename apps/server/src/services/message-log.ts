@@ -1,50 +1,91 @@
 /**
- * A task's conversation: messages persisted in order (a per-task sequence),
- * and the AgentOutput sink that turns an agent's live output into
- * `stream-chunk` events and persisted messages.
+ * A task's conversation: messages persisted in order (a per-task sequence).
+ * Agent output reaches it through a TurnOutput (turn-output.ts), which
+ * streams it and grows the message by appending.
  *
- * Text deltas are streamed at once and persisted at boundaries (a tool call,
- * the end of the turn) and at most every `flushMs`, so a long answer costs a
- * handful of writes, not one per token.
+ * Invariants:
+ * - Content only ever grows by appending (SQL concatenation); nothing
+ *   rewrites a whole message. A long content is a chain of segments of at
+ *   most SEGMENT_BYTES (`messages.content`, then `message_segments` rows), so
+ *   one write costs at most one segment however long the message gets, and
+ *   the event loop gets a turn between two writes.
+ * - An append is idempotent: it names the length the segment has before it,
+ *   so a write retried after a lost connection never doubles its text.
+ * - What is stored is storable: NUL and lone surrogates become U+FFFD
+ *   (storable-text.ts), in content and in metadata.
  */
 import { randomUUID } from "node:crypto";
-import { type Db, type MessageRow, messages } from "@repo/db";
+import { type Db, type MessageRow, messageSegments, messages, queryRows } from "@repo/db";
 import type { MessageRole, StreamChunk } from "@repo/types";
-import { asc, eq, sql } from "drizzle-orm";
-import type { AgentOutput, ConversationMessage } from "../agent/types";
+import { and, asc, eq, sql } from "drizzle-orm";
+import type { ConversationMessage } from "../agent/types";
 import type { Clock } from "../utils/clock";
 import { DB_READ_RETRY_DEADLINE_MS, DB_RETRY_DEADLINE_MS, retryTransient } from "../utils/db-retry";
+import { splitUtf8, storableJson, storableText, utf8Bytes } from "../utils/storable-text";
+import type { OutputLogs } from "./output-log";
+import { TurnOutput, type TurnOutputLimits } from "./turn-output";
+
+export type { TurnOutput } from "./turn-output";
+
+/** Largest segment of a message's content, in UTF-8 bytes. */
+export const SEGMENT_BYTES = 64 * 1024;
+/** Segments read per query when a long message is loaded (about 2 MiB). */
+const SEGMENTS_PER_READ = 32;
 
 export interface MessageLogDeps {
   db: Db;
   clock: Clock;
   emitChunk(taskId: string, chunk: StreamChunk): void;
+  /** The task logs that receive every turn's full output. */
+  outputs: OutputLogs;
+  /** Caps of one turn's output; see TurnOutputLimits for the defaults. */
+  limits?: Partial<TurnOutputLimits>;
   /** How long a write is retried while the database connection is lost, in ms. Default 60000. */
   retryDeadlineMs?: number;
+}
+
+/** Where the next appended text of a message goes. */
+export interface ContentCursor {
+  messageId: string;
+  /** 0 = `messages.content`, n = segment n. */
+  position: number;
+  /** Bytes already in that segment. */
+  bytes: number;
 }
 
 export class MessageLog {
   constructor(private readonly deps: MessageLogDeps) {}
 
-  list(taskId: string): Promise<MessageRow[]> {
-    return retryTransient(
-      () => this.deps.db.select().from(messages).where(eq(messages.taskId, taskId)).orderBy(asc(messages.sequence)),
-      { deadlineMs: DB_READ_RETRY_DEADLINE_MS },
+  /** The task's messages in order, each with its whole content. */
+  async list(taskId: string): Promise<MessageRow[]> {
+    const rows = await this.reading(() =>
+      this.deps.db.select().from(messages).where(eq(messages.taskId, taskId)).orderBy(asc(messages.sequence)),
     );
+    const overflow = await this.segmentsOf(taskId);
+    if (overflow.size === 0) return rows;
+    return rows.map((row) => {
+      const rest = overflow.get(row.id);
+      return rest ? { ...row, content: row.content + rest.join("") } : row;
+    });
   }
 
   async history(taskId: string): Promise<ConversationMessage[]> {
     return (await this.list(taskId)).map((m) => ({ role: m.role, content: m.content, metadata: m.metadata }));
   }
 
-  /** Appends one message with the next sequence number of the task. */
+  /**
+   * Appends one message with the next sequence number of the task. A long
+   * `content` is stored in segments, like streamed output.
+   */
   async append(
     taskId: string,
     role: MessageRole,
     content: string,
     metadata: Record<string, unknown> | null = null,
+    id: string = randomUUID(),
   ): Promise<MessageRow> {
-    const id = randomUUID();
+    const text = storableText(content);
+    const [head, rest] = splitUtf8(text, SEGMENT_BYTES);
     const [row] = await this.retrying(() =>
       this.deps.db
         .insert(messages)
@@ -52,28 +93,56 @@ export class MessageLog {
           id,
           taskId,
           role,
-          content,
-          metadata,
+          content: head,
+          metadata: metadata === null ? null : storableJson(metadata),
           createdAt: this.deps.clock.now(),
           sequence: sql`(SELECT coalesce(max(${messages.sequence}), 0) + 1 FROM ${messages} WHERE ${messages.taskId} = ${taskId})`,
         })
+        .onConflictDoNothing({ target: messages.id })
         .returning(),
     );
-    return row!;
+    // No row back: an earlier attempt of this insert committed before its connection was lost.
+    const stored =
+      row ?? (await this.reading(() => this.deps.db.select().from(messages).where(eq(messages.id, id))))[0];
+    if (!stored) throw new Error(`message ${id} was neither inserted nor found`);
+    if (rest) await this.appendContent({ messageId: id, position: 0, bytes: utf8Bytes(head) }, rest);
+    return { ...stored, content: text };
   }
 
-  async update(id: string, content: string, metadata?: Record<string, unknown> | null): Promise<void> {
+  /**
+   * Appends storable `text` at `cursor`, one bounded write per segment it
+   * touches; returns where the next append goes.
+   */
+  async appendContent(cursor: ContentCursor, text: string): Promise<ContentCursor> {
+    let at = cursor;
+    let remaining = text;
+    while (remaining) {
+      if (at.bytes >= SEGMENT_BYTES) at = { messageId: at.messageId, position: at.position + 1, bytes: 0 };
+      const [piece, rest] = splitUtf8(remaining, SEGMENT_BYTES - at.bytes);
+      // A character longer than the room left: start the next segment with it.
+      if (!piece) {
+        at = { messageId: at.messageId, position: at.position + 1, bytes: 0 };
+        continue;
+      }
+      await this.writePiece(at, piece);
+      at = { ...at, bytes: at.bytes + utf8Bytes(piece) };
+      remaining = rest;
+      // The embedded database runs a query on this thread and settles it without a turn of the event loop;
+      // without this, a long content's writes would hold the loop (and every request) until the last one.
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    return at;
+  }
+
+  /** Merges `patch` into the message's metadata. */
+  async mergeMetadata(messageId: string, patch: Record<string, unknown>): Promise<void> {
+    const json = JSON.stringify(storableJson(patch));
     await this.retrying(() =>
       this.deps.db
         .update(messages)
-        .set(metadata === undefined ? { content } : { content, metadata })
-        .where(eq(messages.id, id)),
+        .set({ metadata: sql`coalesce(${messages.metadata}, '{}'::jsonb) || ${json}::jsonb` })
+        .where(eq(messages.id, messageId)),
     );
-  }
-
-  /** Writes survive a dropped database connection (see db-retry.ts); a lost message is lost work. */
-  private retrying<T>(fn: () => Promise<T>): Promise<T> {
-    return retryTransient(fn, { deadlineMs: this.deps.retryDeadlineMs ?? DB_RETRY_DEADLINE_MS });
   }
 
   /**
@@ -97,122 +166,87 @@ export class MessageLog {
   }
 
   /** An AgentOutput for one turn; call `close()` when the turn ends. */
-  openTurn(taskId: string, options: { flushMs?: number } = {}): TurnOutput {
-    return new TurnOutput(this, taskId, this.deps.emitChunk, options.flushMs ?? 1000);
-  }
-}
-
-type OpenMessage = { id: string; role: MessageRole; content: string; metadata: Record<string, unknown> | null };
-
-/**
- * Streams and persists one turn's output. Writes are chained so messages are
- * created in the order the agent produced them.
- */
-export class TurnOutput implements AgentOutput {
-  private open: OpenMessage | null = null;
-  private readonly tools = new Map<string, OpenMessage>();
-  private chain: Promise<unknown> = Promise.resolve();
-  private lastFlush = 0;
-  private failure: unknown = null;
-
-  constructor(
-    private readonly log: MessageLog,
-    private readonly taskId: string,
-    private readonly emit: (taskId: string, chunk: StreamChunk) => void,
-    private readonly flushMs: number,
-  ) {}
-
-  text(delta: string): void {
-    this.appendStreaming("assistant", { kind: "text" }, delta, "text");
-  }
-
-  commandOutput(stream: "stdout" | "stderr", text: string): void {
-    this.appendStreaming("tool", { kind: "command-output" }, text, stream);
-  }
-
-  toolCall(call: { toolCallId: string; toolName: string; input: unknown }): void {
-    this.closeOpen();
-    const message: OpenMessage = {
-      id: "",
-      role: "tool",
-      content: "",
-      metadata: { kind: "tool-call", toolCallId: call.toolCallId, toolName: call.toolName, input: call.input },
-    };
-    this.tools.set(call.toolCallId, message);
-    this.enqueue(async () => {
-      const row = await this.log.append(this.taskId, "tool", "", message.metadata);
-      message.id = row.id;
-      this.emit(this.taskId, { type: "message-start", messageId: row.id, role: "tool" });
-      this.emit(this.taskId, { type: "tool-call", messageId: row.id, ...call });
+  openTurn(taskId: string, options: { flushMs?: number; streamMs?: number } = {}): TurnOutput {
+    return new TurnOutput({
+      store: this,
+      taskId,
+      emit: this.deps.emitChunk,
+      clock: this.deps.clock,
+      log: this.deps.outputs.open(taskId),
+      limits: { ...this.deps.limits, ...options },
     });
   }
 
-  toolResult(result: { toolCallId: string; toolName: string; output: unknown; isError?: boolean }): void {
-    const message = this.tools.get(result.toolCallId);
-    this.tools.delete(result.toolCallId);
-    const content = typeof result.output === "string" ? result.output : JSON.stringify(result.output ?? null);
-    this.enqueue(async () => {
-      const metadata = { ...(message?.metadata ?? {}), output: result.output, isError: result.isError ?? false };
-      let messageId = message?.id;
-      if (messageId) {
-        await this.log.update(messageId, content, metadata);
-      } else {
-        messageId = (await this.log.append(this.taskId, "tool", content, metadata)).id;
-      }
-      this.emit(this.taskId, { type: "tool-result", messageId, ...result });
-      this.emit(this.taskId, { type: "message-end", messageId });
-    });
-  }
-
-  /** Persists everything still open and waits for all writes. Rejects if a write failed. */
-  async close(): Promise<void> {
-    this.closeOpen();
-    await this.chain;
-    if (this.failure) throw this.failure;
-  }
-
-  private appendStreaming(
-    role: MessageRole,
-    metadata: Record<string, unknown>,
-    text: string,
-    chunkType: "text" | "stdout" | "stderr",
-  ): void {
-    if (!text) return;
-    if (this.open && (this.open.role !== role || this.open.metadata?.kind !== metadata.kind)) this.closeOpen();
-    if (!this.open) {
-      const message: OpenMessage = { id: "", role, content: "", metadata };
-      this.open = message;
-      this.enqueue(async () => {
-        const row = await this.log.append(this.taskId, role, "", metadata);
-        message.id = row.id;
-        this.emit(this.taskId, { type: "message-start", messageId: row.id, role: role as "assistant" | "tool" });
-      });
+  private async writePiece(at: ContentCursor, piece: string): Promise<void> {
+    const expected = at.bytes + utf8Bytes(piece);
+    if (at.position > 0 && at.bytes === 0) {
+      await this.retrying(() =>
+        this.deps.db
+          .insert(messageSegments)
+          .values({ messageId: at.messageId, position: at.position, content: piece })
+          .onConflictDoNothing(),
+      );
+      return;
     }
-    const message = this.open;
-    message.content += text;
-    this.enqueue(async () => {
-      this.emit(this.taskId, { type: chunkType, messageId: message.id, text });
-      const now = Date.now();
-      if (now - this.lastFlush >= this.flushMs) {
-        this.lastFlush = now;
-        await this.log.update(message.id, message.content);
+    // Appends only when the segment still has the length this write started from, so a rerun is a no-op;
+    // the length it reports back proves the text is there exactly once.
+    const table = at.position === 0 ? sql`${messages}` : sql`${messageSegments}`;
+    const where =
+      at.position === 0 ? sql`id = ${at.messageId}` : sql`message_id = ${at.messageId} AND position = ${at.position}`;
+    const [row] = await this.retrying(() =>
+      queryRows<{ bytes: number | string }>(
+        this.deps.db,
+        sql`UPDATE ${table} SET content = CASE WHEN octet_length(content) = ${at.bytes} THEN content || ${piece} ELSE content END WHERE ${where} RETURNING octet_length(content) AS bytes`,
+      ),
+    );
+    if (!row || Number(row.bytes) !== expected) {
+      throw new Error(
+        `message ${at.messageId} segment ${at.position} holds ${row ? row.bytes : "nothing"} bytes, expected ${expected}`,
+      );
+    }
+  }
+
+  /** The overflow segments of the task's messages, read a bounded batch at a time. */
+  private async segmentsOf(taskId: string): Promise<Map<string, string[]>> {
+    const byMessage = new Map<string, string[]>();
+    let after = { sequence: 0, position: 0 };
+    for (;;) {
+      const batch = await this.reading(() =>
+        this.deps.db
+          .select({
+            messageId: messageSegments.messageId,
+            sequence: messages.sequence,
+            position: messageSegments.position,
+            content: messageSegments.content,
+          })
+          .from(messageSegments)
+          .innerJoin(messages, eq(messages.id, messageSegments.messageId))
+          .where(
+            and(
+              eq(messages.taskId, taskId),
+              sql`(${messages.sequence}, ${messageSegments.position}) > (${after.sequence}, ${after.position})`,
+            ),
+          )
+          .orderBy(asc(messages.sequence), asc(messageSegments.position))
+          .limit(SEGMENTS_PER_READ),
+      );
+      for (const segment of batch) {
+        const parts = byMessage.get(segment.messageId) ?? [];
+        parts.push(segment.content);
+        byMessage.set(segment.messageId, parts);
       }
-    });
+      if (batch.length < SEGMENTS_PER_READ) return byMessage;
+      const last = batch.at(-1)!;
+      after = { sequence: last.sequence, position: last.position };
+    }
   }
 
-  private closeOpen(): void {
-    const message = this.open;
-    if (!message) return;
-    this.open = null;
-    this.enqueue(async () => {
-      await this.log.update(message.id, message.content);
-      this.emit(this.taskId, { type: "message-end", messageId: message.id });
-    });
+  /** Writes survive a dropped database connection (see db-retry.ts); a lost message is lost work. */
+  private retrying<T>(fn: () => Promise<T>): Promise<T> {
+    return retryTransient(fn, { deadlineMs: this.deps.retryDeadlineMs ?? DB_RETRY_DEADLINE_MS });
   }
 
-  private enqueue(work: () => Promise<void>): void {
-    this.chain = this.chain.then(work).catch((error) => {
-      this.failure ??= error;
-    });
+  private reading<T>(fn: () => Promise<T>): Promise<T> {
+    return retryTransient(fn, { deadlineMs: DB_READ_RETRY_DEADLINE_MS });
   }
 }
