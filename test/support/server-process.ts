@@ -31,6 +31,11 @@ export interface ServerProcessOptions {
   healthyTimeoutMs?: number;
   /** Bearer token for the helper's own requests (health, api). */
   token?: string;
+  /**
+   * Run the server in its own UTS namespace with this host name (`unshare --uts`, as root): to the
+   * other servers of this machine it then looks like a server on another host.
+   */
+  hostname?: string;
 }
 
 export interface ServerProcess {
@@ -81,11 +86,11 @@ export async function spawnServer(options: ServerProcessOptions): Promise<Server
     LOG_LEVEL: "info",
     ...options.env,
   };
-  const child = spawn(process.execPath, ["--import", "tsx", MAIN], {
-    cwd: REPO_ROOT,
-    env,
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  const node = [process.execPath, "--import", "tsx", MAIN];
+  const [command, args] = options.hostname
+    ? ["unshare", ["--uts", "--", "sh", "-c", 'hostname "$0" && exec "$@"', options.hostname, ...node]]
+    : [node[0]!, node.slice(1)];
+  const child = spawn(command, args, { cwd: REPO_ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
   running.add(child);
   let output = "";
   child.stdout!.on("data", (chunk: Buffer) => {

@@ -9,7 +9,7 @@ import type { Socket } from "node:net";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import fastifyStatic from "@fastify/static";
-import { type Database, openDatabase } from "@repo/db";
+import { type Database, openDatabase, PgAdvisoryLocks, PgPubSub, type TaskRow } from "@repo/db";
 import { getStepsForMode } from "@repo/types";
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import { createAgentRunner } from "./agent";
@@ -21,17 +21,21 @@ import type { WorkspaceManager } from "./execution/types";
 import { TaskInitializationEngine } from "./initialization";
 import { createLogger, type Logger } from "./logger";
 import { Metrics } from "./metrics";
+import { LocalReplicaBus, PgReplicaBus, type ReplicaBus } from "./replicas/replica-bus";
+import { createPgSocketAdapter } from "./replicas/socket-adapter";
 import { RepositoryIndexer } from "./repository/indexer";
 import { RepositoryStore } from "./repository/repository-store";
 import { registerRepositoryRoutes } from "./routes/repositories";
 import { registerTaskRoutes } from "./routes/tasks";
 import { RepoUrlPolicy, type ResolveHost } from "./security/repo-url-policy";
 import { HostAllowList, installRequestOriginGuard } from "./security/request-origin";
+import { EgressNotices } from "./services/egress-notices";
 import { MessageLog } from "./services/message-log";
 import { OutputLogs } from "./services/output-log";
 import { TaskCleanupService } from "./services/task-cleanup";
 import { createTaskCore } from "./services/task-core";
 import { TaskLifecycle } from "./services/task-lifecycle";
+import { TaskOwnership } from "./services/task-ownership";
 import { TaskRecovery } from "./services/task-recovery";
 import type { TaskRepository } from "./services/task-repository";
 import { TurnRunner } from "./services/turn-runner";
@@ -39,6 +43,7 @@ import { WorkspaceTeardown } from "./services/workspace-teardown";
 import { createSocketServer, TaskEvents, type UmbraSocketServer } from "./socket";
 import { tokenMatches } from "./utils/auth";
 import { type Clock, systemClock } from "./utils/clock";
+import { SecretBox } from "./utils/secret-box";
 import type { TaskChanges } from "./utils/task-changes";
 import type { TaskStatusStore } from "./utils/task-status";
 
@@ -68,6 +73,9 @@ export interface UmbraServer {
   turns: TurnRunner;
   cleanup: TaskCleanupService | null;
   recovery: TaskRecovery;
+  ownership: TaskOwnership;
+  /** Messages to and from the other server processes sharing the database (a local no-op with PGlite). */
+  bus: ReplicaBus;
   workspaces: WorkspaceManager;
   /** Base URL once listening, e.g. http://127.0.0.1:3000. */
   url: string;
@@ -101,23 +109,40 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
       (reply as FastifyReply).code(400).send({ error: { code: "VALIDATION_ERROR", message: error.message } });
     },
   }) as unknown as FastifyInstance;
-  const { tasks, changes, status, claims } = createTaskCore({ db, clock, cleanupDelayMs: config.cleanupDelayMs, log });
+  const { tasks, changes, status, claims } = createTaskCore({
+    db,
+    clock,
+    cleanupDelayMs: config.cleanupDelayMs,
+    ownerLeaseMs: config.ownerLeaseMs,
+    log,
+  });
   const allowedHosts = HostAllowList.forServer(config.host, config.allowedHosts);
+  const metrics = new Metrics();
   const io = createSocketServer(fastify.server, {
     apiToken: config.apiToken,
     refusal: (headers) => allowedHosts.refusal(headers),
     tasks,
     log,
   });
+  const replicas = connectReplicas(database, status.ownerId, metrics, log);
+  if (replicas.pubsub) io.adapter(createPgSocketAdapter(replicas.pubsub, log.child({ component: "socket" })));
+  const { bus } = replicas;
   const events = new TaskEvents(io);
-  changes.subscribe((change) => events.statusChanged(change.task, change.at));
-  const metrics = new Metrics();
-  const store = new RepositoryStore(join(config.dataDir, "repos"));
+  changes.subscribe((change) => {
+    if (change.remote) return; // the process that made it sent its events
+    events.statusChanged(change.task, change.at);
+    void bus.publish({ type: "task-changed", taskId: change.task.id, version: change.task.version });
+  });
+  bus.subscribe((message) => {
+    if (message.type !== "task-changed") return;
+    tasks
+      .find(message.taskId)
+      .then((task) => task && changes.publish({ task, previous: null, at: clock.now(), remote: true }))
+      .catch((error) => log.warn({ taskId: message.taskId, err: error }, "replicas.change.read_failed"));
+  });
+  const store = new RepositoryStore(join(config.dataDir, "repos"), replicas.locks ?? undefined);
   const indexer = new RepositoryIndexer(db, store, clock);
-  const workspaces =
-    options.workspaces ??
-    (await createWorkspaceManager(config, { db, clock, store, log: log.child({ component: "workspace" }) }));
-  const agent = options.agent ?? createAgentRunner(config);
+  const secrets = await SecretBox.load({ secretsKey: config.secretsKey, dataDir: config.dataDir });
   const outputs = new OutputLogs(join(config.dataDir, "logs"), config.output.logMaxBytes, clock, log);
   const messages = new MessageLog({
     db,
@@ -126,6 +151,18 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
     outputs,
     limits: { maxMessageBytes: config.output.messageMaxBytes },
   });
+  const egressNotices = new EgressNotices({ messages, log: log.child({ component: "egress" }) });
+  const workspaces =
+    options.workspaces ??
+    (await createWorkspaceManager(config, {
+      db,
+      clock,
+      store,
+      secrets,
+      onEgressDenied: (denial) => egressNotices.report(denial),
+      log: log.child({ component: "workspace" }),
+    }));
+  const agent = options.agent ?? createAgentRunner(config);
   const engine = new TaskInitializationEngine({
     status,
     workspaces,
@@ -148,8 +185,46 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
     },
     log: log.child({ component: "turn" }),
   });
-  const teardown = new WorkspaceTeardown({ status, workspaces, tasks, log });
-  const lifecycle = new TaskLifecycle({ tasks, status, turns, workspaces, teardown, claims, store, log });
+  const teardown = new WorkspaceTeardown({
+    status,
+    workspaces,
+    tasks,
+    clock,
+    unreachableGraceMs: config.sandboxUnreachableGraceMs,
+    messages,
+    log,
+  });
+  // Built below; the ownership sweep and the lifecycle hand take-overs to it.
+  let recovery: TaskRecovery | undefined;
+  const takeOver = (task: TaskRow, message?: string) => recovery!.takeOver(task, message);
+  const ownership = new TaskOwnership({
+    db,
+    clock,
+    status,
+    heartbeatMs: config.ownerHeartbeatMs,
+    runningHere: () => turns.runningTaskIds(),
+    onLost: (taskId) => turns.abandon(taskId),
+    onTakenOver: (task) => takeOver(task),
+    onHeartbeat: (owned) => metrics.set("umbra_owned_tasks", "Tasks whose running work this process owns.", owned),
+    onTakeOver: () =>
+      metrics.increment("umbra_lease_takeovers_total", "Work taken over from a server process that went away."),
+    log: log.child({ component: "ownership" }),
+  });
+  const lifecycle = new TaskLifecycle({
+    tasks,
+    status,
+    turns,
+    workspaces,
+    teardown,
+    claims,
+    store,
+    ownership,
+    bus,
+    changes,
+    clock,
+    takeOver,
+    log,
+  });
   const cleanup =
     workspaces.mode === "remote"
       ? new TaskCleanupService({
@@ -165,11 +240,13 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
         })
       : null;
 
-  const recovery = new TaskRecovery({
+  recovery = new TaskRecovery({
     db,
     clock,
     status,
     workspaces,
+    teardown,
+    ownership,
     provider: workspaces.vmProvider ?? null,
     messages,
     claims,
@@ -179,6 +256,7 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
     intervalMs: config.healthCheckIntervalMs,
     dataDir: config.dataDir,
   });
+  const taskRecovery = recovery;
 
   installRequestOriginGuard(fastify, allowedHosts);
   installHttpBasics(fastify, config);
@@ -209,29 +287,36 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
     lifecycle,
     turns,
     cleanup,
-    recovery,
+    recovery: taskRecovery,
+    ownership,
+    bus,
     workspaces,
     url: "",
     async listen() {
-      await recovery.recoverAtStartup();
+      await replicas.pubsub?.start();
+      await taskRecovery.recoverAtStartup();
       await fastify.listen({ port: config.port, host: config.host });
       const address = fastify.server.address();
       const port = typeof address === "object" && address ? address.port : config.port;
       server.url = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`;
       cleanup?.start();
-      recovery.start();
+      taskRecovery.start();
+      ownership.start();
       log.info({ url: server.url, mode: workspaces.mode, agent: agent.kind }, "server.listening");
       return server.url;
     },
     close(reason = "server shutting down") {
       closing ??= (async () => {
         log.info({ reason }, "server.closing");
-        await recovery.stop();
+        ownership.drain();
+        await taskRecovery.stop();
         await cleanup?.stop();
         await lifecycle.shutdown(reason);
+        await ownership.stop();
         io.close();
         await fastify.close();
         await workspaces.close?.();
+        await replicas.close();
         if (ownsDatabase) await database.close();
         log.info("server.closed");
       })();
@@ -239,6 +324,47 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
     },
   };
   return server;
+}
+
+interface Replicas {
+  bus: ReplicaBus;
+  /** LISTEN/NOTIFY between the processes sharing a Postgres database; null with PGlite (one process). */
+  pubsub: PgPubSub | null;
+  /** Locks that hold across those processes (the repository store's); null with PGlite. */
+  locks: PgAdvisoryLocks | null;
+  close(): Promise<void>;
+}
+
+/**
+ * What several server processes on one Postgres share besides the tables:
+ * the message bus (socket events, changes, stops) and the store's locks.
+ */
+function connectReplicas(database: Database, self: string, metrics: Metrics, log: Logger): Replicas {
+  if (database.kind !== "postgres" || !database.url) {
+    return { bus: new LocalReplicaBus(), pubsub: null, locks: null, close: async () => {} };
+  }
+  const logged = log.child({ component: "replicas" });
+  const pubsub = new PgPubSub({
+    url: database.url,
+    onError: (error, context) => logged.warn({ err: { message: error.message }, context }, "replicas.pubsub.error"),
+    onReceived: (lagMs) => {
+      metrics.set("umbra_adapter_lag_seconds", "Lag of the last message from the bus (LISTEN/NOTIFY).", lagMs / 1000);
+      metrics.increment("umbra_adapter_messages_total", "Messages received on the bus (LISTEN/NOTIFY).");
+    },
+  });
+  const locks = new PgAdvisoryLocks({
+    url: database.url,
+    onError: (error) => logged.warn({ err: { message: error.message } }, "replicas.locks.error"),
+  });
+  return {
+    bus: new PgReplicaBus(pubsub, self, logged),
+    pubsub,
+    locks,
+    async close() {
+      await pubsub.close();
+      await locks.close();
+    },
+  };
 }
 
 /**

@@ -72,6 +72,9 @@ const EnvSchema = z.object({
   TASK_CLEANUP_INTERVAL_MS: integer(60_000, 100),
   VM_READY_TIMEOUT_MS: integer(60_000, 100),
   HEALTH_CHECK_INTERVAL_MS: integer(30_000, 100),
+  OWNER_HEARTBEAT_MS: integer(5_000, 50),
+  OWNER_LEASE_MS: integer(30_000, 100),
+  SANDBOX_UNREACHABLE_GRACE_MS: integer(6 * 60 * 60_000, 0),
   API_TOKEN: optionalString,
   SECRETS_KEY: optionalString.refine(
     (key) => {
@@ -167,6 +170,15 @@ export interface ServerConfig {
   vmReadyTimeoutMs: number;
   /** Period of the warm-workspace health probe and the orphan sweep, in ms. Default 30000. */
   healthCheckIntervalMs: number;
+  /** How often a server renews the leases of the work it runs (and looks for expired ones), in ms. Default 5000. */
+  ownerHeartbeatMs: number;
+  /** How long a lease holds without renewal before another server takes the work over, in ms. Default 30000. */
+  ownerLeaseMs: number;
+  /**
+   * How long a sandbox that does not answer is kept (and retried) before it is
+   * destroyed without saving its uncommitted work, in ms. Default 21600000 (6 h).
+   */
+  sandboxUnreachableGraceMs: number;
   apiToken?: string;
   /** Key of the secrets store and sealed sandbox tokens (32 bytes, base64 or hex). Default: a key file in DATA_DIR. */
   secretsKey?: string;
@@ -224,6 +236,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
   const e = parsed.data;
   const llm = resolveLlm(e);
   const agent = resolveAgent(e, llm);
+  if (e.OWNER_LEASE_MS < 2 * e.OWNER_HEARTBEAT_MS) {
+    throw new ConfigError(
+      "OWNER_LEASE_MS",
+      `must be at least twice OWNER_HEARTBEAT_MS (${e.OWNER_HEARTBEAT_MS}), got ${e.OWNER_LEASE_MS}`,
+    );
+  }
   if (!LOOPBACK_HOSTS.has(e.HOST) && !e.API_TOKEN) {
     throw new ConfigError("API_TOKEN", `must be set when HOST (${e.HOST}) is not a loopback address`);
   }
@@ -238,6 +256,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
     cleanupIntervalMs: e.TASK_CLEANUP_INTERVAL_MS,
     vmReadyTimeoutMs: e.VM_READY_TIMEOUT_MS,
     healthCheckIntervalMs: e.HEALTH_CHECK_INTERVAL_MS,
+    ownerHeartbeatMs: e.OWNER_HEARTBEAT_MS,
+    ownerLeaseMs: e.OWNER_LEASE_MS,
+    sandboxUnreachableGraceMs: e.SANDBOX_UNREACHABLE_GRACE_MS,
     apiToken: e.API_TOKEN,
     secretsKey: e.SECRETS_KEY,
     agent,

@@ -269,6 +269,9 @@ describe("remote mode: SIGKILL of the server, and of a sidecar", () => {
     const second = await spawnServer({ dataDir, port: first.port, env });
     try {
       gated.release();
+      // The frozen sandbox of the interrupted cleanup may hold unsaved work: it is kept (not destroyed) until it
+      // answers again or its grace period ends. It answers again now.
+      process.kill(-cleaningRecord.pid, "SIGCONT");
       const initCases: [TaskDto, string, string][] = [
         [fetching, "remote: SIGKILL while CREATE_VM fetches from a stalled git remote", "fetched.txt"],
         [launching, "remote: SIGKILL during CREATE_VM while the sandbox starts (no vm.json yet)", "launched.txt"],
@@ -300,7 +303,11 @@ describe("remote mode: SIGKILL of the server, and of a sidecar", () => {
           observe(`turn marked ${task.status}/${task.initStatus}: "${task.errorMessage}"`);
           expect([task.status, task.initStatus]).toEqual(["STOPPED", "INACTIVE"]);
           expect(branchContains(dataDir, turning.id, savedHead)).toBe(true);
-          observe("the saved turn's commit is still on the task branch; the old sandbox was destroyed");
+          expect(branchFiles(dataDir, turning.id)).toEqual(expect.arrayContaining(["one.txt", "partial.txt"]));
+          observe(
+            "the saved turn's commit is still on the task branch, and the sandbox's uncommitted partial.txt was saved " +
+              "through its sealed token before the old sandbox was destroyed",
+          );
           await followUp(second, turning.id, "cat one.txt > two.txt");
           const after = await waitForTask(second, turning.id, resting, "finished the follow-up", 30_000);
           expect(after.status).toBe("COMPLETED");
@@ -317,7 +324,7 @@ describe("remote mode: SIGKILL of the server, and of a sidecar", () => {
           const released = logEvents(second, "recovery.cleanup_claim.released").map((l) => l.taskId);
           expect(released).toContain(cleaning.id);
           observe("the dead server's cleanup claim was released at start-up (not left to its 5-minute lease)");
-          observe(`the interrupted cleanup ran again: ${task.status}/${task.initStatus}`);
+          observe(`the interrupted cleanup ran again once the sandbox answered: ${task.status}/${task.initStatus}`);
           expect([task.initStatus, task.scheduledCleanupAt]).toEqual(["INACTIVE", null]);
           expect(branchContains(dataDir, cleaning.id, cleaningHead)).toBe(true);
           observe("its saved work is still on the task branch");

@@ -6,6 +6,7 @@
  * save of a one-line turn sends the same objects whatever the repository's
  * size (counted from the pack that was sent, not timed).
  */
+import { randomBytes } from "node:crypto";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { TaskRow } from "@repo/db";
@@ -27,6 +28,7 @@ import type { WorkspaceManager } from "../src/execution/types";
 import { ProcessVmProvider } from "../src/execution/vm/process/process-provider";
 import { RepositoryStore } from "../src/repository/repository-store";
 import { systemClock } from "../src/utils/clock";
+import { SecretBox } from "../src/utils/secret-box";
 
 const MINUTES = 60_000;
 const BIG_FILE_BYTES = 40 * 1024 * 1024;
@@ -67,6 +69,7 @@ async function setUp(mode: TaskMode): Promise<Setup> {
           store,
           provider: new ProcessVmProvider({ dataDir, sidecarBundlePath: await ensureSidecarBundle(), logger: log }),
           readyTimeoutMs: 60_000,
+          secrets: SecretBox.withKey(randomBytes(32)),
           log,
         });
   return { harness, manager, store, lines, dataDir };

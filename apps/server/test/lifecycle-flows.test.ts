@@ -25,6 +25,7 @@ import { createWorkspaceManager } from "../src/execution";
 import { createLogger } from "../src/logger";
 import { RepositoryStore } from "../src/repository/repository-store";
 import { ManualClock } from "../src/utils/clock";
+import { SecretBox } from "../src/utils/secret-box";
 
 const MINUTE = 60_000;
 const STEPS = {
@@ -34,7 +35,8 @@ const STEPS = {
 
 type Mode = "remote" | "local";
 
-describe.each(["remote", "local"] as Mode[])("seed lifecycle flows in %s mode", (mode) => {
+// Remote flows start and destroy real sandboxes, up to three per test: a busy machine needs more than 30 s.
+describe.each(["remote", "local"] as Mode[])("seed lifecycle flows in %s mode", { timeout: 120_000 }, (mode) => {
   const clock = new ManualClock(Date.UTC(2026, 10, 25, 12));
   let t: TestServer;
   let arm: () => Gate;
@@ -48,6 +50,7 @@ describe.each(["remote", "local"] as Mode[])("seed lifecycle flows in %s mode", 
       db: database.db,
       clock,
       store: new RepositoryStore(join(dataDir, "repos")),
+      secrets: await SecretBox.load({ dataDir }),
       log: createLogger("silent"),
     });
     const held = holdFirstStep(real);

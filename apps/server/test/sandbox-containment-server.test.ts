@@ -114,11 +114,18 @@ describe("sandbox containment through task messages", () => {
       expect(await patchOf(task.id)).toContain('"fake-model"');
     });
 
-    it("cannot reach the Umbra API, directly or through the proxy", async () => {
+    it("cannot reach the Umbra API, directly or through the proxy, and the task says what was blocked", async () => {
       const task = tasks.get("api")!;
       expect(task.status).toBe("FAILED");
       const patch = await patchOf(task.id);
       for (const other of tasks.values()) expect(patch).not.toContain(other.id);
+      const port = new URL(t.url).port;
+      const { body } = await t.api<{ messages: { role: string; content: string }[] }>(
+        "GET",
+        `/api/tasks/${task.id}/messages`,
+      );
+      const notices = body.messages.filter((m) => m.role === "system" && m.content.startsWith("Network: blocked"));
+      expect(notices.map((m) => m.content)).toEqual([expect.stringContaining(`127.0.0.1:${port}`)]);
     });
 
     it("cannot read /etc/shadow or the environment of any process", async () => {

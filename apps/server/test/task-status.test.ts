@@ -24,42 +24,103 @@ interface ExpectedMove {
   from: TaskStatus[];
   needsInitStatus?: InitStatus;
   needsClaim?: "none" | "mine";
+  /** The running work's owner the move needs: this process, or no live owner but this process. */
+  needsOwner: "mine" | "no other";
   to: [TaskStatus, InitStatus | "same"];
   schedule: Schedule;
   /** The lastOutcome the move records; unset = left as it was. */
   outcome?: "COMPLETED" | "FAILED" | "STOPPED";
+  /** Who owns the work after the move. */
+  ownerAfter: "me" | "nobody";
 }
 const SPEC_MOVES: Record<string, ExpectedMove> = {
-  startTurn: { from: ["INITIALIZING"], needsInitStatus: "ACTIVE", to: ["RUNNING", "ACTIVE"], schedule: "none" },
-  failInitialization: { from: ["INITIALIZING"], to: ["FAILED", "INACTIVE"], schedule: "none", outcome: "FAILED" },
-  stopInitialization: { from: ["INITIALIZING"], to: ["STOPPED", "INACTIVE"], schedule: "none", outcome: "STOPPED" },
-  completeTurn: { from: ["RUNNING"], to: ["COMPLETED", "same"], schedule: "warm window", outcome: "COMPLETED" },
-  failTurn: { from: ["RUNNING"], to: ["FAILED", "same"], schedule: "warm window", outcome: "FAILED" },
-  stopTurn: { from: ["RUNNING"], to: ["STOPPED", "same"], schedule: "warm window", outcome: "STOPPED" },
-  interruptTurn: { from: ["RUNNING"], to: ["STOPPED", "same"], schedule: "kept", outcome: "STOPPED" },
+  startTurn: {
+    from: ["INITIALIZING"],
+    needsInitStatus: "ACTIVE",
+    needsOwner: "mine",
+    to: ["RUNNING", "ACTIVE"],
+    schedule: "none",
+    ownerAfter: "me",
+  },
+  failInitialization: {
+    from: ["INITIALIZING"],
+    needsOwner: "mine",
+    to: ["FAILED", "INACTIVE"],
+    schedule: "none",
+    outcome: "FAILED",
+    ownerAfter: "nobody",
+  },
+  stopInitialization: {
+    from: ["INITIALIZING"],
+    needsOwner: "mine",
+    to: ["STOPPED", "INACTIVE"],
+    schedule: "none",
+    outcome: "STOPPED",
+    ownerAfter: "nobody",
+  },
+  completeTurn: {
+    from: ["RUNNING"],
+    needsOwner: "mine",
+    to: ["COMPLETED", "same"],
+    schedule: "warm window",
+    outcome: "COMPLETED",
+    ownerAfter: "nobody",
+  },
+  failTurn: {
+    from: ["RUNNING"],
+    needsOwner: "mine",
+    to: ["FAILED", "same"],
+    schedule: "warm window",
+    outcome: "FAILED",
+    ownerAfter: "nobody",
+  },
+  stopTurn: {
+    from: ["RUNNING"],
+    needsOwner: "mine",
+    to: ["STOPPED", "same"],
+    schedule: "warm window",
+    outcome: "STOPPED",
+    ownerAfter: "nobody",
+  },
+  interruptTurn: {
+    from: ["RUNNING"],
+    needsOwner: "mine",
+    to: ["STOPPED", "same"],
+    schedule: "kept",
+    outcome: "STOPPED",
+    ownerAfter: "nobody",
+  },
   startWarmFollowUp: {
     from: ["COMPLETED", "STOPPED", "FAILED"],
     needsInitStatus: "ACTIVE",
     needsClaim: "none",
+    needsOwner: "no other",
     to: ["RUNNING", "ACTIVE"],
     schedule: "none",
+    ownerAfter: "me",
   },
   beginReinitialization: {
     from: ["COMPLETED", "STOPPED", "FAILED", "ARCHIVED"],
     needsInitStatus: "INACTIVE",
+    needsOwner: "no other",
     to: ["INITIALIZING", "INACTIVE"],
     schedule: "none",
+    ownerAfter: "me",
   },
   archiveByCleanup: {
     from: ["INITIALIZING", "RUNNING", "STOPPED", "COMPLETED", "FAILED"],
     needsClaim: "mine",
+    needsOwner: "no other",
     to: ["ARCHIVED", "INACTIVE"],
     schedule: "none",
+    ownerAfter: "nobody",
   },
   archiveByUser: {
     from: ["INITIALIZING", "RUNNING", "STOPPED", "COMPLETED", "FAILED"],
+    needsOwner: "no other",
     to: ["ARCHIVED", "INACTIVE"],
     schedule: "none",
+    ownerAfter: "nobody",
   },
 };
 
@@ -70,6 +131,11 @@ const SPEC_STEPS: Record<TaskMode, InitStatus[]> = {
 };
 
 const WORKER = "worker-1";
+/** The process the store under test moves as, and another one. */
+const ME = "replica-me";
+const OTHER = "replica-other";
+
+type Owner = null | "me" | "other, lease holds" | "other, lease expired";
 
 interface StartState {
   mode: TaskMode;
@@ -77,6 +143,7 @@ interface StartState {
   initStatus: InitStatus;
   scheduled: boolean;
   claimedBy: string | null;
+  owner: Owner;
 }
 
 /**
@@ -91,13 +158,15 @@ function startStates(): StartState[] {
       for (const initStatus of INIT_STATUSES) {
         if (status === "ARCHIVED" && initStatus !== "INACTIVE") continue;
         if (status === "RUNNING" && initStatus !== "ACTIVE") continue;
-        states.push({ mode, status, initStatus, scheduled: false, claimedBy: null });
+        const busy = status === "INITIALIZING" || status === "RUNNING";
+        const owners: Owner[] = busy ? [null, "me", "other, lease holds", "other, lease expired"] : [null];
+        for (const owner of owners) states.push({ mode, status, initStatus, scheduled: false, claimedBy: null, owner });
         const warm =
           mode === "remote" && initStatus === "ACTIVE" && ["COMPLETED", "STOPPED", "FAILED"].includes(status);
         if (warm) {
-          states.push({ mode, status, initStatus, scheduled: true, claimedBy: null });
-          states.push({ mode, status, initStatus, scheduled: true, claimedBy: WORKER });
-          states.push({ mode, status, initStatus, scheduled: true, claimedBy: "worker-2" });
+          states.push({ mode, status, initStatus, scheduled: true, claimedBy: null, owner: null });
+          states.push({ mode, status, initStatus, scheduled: true, claimedBy: WORKER, owner: null });
+          states.push({ mode, status, initStatus, scheduled: true, claimedBy: "worker-2", owner: null });
         }
       }
     }
@@ -110,6 +179,8 @@ function expectedAllowed(move: ExpectedMove, state: StartState): boolean {
   if (move.needsInitStatus && move.needsInitStatus !== state.initStatus) return false;
   if (move.needsClaim === "none" && state.claimedBy) return false;
   if (move.needsClaim === "mine" && state.claimedBy !== WORKER) return false;
+  if (move.needsOwner === "mine" && state.owner !== "me") return false;
+  if (move.needsOwner === "no other" && state.owner === "other, lease holds") return false;
   return true;
 }
 
@@ -124,10 +195,29 @@ describe.each(targets)("task status machine on $name", (target) => {
   afterAll(() => database.close());
 
   const store = () =>
-    createTaskStatusStore({ db: database.db, clock, cleanupDelayMs: DELAY_MS, onChange: (c) => changes.push(c) });
+    createTaskStatusStore({
+      db: database.db,
+      clock,
+      cleanupDelayMs: DELAY_MS,
+      onChange: (c) => changes.push(c),
+      ownerId: ME,
+      ownerLeaseMs: 30_000,
+    });
 
+  /** Owner columns for `owner`, as of the test clock. */
+  function ownerColumns(owner: Owner): Pick<TaskRow, "ownerId" | "ownerLeaseUntil"> {
+    const now = clock.now().getTime();
+    if (owner === null) return { ownerId: null, ownerLeaseUntil: null };
+    if (owner === "me") return { ownerId: ME, ownerLeaseUntil: new Date(now + 10_000) };
+    const until = owner === "other, lease holds" ? now + 10_000 : now - 1;
+    return { ownerId: OTHER, ownerLeaseUntil: new Date(until) };
+  }
+
+  /** A task in `state`; a busy one is owned by the store under test unless said otherwise. */
   async function insertTask(state: Partial<TaskRow> & { mode?: TaskMode } = {}): Promise<TaskRow> {
     const now = clock.now();
+    const busy = state.status === "INITIALIZING" || state.status === "RUNNING" || state.status === undefined;
+    state = { ...(busy ? ownerColumns("me") : {}), ...state };
     const [row] = await database.db
       .insert(tasks)
       .values({
@@ -163,6 +253,7 @@ describe.each(targets)("task status machine on $name", (target) => {
       scheduledCleanupAt: state.scheduled ? soon : null,
       cleanupClaimedBy: state.claimedBy,
       cleanupLeaseUntil: state.claimedBy ? soon : null,
+      ...ownerColumns(state.owner),
     };
     return database.db
       .insert(tasks)
@@ -210,7 +301,7 @@ describe.each(targets)("task status machine on $name", (target) => {
       for (const [index, [name, move]] of moves.entries()) {
         const row = rows[index]!;
         const result = await makeMove(s, name, row.id);
-        const where = `${name} from ${state.mode} ${state.status}/${state.initStatus} scheduled=${state.scheduled} claim=${state.claimedBy}`;
+        const where = `${name} from ${state.mode} ${state.status}/${state.initStatus} scheduled=${state.scheduled} claim=${state.claimedBy} owner=${state.owner}`;
         if (!expectedAllowed(move, state)) {
           expect(result, where).toBeNull();
           expect(await readTask(row.id), where).toEqual(row);
@@ -231,12 +322,13 @@ describe.each(targets)("task status machine on $name", (target) => {
         expect(result!.scheduledCleanupAt?.getTime() ?? null, where).toBe(expectedSchedule);
         if (move.schedule === "none") expect(result!.cleanupClaimedBy, where).toBeNull();
         expect(result!.lastOutcome, where).toBe(move.outcome ?? row.lastOutcome);
+        expect(result!.ownerId, where).toBe(move.ownerAfter === "me" ? ME : null);
         expect(result!.version, where).toBe(row.version + 1);
         allowed++;
       }
     }
     expect(allowed).toBeGreaterThan(60);
-    expect(refused).toBeGreaterThan(300);
+    expect(refused).toBeGreaterThan(400);
   }, 90_000);
 
   it("moves initStatus only to the next step of the mode, or back to INACTIVE when no turn runs", async () => {
@@ -265,6 +357,26 @@ describe.each(targets)("task status machine on $name", (target) => {
       }
     }
   }, 60_000);
+
+  it("lets only the owner move an initialization along, and anyone once no live process owns it", async () => {
+    const s = store();
+    const others = await insertTask({
+      status: "INITIALIZING",
+      initStatus: "INACTIVE",
+      ...ownerColumns("other, lease holds"),
+    });
+    expect(await s.setInitStatus(others.id, "CREATE_VM")).toBeNull();
+    expect(await s.setInitStatus(others.id, "INACTIVE")).toBeNull();
+    expect(await s.failInitialization(others.id, "not mine")).toBeNull();
+    expect(await readTask(others.id)).toEqual(others);
+    const expired = await insertTask({
+      status: "INITIALIZING",
+      initStatus: "INACTIVE",
+      ...ownerColumns("other, lease expired"),
+    });
+    expect(await s.setInitStatus(expired.id, "CREATE_VM")).toBeNull(); // an expired owner must be taken over first
+    expect((await s.archiveByUser(expired.id))?.ownerId).toBeNull();
+  });
 
   it("writes a history row for each field a move changes, in the same transaction", async () => {
     const s = store();

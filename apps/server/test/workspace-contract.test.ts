@@ -6,6 +6,7 @@
  * sidecar bundle. The same tests run against all three.
  */
 import { type ChildProcess, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -25,6 +26,7 @@ import { ProcessVmProvider } from "../src/execution/vm/process/process-provider"
 import { createLogger } from "../src/logger";
 import { RepositoryStore } from "../src/repository/repository-store";
 import { systemClock } from "../src/utils/clock";
+import { SecretBox } from "../src/utils/secret-box";
 import { createTaskStatusStore, type TaskStatusStore } from "../src/utils/task-status";
 
 const log = createLogger("silent");
@@ -86,6 +88,7 @@ const subjects: Subject[] = [
         clock: systemClock,
         store: new RepositoryStore(join(dataDir, "repos")),
         provider: new ProcessVmProvider({ dataDir, sidecarBundlePath: await ensureSidecarBundle(), logger: log }),
+        secrets: SecretBox.withKey(randomBytes(32)),
         readyTimeoutMs: 20_000,
         log,
       }),
@@ -104,6 +107,7 @@ const subjects: Subject[] = [
           pollIntervalMs: 20,
           logger: log,
         }),
+        secrets: SecretBox.withKey(randomBytes(32)),
         readyTimeoutMs: 20_000,
         log,
       });

@@ -16,6 +16,7 @@ import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
 import { drizzle as drizzlePglite } from "drizzle-orm/pglite";
 import { migrate as migratePglite } from "drizzle-orm/pglite/migrator";
 import pg from "pg";
+import { lockEmbeddedDatabase } from "./pglite-lock";
 import * as schema from "./schema";
 
 export type Schema = typeof schema;
@@ -40,6 +41,8 @@ export interface OpenDatabaseOptions {
 export interface Database {
   db: Db;
   kind: "pglite" | "postgres";
+  /** The connection URL (Postgres only): for connections of their own (LISTEN, advisory locks). */
+  url?: string;
   close(): Promise<void>;
 }
 
@@ -61,19 +64,32 @@ const PGLITE_START_PARAMS = [
 
 async function openPglite(dataDir: string | undefined): Promise<Database> {
   let path: string | undefined;
+  let unlock = () => {};
   if (dataDir) {
     path = join(dataDir, "db");
     mkdirSync(path, { recursive: true });
-    if (!existsSync(join(path, "PG_VERSION"))) await initializePglite(path);
+    unlock = lockEmbeddedDatabase(path);
   }
-  const client = await PGlite.create(path, { startParams: PGLITE_START_PARAMS });
-  const db = drizzlePglite(client, { schema });
-  await migratePglite(db, { migrationsFolder: MIGRATIONS_FOLDER });
-  return {
-    db: db as unknown as Db,
-    kind: "pglite",
-    close: () => client.close(),
-  };
+  try {
+    if (path && !existsSync(join(path, "PG_VERSION"))) await initializePglite(path);
+    const client = await PGlite.create(path, { startParams: PGLITE_START_PARAMS });
+    const db = drizzlePglite(client, { schema });
+    await migratePglite(db, { migrationsFolder: MIGRATIONS_FOLDER });
+    let closed = false;
+    return {
+      db: db as unknown as Db,
+      kind: "pglite",
+      close: async () => {
+        if (closed) return;
+        closed = true;
+        await client.close();
+        unlock();
+      },
+    };
+  } catch (error) {
+    unlock();
+    throw error;
+  }
 }
 
 /**
@@ -105,6 +121,7 @@ async function openPostgres(url: string, options: OpenDatabaseOptions): Promise<
   return {
     db: db as unknown as Db,
     kind: "postgres",
+    url,
     close: async () => {
       if (closed) return;
       closed = true;

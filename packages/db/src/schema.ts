@@ -60,6 +60,15 @@ export const tasks = pgTable(
     cleanupLeaseUntil: timestamptz("cleanup_lease_until"),
     /** Failed cleanup attempts in a row; drives the retry backoff. */
     cleanupAttempts: integer("cleanup_attempts").notNull().default(0),
+    /**
+     * The server process running the task's initialization or turn, and until
+     * when its lease holds (it heartbeats); set only while INITIALIZING or
+     * RUNNING. Another server takes the work over once the lease has run out.
+     */
+    ownerId: text("owner_id"),
+    ownerLeaseUntil: timestamptz("owner_lease_until"),
+    /** Since when the task's sandbox has not answered (it is kept, unsaved, for a grace period). */
+    workspaceUnreachableSince: timestamptz("workspace_unreachable_since"),
     /** Bumped on every write; lets readers order snapshots of the same task. */
     version: integer("version").notNull().default(0),
     createdAt: timestamptz("created_at").notNull(),
@@ -80,6 +89,9 @@ export const tasks = pgTable(
     ),
     check("tasks_running_is_active", sql`${t.status} <> 'RUNNING' OR ${t.initStatus} = 'ACTIVE'`),
     check("tasks_claim_has_lease", sql`(${t.cleanupClaimedBy} IS NULL) = (${t.cleanupLeaseUntil} IS NULL)`),
+    index("tasks_owner_lease_idx").on(t.ownerLeaseUntil).where(sql`${t.ownerId} IS NOT NULL`),
+    check("tasks_owner_has_lease", sql`(${t.ownerId} IS NULL) = (${t.ownerLeaseUntil} IS NULL)`),
+    check("tasks_owner_only_when_busy", sql`${t.ownerId} IS NULL OR ${t.status} IN ('INITIALIZING', 'RUNNING')`),
   ],
 );
 
@@ -112,8 +124,14 @@ export const vmSessions = pgTable(
     provider: text("provider").notNull(),
     externalId: text("external_id").notNull(),
     endpoint: text("endpoint"),
-    /** sha256 of the per-VM sidecar token; the token itself is never stored. */
+    /** sha256 of the per-VM sidecar token. */
     tokenHash: text("token_hash").notNull(),
+    /**
+     * The token itself, sealed with the server's secret box (AES-256-GCM bound
+     * to `vm-token:<session id>`), so any server process sharing the key reaches
+     * the sandbox. Null for sessions written before tokens were kept.
+     */
+    tokenSealed: text("token_sealed"),
     active: boolean("active").notNull().default(true),
     createdAt: timestamptz("created_at").notNull(),
     endedAt: timestamptz("ended_at"),
@@ -164,6 +182,21 @@ export const messageSegments = pgTable(
     primaryKey({ columns: [t.messageId, t.position] }),
     check("message_segments_position", sql`${t.position} > 0`),
   ],
+);
+
+/**
+ * Messages between server processes too large for a NOTIFY payload (8000
+ * bytes): the notification carries the row id, receivers read the row. Rows
+ * are deleted after a minute.
+ */
+export const replicaMessages = pgTable(
+  "replica_messages",
+  {
+    id: bigint("id", { mode: "number" }).primaryKey().generatedAlwaysAsIdentity(),
+    payload: text("payload").notNull(),
+    createdAt: timestamptz("created_at").notNull(),
+  },
+  (t) => [index("replica_messages_created_at_idx").on(t.createdAt)],
 );
 
 const tsvector = customType<{ data: string }>({ dataType: () => "tsvector" });

@@ -10,6 +10,7 @@ import type { ToolExecutor } from "@repo/workspace";
 import type { Logger } from "../logger";
 import type { RepositoryStore } from "../repository/repository-store";
 import type { Clock } from "../utils/clock";
+import type { SecretBox } from "../utils/secret-box";
 import type { TaskFieldsPatch } from "../utils/task-status";
 import type { EgressDenial } from "./vm/egress/egress-proxy";
 import type { VmProvider } from "./vm/types";
@@ -48,8 +49,26 @@ export interface WorkspaceManager {
   teardown(task: TaskRow): Promise<void>;
   /** True when the task's workspace still exists and answers. */
   isAlive(task: TaskRow): Promise<boolean>;
+  /**
+   * Whether the workspace answers, is gone (nothing left to save), or is
+   * silent (it exists but does not answer: it may hold unsaved work).
+   * Managers without silent workspaces may leave it out (see probeWorkspace).
+   */
+  probe?(task: TaskRow): Promise<WorkspaceProbe>;
   /** Releases manager-level resources at shutdown (does not destroy workspaces). */
   close?(): Promise<void>;
+}
+
+export interface WorkspaceProbe {
+  state: "answers" | "gone" | "silent";
+  /** Why it is gone or silent. */
+  detail?: string;
+}
+
+/** The manager's probe, or isAlive read as answers / gone. */
+export async function probeWorkspace(workspaces: WorkspaceManager, task: TaskRow): Promise<WorkspaceProbe> {
+  if (workspaces.probe) return workspaces.probe(task);
+  return (await workspaces.isAlive(task)) ? { state: "answers" } : { state: "gone", detail: "the workspace is gone" };
 }
 
 /** What a workspace manager is built from (see execution/index.ts). */
@@ -57,6 +76,8 @@ export interface WorkspaceManagerDeps {
   db: Db;
   clock: Clock;
   store: RepositoryStore;
+  /** Seals what must be kept secret in the database (remote sandboxes' tokens). */
+  secrets: SecretBox;
   log: Logger;
   /**
    * Hears every connection a sandbox's egress proxy refused (process provider),

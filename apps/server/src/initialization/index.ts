@@ -10,7 +10,9 @@
  * branch is never touched by a failed initialization: it lives in the store.
  *
  * A user's stop ends it STOPPED / INACTIVE; the server going away leaves it
- * INITIALIZING / INACTIVE, to be restarted by the next server.
+ * INITIALIZING / INACTIVE, to be taken over by another server process (see
+ * services/task-ownership.ts). A run whose ownership was taken over leaves
+ * everything to the new owner.
  *
  * At most one initialization runs per task in this process; the INITIALIZING
  * status compare-and-set keeps it to one across processes.
@@ -148,7 +150,13 @@ export class TaskInitializationEngine {
     signal: AbortSignal,
     log: Logger,
   ): Promise<void> {
-    const { status, onProgress, workspaces } = this.deps;
+    const { status, onProgress, workspaces, tasks } = this.deps;
+    const current = await tasks.get(task.id).catch(() => null);
+    if (current?.ownerId && current.ownerId !== status.ownerId) {
+      // Another process took the initialization over (this one froze past its lease): what exists now is its.
+      log.warn({ step, owner: current.ownerId }, "init.abandoned");
+      return;
+    }
     const stopped = signal.aborted;
     const cause = stopped ? "initialization stopped" : errorMessage(error);
     const description = step ? `${STEP_DISPLAY_NAMES[step]} (${step}) failed: ${cause}` : cause;

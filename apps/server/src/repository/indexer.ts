@@ -47,7 +47,21 @@ export class RepositoryIndexer {
 
     const candidates = (await this.store.listFiles(repoUrl, commitSha)).filter((f) => f.size <= MAX_FILE_BYTES);
     let fileCount = 0;
+    let already: number | null = null;
     await this.db.transaction(async (tx) => {
+      // Several server processes may index one commit at once (tasks on one repository created together):
+      // one indexes it, the others wait for it here and find it done.
+      await tx.execute(
+        sql`SELECT pg_advisory_xact_lock(hashtextextended(${`umbra-index:${repoKey}:${commitSha}`}, 0))`,
+      );
+      const [done] = await tx
+        .select()
+        .from(repoIndexCommits)
+        .where(and(eq(repoIndexCommits.repoKey, repoKey), eq(repoIndexCommits.commitSha, commitSha)));
+      if (done) {
+        already = done.fileCount;
+        return;
+      }
       await tx
         .delete(repoIndexFiles)
         .where(and(eq(repoIndexFiles.repoKey, repoKey), eq(repoIndexFiles.commitSha, commitSha)));
@@ -66,6 +80,7 @@ export class RepositoryIndexer {
         .values({ repoKey, commitSha, fileCount, indexedAt: this.clock.now() })
         .onConflictDoNothing();
     });
+    if (already !== null) return { commitSha, fileCount: already, indexed: false };
     return { commitSha, fileCount, indexed: true };
   }
 

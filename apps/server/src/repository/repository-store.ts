@@ -7,8 +7,10 @@
  *
  * Upstream branches are fetched into `refs/remotes/origin/*`, never into
  * `refs/heads/*`, so a fetch can never overwrite or prune a task branch.
- * Operations that change a mirror's refs are serialized; transfers out of it
- * only read, and run alongside.
+ * Operations on one mirror are serialized: inside this process by default,
+ * across every server process sharing the store when given locks that hold
+ * across processes (Postgres advisory locks: see apps/server/README.md).
+ * Transfers out of a mirror only read, and run alongside.
  *
  * Each task branch has a saved-head record, `refs/umbra/saved/<branch>`: the
  * last commit a save put on the branch. Saves only ever move it to a
@@ -68,10 +70,16 @@ export interface PreparedBase {
   baseCommitSha: string;
 }
 
-export class RepositoryStore {
-  private readonly mutex = new KeyedMutex();
+/** Serializes work per key; the store's key is the mirror's path. */
+export interface KeyedLock {
+  run<T>(key: string, fn: () => Promise<T>): Promise<T>;
+}
 
-  constructor(private readonly root: string) {}
+export class RepositoryStore {
+  constructor(
+    private readonly root: string,
+    private readonly mutex: KeyedLock = new KeyedMutex(),
+  ) {}
 
   static branchFor(taskId: string): string {
     return `umbra/${taskId}`;

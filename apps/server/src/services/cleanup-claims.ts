@@ -14,14 +14,12 @@
  *   deadline in the task's history and emits it like any other change.
  * - "Claim" means this lease and nothing else.
  */
-import { randomUUID } from "node:crypto";
-import { readFileSync } from "node:fs";
-import { hostname } from "node:os";
 import { type Db, queryRows, type TaskRow, tasks } from "@repo/db";
 import { eq, isNotNull, sql } from "drizzle-orm";
 import { AppError } from "../errors";
 import type { Logger } from "../logger";
 import type { Clock } from "../utils/clock";
+import { isGoneOnThisHost, processIdentity } from "../utils/process-identity";
 import type { TaskChanges } from "../utils/task-changes";
 import type { TaskStatusStore } from "../utils/task-status";
 import type { TaskRepository } from "./task-repository";
@@ -33,32 +31,9 @@ export class CleanupInProgressError extends AppError {
   }
 }
 
-/**
- * A worker id that says where the worker runs,
- * `cleanup:<host>:<pid>.<process start time>:<random>`, so that a server
- * starting on the same host can tell that a claim belongs to a process that
- * no longer exists (a pid reused by another process has another start time)
- * instead of waiting out its lease.
- */
+/** A worker id that says where the worker runs (see utils/process-identity.ts). */
 export function cleanupWorkerId(): string {
-  return `cleanup:${hostname()}:${process.pid}.${processStartTime(process.pid) ?? 0}:${randomUUID().slice(0, 8)}`;
-}
-
-/** Host, pid and process start time of a worker id made by cleanupWorkerId(); null for any other id. */
-export function parseCleanupWorkerId(workerId: string): { host: string; pid: number; startTime: string } | null {
-  const match = /^cleanup:(.+):(\d+)\.(\d+):[0-9a-f]{8}$/.exec(workerId);
-  return match ? { host: match[1]!, pid: Number(match[2]), startTime: match[3]! } : null;
-}
-
-/** When `pid` started, in clock ticks since boot (Linux /proc), or null when unknown or not running. */
-function processStartTime(pid: number): string | null {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    // The command name (field 2) may hold spaces and parentheses: count fields after its closing one.
-    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19] ?? null;
-  } catch {
-    return null;
-  }
+  return processIdentity("cleanup");
 }
 
 export interface CleanupClaimsDeps {
@@ -178,9 +153,7 @@ export class CleanupClaims {
     const released: string[] = [];
     for (const task of claimed) {
       const claimer = task.cleanupClaimedBy!;
-      const worker = parseCleanupWorkerId(claimer);
-      if (!worker || worker.host !== hostname()) continue;
-      if (processStartTime(worker.pid) === worker.startTime) continue;
+      if (!isGoneOnThisHost(claimer)) continue;
       const row = await this.release(
         task.id,
         claimer,

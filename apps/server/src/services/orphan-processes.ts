@@ -7,12 +7,16 @@
  * the interrupted turn. Start-up recovery ends them before it does anything
  * else.
  *
- * A process counts as such an orphan only when both hold: its working
- * directory lies in `<dataDir>/repos` or `<dataDir>/workspaces`, and its
+ * A process counts as such an orphan only when all hold: its working
+ * directory lies in `<dataDir>/repos` or `<dataDir>/workspaces`, its
  * environment carries a git identity the server gives its own processes
- * (its git runs, or agent commands). An operator's shell inside a workspace
- * has neither identity and is left alone. Sandboxes are not touched here:
- * their VM provider owns them.
+ * (its git runs, or agent commands), and the server that started it is gone
+ * — walking up its parents through processes with that identity ends at
+ * init (a dead parent's children are handed to it), not at a live server.
+ * So a server sharing its data directory with others (several replicas on
+ * one host) never ends another live server's git or agent commands. An
+ * operator's shell inside a workspace has no such identity and is left
+ * alone. Sandboxes are not touched here: their VM provider owns them.
  *
  * Reads /proc; where there is none, nothing is found.
  */
@@ -42,28 +46,49 @@ async function describe(pid: string): Promise<{ cwd: string; email: string | und
   }
 }
 
-/** Pids of processes a dead server left in `dataDir` (see the module comment). */
-export async function findOrphanedProcesses(dataDir: string): Promise<number[]> {
+/**
+ * Pids of processes a dead server left in `dataDir` (see the module comment);
+ * with `taskId`, only those in that task's local workspace.
+ */
+export async function findOrphanedProcesses(dataDir: string, taskId?: string): Promise<number[]> {
   let names: string[];
   try {
     names = (await readdir("/proc")).filter((name) => /^\d+$/.test(name));
   } catch {
     return [];
   }
-  const roots = [join(dataDir, "repos"), join(dataDir, "workspaces")];
+  const roots = taskId ? [join(dataDir, "workspaces", taskId)] : [join(dataDir, "repos"), join(dataDir, "workspaces")];
   const found: number[] = [];
   for (const name of names) {
     if (Number(name) === process.pid) continue;
     const info = await describe(name);
     if (!info || info.ppid === process.pid || !info.email || !SERVER_EMAILS.has(info.email)) continue;
-    if (roots.some((root) => info.cwd === root || info.cwd.startsWith(`${root}/`))) found.push(Number(name));
+    if (!roots.some((root) => info.cwd === root || info.cwd.startsWith(`${root}/`))) continue;
+    if (await startedByInit(info.ppid)) found.push(Number(name));
   }
   return found;
 }
 
+/**
+ * True when the chain of parents from `ppid`, through processes carrying the
+ * server's identity, ends at init: the server that started it is gone.
+ */
+async function startedByInit(ppid: number): Promise<boolean> {
+  let parent = ppid;
+  for (let depth = 0; depth < 64; depth++) {
+    if (parent <= 1) return true;
+    if (parent === process.pid) return false;
+    const info = await describe(String(parent));
+    if (!info) return true; // it exited while we looked: its children go to init
+    if (!info.email || !SERVER_EMAILS.has(info.email)) return false; // a live server (or another program) started it
+    parent = info.ppid;
+  }
+  return false;
+}
+
 /** SIGKILLs the orphans of `dataDir` and waits (up to `timeoutMs`) until they are gone. Returns their pids. */
-export async function endOrphanedProcesses(dataDir: string, timeoutMs = 2000): Promise<number[]> {
-  const orphans = await findOrphanedProcesses(dataDir);
+export async function endOrphanedProcesses(dataDir: string, timeoutMs = 2000, taskId?: string): Promise<number[]> {
+  const orphans = await findOrphanedProcesses(dataDir, taskId);
   for (const pid of orphans) {
     try {
       process.kill(pid, "SIGKILL");

@@ -19,11 +19,22 @@ export interface TaskCore {
   claims: CleanupClaims;
 }
 
-export function createTaskCore(options: { db: Db; clock: Clock; cleanupDelayMs: number; log: Logger }): TaskCore {
-  const { db, clock, cleanupDelayMs, log } = options;
+export interface TaskCoreOptions {
+  db: Db;
+  clock: Clock;
+  cleanupDelayMs: number;
+  log: Logger;
+  /** The server process the status store moves as. Default: a new process identity. */
+  ownerId?: string;
+  /** How long an owner's lease holds without a heartbeat, in ms. Default 30000. */
+  ownerLeaseMs?: number;
+}
+
+export function createTaskCore(options: TaskCoreOptions): TaskCore {
+  const { db, clock, cleanupDelayMs, log, ownerId, ownerLeaseMs } = options;
   const tasks = new TaskRepository(db);
   const changes = new TaskChanges();
-  const status = createTaskStatusStore({ db, clock, cleanupDelayMs, onChange: changes.publish });
+  const status = createTaskStatusStore({ db, clock, cleanupDelayMs, onChange: changes.publish, ownerId, ownerLeaseMs });
   const claims = new CleanupClaims({ db, clock, status, tasks, changes, log: log.child({ component: "claims" }) });
   return { tasks, changes, status, claims };
 }

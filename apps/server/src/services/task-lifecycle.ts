@@ -7,16 +7,30 @@
  * turn runner. A move that loses a race comes back as null; this is the
  * layer that turns such a refusal into TaskBusyError or
  * InvalidTransitionError (409) for the caller.
+ *
+ * Any server process sharing the database serves any task: running work is
+ * owned by one process (services/task-ownership.ts), so a stop (and the
+ * archive or delete that stops first) received elsewhere is sent to the
+ * owner over the replica bus, and answered here once the work has ended.
+ * An owner that is gone has its work taken over here instead. A follow-up on
+ * a warm workspace runs in the process that received it, through the
+ * sandbox's sealed token: no re-provisioning.
  */
 import { randomUUID } from "node:crypto";
 import type { TaskRow } from "@repo/db";
 import { type CreateTaskBody, InitStatus, isBusy, TaskStatus } from "@repo/types";
 import { InvalidTransitionError, StopRequest, TaskBusyError } from "../errors";
-import type { WorkspaceManager } from "../execution/types";
+import { probeWorkspace, type WorkspaceManager } from "../execution/types";
 import type { Logger } from "../logger";
+import type { ReplicaBus } from "../replicas/replica-bus";
 import { RepositoryStore } from "../repository/repository-store";
+import type { Clock } from "../utils/clock";
+import { isGoneOnThisHost } from "../utils/process-identity";
+import type { TaskChanges } from "../utils/task-changes";
+import { hasOtherLiveOwner } from "../utils/task-moves";
 import type { TaskStatusStore } from "../utils/task-status";
 import type { CleanupClaims } from "./cleanup-claims";
+import type { TaskOwnership } from "./task-ownership";
 import type { TaskRepository } from "./task-repository";
 import type { TurnRunner } from "./turn-runner";
 import type { WorkspaceTeardown } from "./workspace-teardown";
@@ -29,13 +43,31 @@ export interface TaskLifecycleDeps {
   teardown: WorkspaceTeardown;
   claims: CleanupClaims;
   store: RepositoryStore;
+  ownership: TaskOwnership;
+  bus: ReplicaBus;
+  changes: TaskChanges;
+  clock: Clock;
+  /** Carries on, or ends with `message`, the work of a task this process just took over (task-recovery.ts). */
+  takeOver(task: TaskRow, message?: string): Promise<void>;
   log: Logger;
+  /** How long a stop waits for a live owner to end the work, in ms. Default 120000. */
+  stopWaitMs?: number;
+  /** How often a stop is sent again to an owner that has not answered, in ms. Default 2000. */
+  stopResendMs?: number;
 }
 
 export class TaskLifecycle {
   private closing = false;
 
-  constructor(private readonly deps: TaskLifecycleDeps) {}
+  constructor(private readonly deps: TaskLifecycleDeps) {
+    // Stops sent to this process by others, for work it owns.
+    deps.bus.subscribe((message) => {
+      if (message.type !== "stop" || message.to !== deps.ownership.ownerId) return;
+      void deps.turns
+        .stop(message.taskId, new StopRequest(message.reason, message.byUser))
+        .catch((error) => deps.log.error({ taskId: message.taskId, err: error }, "stop.remote.failed"));
+    });
+  }
 
   /** Creates the task (INITIALIZING / INACTIVE) and starts initializing it at once. */
   async create(body: CreateTaskBody): Promise<TaskRow> {
@@ -71,10 +103,7 @@ export class TaskLifecycle {
         await turns.start(warm, message, { initialize: false, executor });
         return warm;
       }
-      if (!executor) {
-        this.deps.log.warn({ taskId }, "followup.workspace.dead");
-        await status.setInitStatus(taskId, InitStatus.INACTIVE, { reason: "workspace is gone" });
-      }
+      if (!executor) await this.leaveDeadWorkspace(task);
     }
     // A cleanup holds the task (or claimed it between our read and our write): wait for it to end.
     task = await tasks.get(taskId);
@@ -88,21 +117,40 @@ export class TaskLifecycle {
 
   /**
    * Stops a running initialization or turn and waits until it has ended
-   * STOPPED (its work saved). The runner ends it; only when no process runs
-   * it (its server died) is the move made here.
+   * STOPPED (its work saved). The runner that owns the work ends it — in
+   * this process, or in the owner's, reached over the replica bus; only when
+   * no live process owns it (its server died) is it taken over and ended here.
    */
   async stop(taskId: string, reason = "stopped by user"): Promise<TaskRow> {
-    const { tasks, status, turns } = this.deps;
-    const task = await tasks.get(taskId);
+    const { tasks, status, turns, ownership, log } = this.deps;
+    let task = await tasks.get(taskId);
     if (!isBusy(task)) {
       throw new InvalidTransitionError(taskId, "status", task.status, TaskStatus.STOPPED, "nothing is running");
     }
-    if (!(await turns.stop(taskId, new StopRequest(reason, true)))) {
+    if (await turns.stop(taskId, new StopRequest(reason, true))) return tasks.get(taskId);
+    if (this.ownedElsewhere(task)) {
+      const ended = await this.stopAtOwner(task, reason);
+      if (ended && !isBusy(ended)) return ended;
+      task = ended ?? (await tasks.get(taskId));
+      if (!isBusy(task)) return task;
+      log.warn({ taskId, owner: task.ownerId }, "stop.owner.gone");
+    }
+    if (task.ownerId === ownership.ownerId) {
+      // Owned here, but its work already ended or never started: make the move itself.
       const stopped =
         task.status === TaskStatus.RUNNING
           ? await status.endTurn(taskId, TaskStatus.STOPPED, reason)
           : await status.stopInitialization(taskId, reason);
       if (!stopped) throw new TaskBusyError(taskId, (await tasks.get(taskId)).status);
+      return stopped;
+    }
+    const taken = await ownership.takeOver(task);
+    if (!taken) throw new TaskBusyError(taskId, (await tasks.get(taskId)).status);
+    if (taken.status === TaskStatus.RUNNING) {
+      await this.deps.takeOver(taken, reason);
+    } else {
+      await this.deps.workspaces.teardown(taken);
+      await status.stopInitialization(taskId, reason);
     }
     return tasks.get(taskId);
   }
@@ -125,9 +173,9 @@ export class TaskLifecycle {
 
   /** Stops what runs, destroys the workspace and deletes the task and its branch. */
   async delete(taskId: string): Promise<void> {
-    const { tasks, turns, teardown, store } = this.deps;
+    const { tasks, teardown, store } = this.deps;
     const task = await tasks.get(taskId);
-    await turns.stop(taskId, new StopRequest("task deleted", true));
+    if (isBusy(task)) await this.stop(taskId, "task deleted").catch(() => undefined);
     await teardown.destroy(task);
     await tasks.delete(taskId);
     if (task.branch) await store.deleteBranch(task.repoUrl, task.branch);
@@ -140,15 +188,79 @@ export class TaskLifecycle {
 
   /**
    * Shutdown: refuse new work, stop every running turn (STOPPED with a
-   * reason), wait for them to save their work.
+   * reason), wait for them to save their work. Initializations are left
+   * INITIALIZING and their ownership given up, so another server process
+   * takes them over at once. Warm sandboxes keep running: their tokens are
+   * sealed in the database and their deadlines too, so whichever process
+   * comes next follows up in them or cleans them up.
    */
   async shutdown(reason = "server shutting down"): Promise<void> {
     this.closing = true;
+    const running = this.deps.turns.runningTaskIds();
     await this.deps.turns.stopAll(reason);
+    await this.deps.ownership
+      .release(running)
+      .catch((error) => this.deps.log.error({ err: error }, "shutdown.release.failed"));
   }
 
   private assertOpen(): void {
     if (this.closing) throw new TaskBusyError("*", "shutting down");
+  }
+
+  /** A warm workspace that no longer answers: gone → INACTIVE; silent → refused (kept, reported). */
+  private async leaveDeadWorkspace(task: TaskRow): Promise<void> {
+    const { workspaces, status, teardown, log } = this.deps;
+    const probe = await probeWorkspace(workspaces, task);
+    if (probe.state === "answers") return; // it answered again; the warm start lost a race instead
+    if (probe.state === "silent") {
+      await teardown.unreachable(task, probe.detail ?? "it does not answer"); // throws within the grace period
+      await workspaces.teardown(task);
+    }
+    log.warn({ taskId: task.id, workspace: probe.state }, "followup.workspace.dead");
+    await status.setInitStatus(task.id, InitStatus.INACTIVE, { reason: "workspace is gone" });
+  }
+
+  /** True when another process owns the task's work and its lease holds. */
+  private ownedElsewhere(task: TaskRow): boolean {
+    const mover = { ownerId: this.deps.ownership.ownerId, now: this.deps.clock.now() };
+    return hasOtherLiveOwner(task, mover) && !isGoneOnThisHost(task.ownerId!);
+  }
+
+  /**
+   * Sends the stop to the owner (again every few seconds: the bus is best
+   * effort) and waits until the work has ended, or the owner is gone (its
+   * lease ran out, or it stopped renewing it). The task as last read.
+   */
+  private async stopAtOwner(task: TaskRow, reason: string): Promise<TaskRow | null> {
+    const { bus, tasks, changes, stopWaitMs = 120_000, stopResendMs = 2000, log } = this.deps;
+    const owner = task.ownerId!;
+    const send = () =>
+      bus
+        .publish({ type: "stop", to: owner, taskId: task.id, reason, byUser: true })
+        .catch((error) => log.warn({ taskId: task.id, err: error }, "stop.send.failed"));
+    await send();
+    const started = Date.now();
+    let lastSent = started;
+    for (;;) {
+      const current = await tasks.get(task.id);
+      if (!isBusy(current) || current.ownerId !== owner || !this.ownedElsewhere(current)) return current;
+      if (Date.now() - started > stopWaitMs) throw new TaskBusyError(task.id, current.status);
+      if (Date.now() - lastSent >= stopResendMs) {
+        lastSent = Date.now();
+        await send();
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, 250);
+        const unsubscribe = changes.subscribe((change) => {
+          if (change.task.id === task.id) done();
+        });
+        function done() {
+          clearTimeout(timer);
+          unsubscribe();
+          resolve();
+        }
+      });
+    }
   }
 }
 

@@ -1,34 +1,39 @@
 /**
- * Recovery from a dead server process, and the watch that keeps warm
- * workspaces honest.
+ * Recovery of work whose server process went away, and the watch that keeps
+ * warm workspaces honest. Several server processes may share the database:
+ * nothing here touches work that a live process owns.
  *
- * At start-up (before the API opens):
- * - processes the dead server left running in the data directory (git in
- *   the repository store, agent commands in local workspaces) are ended
- *   first, so they cannot race what follows (see orphan-processes.ts);
- * - a cleanup claim held by a process of this host that no longer runs is
- *   released, so the cleanup runs again now instead of after its lease;
- * - a task left INITIALIZING restarts its initialization from scratch, with
- *   the last user message, after removing what the dead run had created;
- * - a task left RUNNING is marked STOPPED with an explanation; in local mode
- *   whatever its agent had written is committed to the task branch first;
+ * Taking over (services/task-ownership.ts finds the work and takes its
+ * ownership, continuously; this module carries it on):
+ * - an initialization restarts from scratch with the last user message, after
+ *   removing what the interrupted run had created (it holds no work);
+ * - a turn is saved — in remote mode through the sandbox's sealed token, when
+ *   the sandbox still answers; in local mode from its workspace, after the
+ *   dead server's agent commands there are ended — its sandbox is destroyed,
+ *   and the task ends STOPPED / INACTIVE with an explanation. A sandbox that
+ *   is silent is not destroyed: the task ends STOPPED with the sandbox kept,
+ *   reported, and handed to the cleanup service, which retries the save
+ *   until the grace period is over (services/workspace-teardown.ts).
+ * At start-up (before the API opens), also:
+ * - processes a dead server left running in the data directory are ended
+ *   (only those whose server is gone: see orphan-processes.ts);
+ * - cleanup claims held by dead processes of this host are released;
+ * - a take-over pass runs (only work whose owner is gone: starting a server
+ *   never disturbs a live one);
  * - a VM session whose sandbox no longer exists is ended and its task set
  *   INACTIVE, so the next follow-up re-initializes.
  * At start-up and then periodically:
  * - sandboxes labelled as Umbra's that no task owns (no active VM session,
  *   task gone) are destroyed — orphans of crashes between creating a sandbox
  *   and recording it;
- * - warm workspaces are probed; one that died sets its task INACTIVE.
- *
- * Start-up recovery assumes one server process owns the INITIALIZING and
- * RUNNING tasks of the database (several processes share cleanup safely,
- * through claims, but not in-flight turns).
+ * - warm workspaces are probed: one that is gone sets its task INACTIVE; one
+ *   that is silent is reported and kept for the grace period.
  */
 import { type Db, type TaskRow, tasks, vmSessions } from "@repo/db";
 import { InitStatus, TaskStatus } from "@repo/types";
 import { and, eq, inArray } from "drizzle-orm";
 import { errorMessage } from "../errors";
-import type { WorkspaceManager } from "../execution/types";
+import { probeWorkspace, type WorkspaceManager } from "../execution/types";
 import { UMBRA_LABELS, UMBRA_MANAGED_BY, type VmProvider } from "../execution/vm/types";
 import type { Logger } from "../logger";
 import type { Clock, TimerHandle } from "../utils/clock";
@@ -36,6 +41,8 @@ import type { TaskStatusStore } from "../utils/task-status";
 import type { CleanupClaims } from "./cleanup-claims";
 import type { MessageLog } from "./message-log";
 import { endOrphanedProcesses } from "./orphan-processes";
+import type { TaskOwnership } from "./task-ownership";
+import { type WorkspaceTeardown, WorkspaceUnreachableError } from "./workspace-teardown";
 
 export const INTERRUPTED_TURN_MESSAGE =
   "The server stopped while the agent was working; the turn was interrupted. Send a follow-up to continue.";
@@ -45,26 +52,27 @@ export interface TaskRecoveryDeps {
   clock: Clock;
   status: TaskStatusStore;
   workspaces: WorkspaceManager;
+  teardown: WorkspaceTeardown;
+  ownership: TaskOwnership;
   /** The VM provider in remote mode; null in local mode. */
   provider: VmProvider | null;
   messages: MessageLog;
   claims: CleanupClaims;
-  /** Restarts initialization and the turn for `message` of a task left INITIALIZING / INACTIVE. */
+  /** Restarts initialization and the turn for `message` of a task left INITIALIZING / INACTIVE (owned by this process). */
   restart(task: TaskRow, message: string): Promise<void>;
   /** True while this process runs an initialization or a turn for the task. */
   isActive(taskId: string): boolean;
   log: Logger;
   /** Period of the orphan and health sweeps, in ms. */
   intervalMs: number;
-  /** The server's data directory, searched for processes of a dead server at start-up. Unset: no search. */
+  /** The server's data directory, searched for processes of a dead server. Unset: no search. */
   dataDir?: string;
 }
 
 export interface RecoveryReport {
   endedProcesses: number[];
   releasedClaims: string[];
-  restartedInitializations: string[];
-  stoppedTurns: string[];
+  takenOver: string[];
   endedSessions: string[];
   reapedOrphans: string[];
   deadWorkspaces: string[];
@@ -76,13 +84,12 @@ export class TaskRecovery {
 
   constructor(private readonly deps: TaskRecoveryDeps) {}
 
-  /** Recovers what a dead process left behind. Run once, before serving requests. */
+  /** Recovers what dead processes left behind. Run once, before serving requests. */
   async recoverAtStartup(): Promise<RecoveryReport> {
     const report: RecoveryReport = {
       endedProcesses: [],
       releasedClaims: [],
-      restartedInitializations: [],
-      stoppedTurns: [],
+      takenOver: [],
       endedSessions: [],
       reapedOrphans: [],
       deadWorkspaces: [],
@@ -94,23 +101,8 @@ export class TaskRecovery {
       }
     }
     report.releasedClaims = await this.deps.claims.releaseClaimsOfDeadWorkers();
-    const stuck = await this.deps.db
-      .select()
-      .from(tasks)
-      .where(inArray(tasks.status, [TaskStatus.INITIALIZING, TaskStatus.RUNNING]));
-    for (const task of stuck) {
-      try {
-        if (task.status === TaskStatus.RUNNING) {
-          await this.stopInterruptedTurn(task);
-          report.stoppedTurns.push(task.id);
-        } else {
-          await this.restartInitialization(task);
-          report.restartedInitializations.push(task.id);
-        }
-      } catch (error) {
-        this.deps.log.error({ taskId: task.id, err: error }, "recovery.task.failed");
-      }
-    }
+    report.takenOver = await this.deps.ownership.runOnce();
+    await this.deps.ownership.whenIdle();
     report.endedSessions = await this.endSessionsOfMissingSandboxes();
     report.reapedOrphans = await this.reapOrphans();
     this.deps.log.info({ report }, "recovery.startup.done");
@@ -146,20 +138,58 @@ export class TaskRecovery {
     return { deadWorkspaces, reapedOrphans };
   }
 
-  private async stopInterruptedTurn(task: TaskRow): Promise<void> {
-    const { workspaces, status, log } = this.deps;
-    if (workspaces.mode === "local" && (await workspaces.isAlive(task))) {
-      await workspaces
-        .saveWork(task, "Umbra: save work of an interrupted turn")
-        .catch((error) => log.warn({ taskId: task.id, err: errorMessage(error) }, "recovery.save.failed"));
+  /**
+   * Carries on the work of a task this process just took over (it owns it
+   * now): an initialization restarts, a turn is saved and ends STOPPED with
+   * `message` (by default: the server stopped while the agent was working).
+   */
+  async takeOver(task: TaskRow, message = INTERRUPTED_TURN_MESSAGE): Promise<void> {
+    if (task.status === TaskStatus.RUNNING) await this.stopInterruptedTurn(task, message);
+    else if (task.status === TaskStatus.INITIALIZING) await this.restartInitialization(task);
+  }
+
+  private async stopInterruptedTurn(task: TaskRow, message: string): Promise<void> {
+    const { workspaces, status, teardown, log, dataDir } = this.deps;
+    const logged = log.child({ taskId: task.id });
+    if (workspaces.mode === "local" && dataDir) {
+      // The dead owner's agent commands must not write while the turn's work is committed.
+      const ended = await endOrphanedProcesses(dataDir, 2000, task.id);
+      if (ended.length > 0) logged.warn({ pids: ended }, "recovery.agent_processes.ended");
     }
-    await status.interruptTurn(task.id, INTERRUPTED_TURN_MESSAGE);
-    if (workspaces.mode === "remote") {
-      // This process has no connection to the old sandbox; destroy it so the next follow-up starts clean.
+    const probe = await probeWorkspace(workspaces, task);
+    if (probe.state === "silent" && workspaces.mode === "remote") {
+      let report = "";
+      try {
+        await teardown.unreachable(task, probe.detail ?? "it does not answer");
+      } catch (error) {
+        if (!(error instanceof WorkspaceUnreachableError)) throw error;
+        report = ` ${error.report}`;
+      }
+      if (report) {
+        // Kept, unsaved: the cleanup service retries the save until the grace period is over.
+        await status.interruptTurn(task.id, `${message}${report}`);
+        await status.scheduleTaskCleanup(task.id, 0, { reason: "the sandbox of an interrupted turn does not answer" });
+        logged.warn("recovery.turn.stopped_sandbox_silent");
+        return;
+      }
+    }
+    let saved = false;
+    if (probe.state === "answers") {
+      try {
+        await workspaces.saveWork(task, "Umbra: save work of an interrupted turn");
+        saved = true;
+      } catch (error) {
+        logged.warn({ err: errorMessage(error) }, "recovery.save.failed");
+      }
+    }
+    if (workspaces.mode === "remote" && (saved || probe.state !== "answers")) {
       await workspaces.teardown(task);
-      await status.setInitStatus(task.id, InitStatus.INACTIVE, { reason: "sandbox of a dead server removed" });
     }
-    log.warn({ taskId: task.id }, "recovery.turn.stopped");
+    await status.interruptTurn(task.id, message);
+    if (workspaces.mode === "remote" && (saved || probe.state !== "answers")) {
+      await status.setInitStatus(task.id, InitStatus.INACTIVE, { reason: "sandbox of an interrupted turn removed" });
+    }
+    logged.warn({ saved, workspace: probe.state }, "recovery.turn.stopped");
   }
 
   private async restartInitialization(task: TaskRow): Promise<void> {
@@ -168,7 +198,7 @@ export class TaskRecovery {
       .teardown(task)
       .catch((error) => log.warn({ taskId: task.id, err: error }, "recovery.teardown.failed"));
     const inactive = await status.setInitStatus(task.id, InitStatus.INACTIVE, {
-      reason: "initialization restarted after a crash",
+      reason: "initialization restarted after its server went away",
     });
     const lastUserMessage = (await messages.history(task.id)).filter((m) => m.role === "user").at(-1);
     if (!lastUserMessage) {
@@ -228,9 +258,14 @@ export class TaskRecovery {
     return row !== undefined;
   }
 
-  /** Probes idle warm workspaces; a dead one sets its task INACTIVE (the next follow-up re-initializes). */
+  /**
+   * Probes idle warm workspaces (through the sealed token, whichever process
+   * started them): one that is gone sets its task INACTIVE (the next
+   * follow-up re-initializes); one that is silent is reported and kept until
+   * its grace period is over.
+   */
   private async markDeadWorkspaces(): Promise<string[]> {
-    const { db, workspaces, status, log } = this.deps;
+    const { db, workspaces, status, teardown, log } = this.deps;
     const warm = await db
       .select()
       .from(tasks)
@@ -242,11 +277,24 @@ export class TaskRecovery {
       );
     const dead: string[] = [];
     for (const task of warm) {
-      if (task.cleanupClaimedBy || this.deps.isActive(task.id) || (await workspaces.isAlive(task))) continue;
+      if (task.cleanupClaimedBy || this.deps.isActive(task.id)) continue;
+      const probe = await probeWorkspace(workspaces, task);
+      if (probe.state === "answers") {
+        await teardown.answered(task);
+        continue;
+      }
+      if (probe.state === "silent") {
+        try {
+          await teardown.unreachable(task, probe.detail ?? "it does not answer");
+        } catch (error) {
+          if (error instanceof WorkspaceUnreachableError) continue;
+          throw error;
+        }
+      }
       await workspaces.teardown(task);
       if (await status.setInitStatus(task.id, InitStatus.INACTIVE, { reason: "workspace stopped answering" })) {
         dead.push(task.id);
-        log.warn({ taskId: task.id }, "recovery.workspace.dead");
+        log.warn({ taskId: task.id, workspace: probe.state }, "recovery.workspace.dead");
       }
     }
     return dead;

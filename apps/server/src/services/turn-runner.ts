@@ -12,7 +12,10 @@
  * Work is tracked per task with an AbortController: stop() aborts it and
  * waits until it has ended (and saved), it never writes a status itself. At
  * most one piece of work runs per task in this process; the status moves
- * that start work (compare-and-set) keep it to one across processes.
+ * that start work (compare-and-set) keep it to one across processes, and
+ * make this process the work's owner (services/task-ownership.ts renews the
+ * lease of every task in `runningTaskIds()`). Work whose ownership was taken
+ * over by another process is abandoned: aborted, its end refused.
  */
 import type { TaskRow } from "@repo/db";
 import { TaskStatus } from "@repo/types";
@@ -82,6 +85,16 @@ export class TurnRunner {
   /** True while this process runs an initialization or a turn for the task. */
   isRunning(taskId: string): boolean {
     return this.work.has(taskId);
+  }
+
+  /** The tasks whose work runs in this process now. */
+  runningTaskIds(): string[] {
+    return [...this.work.keys()];
+  }
+
+  /** Another process took the work over: abort it here (its moves are refused from now on). */
+  abandon(taskId: string): void {
+    this.work.get(taskId)?.controller.abort(new StopRequest("another server process took the work over", false));
   }
 
   /** Aborts the task's work and waits until it has ended. False when none ran in this process. */

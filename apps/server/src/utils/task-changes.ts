@@ -3,6 +3,11 @@
  * change after its transaction commits, in order per task; the socket
  * events, the cleanup service's timer and anyone waiting for a cleanup
  * subscribe. A listener that throws is cut off from nothing: the others still hear it.
+ *
+ * With several server processes on one database, changes another process
+ * made are published here too, marked `remote` (see replicas/replica-bus.ts),
+ * so a service waiting on a change hears it wherever it was made. Socket
+ * events are sent by the process that made the change, so they skip remote ones.
  */
 import type { TaskChange, TaskChangeListener } from "./task-status";
 

@@ -6,6 +6,11 @@
  * InitStatus moves have their table too: INACTIVE → the mode's steps in
  * order → ACTIVE, and back to INACTIVE from anywhere but a running turn.
  *
+ * Running work (an initialization or a turn) is owned by one server process,
+ * recorded in the row with a lease (services/task-ownership.ts): the moves
+ * that start work take the ownership in the same write, the moves that end it
+ * release it, and only the owner moves its work along.
+ *
  * This module only decides; utils/task-status.ts applies a decision as one
  * guarded compare-and-set. Nothing else decides which moves exist.
  */
@@ -24,6 +29,13 @@ export interface TaskMove {
   requiresInitStatus?: InitStatus;
   /** The cleanup claim the move needs: none at all, or the mover's own. */
   claim?: "unclaimed" | "held";
+  /**
+   * Ownership of the task's running work: `take` (no live owner; the mover
+   * becomes the owner), `hold` (the mover owns it and keeps it), `release`
+   * (the mover owns it and gives it up: the work ended), `clear` (no live
+   * owner other than the mover; none afterwards).
+   */
+  owner: "take" | "hold" | "release" | "clear";
   /** The initStatus written together with the move. */
   initStatus?: InitStatus;
   /**
@@ -47,6 +59,7 @@ export const TASK_MOVES = {
     to: RUNNING,
     requiresInitStatus: InitStatus.ACTIVE,
     cleanup: "clear",
+    owner: "hold",
     trigger: "initialization reached ACTIVE",
   },
   failInitialization: {
@@ -55,6 +68,7 @@ export const TASK_MOVES = {
     initStatus: InitStatus.INACTIVE,
     cleanup: "clear",
     outcome: FAILED,
+    owner: "release",
     trigger: "a step failed",
   },
   stopInitialization: {
@@ -63,6 +77,7 @@ export const TASK_MOVES = {
     initStatus: InitStatus.INACTIVE,
     cleanup: "clear",
     outcome: STOPPED,
+    owner: "release",
     trigger: "user stop during initialization",
   },
   completeTurn: {
@@ -70,15 +85,31 @@ export const TASK_MOVES = {
     to: COMPLETED,
     cleanup: "start",
     outcome: COMPLETED,
+    owner: "release",
     trigger: "agent finished its turn",
   },
-  failTurn: { from: [RUNNING], to: FAILED, cleanup: "start", outcome: FAILED, trigger: "agent failed" },
-  stopTurn: { from: [RUNNING], to: STOPPED, cleanup: "start", outcome: STOPPED, trigger: "user stop during a turn" },
+  failTurn: {
+    from: [RUNNING],
+    to: FAILED,
+    cleanup: "start",
+    outcome: FAILED,
+    owner: "release",
+    trigger: "agent failed",
+  },
+  stopTurn: {
+    from: [RUNNING],
+    to: STOPPED,
+    cleanup: "start",
+    outcome: STOPPED,
+    owner: "release",
+    trigger: "user stop during a turn",
+  },
   interruptTurn: {
     from: [RUNNING],
     to: STOPPED,
     cleanup: "keep",
     outcome: STOPPED,
+    owner: "release",
     trigger: "the process running the turn went away",
   },
   startWarmFollowUp: {
@@ -87,6 +118,7 @@ export const TASK_MOVES = {
     requiresInitStatus: InitStatus.ACTIVE,
     claim: "unclaimed",
     cleanup: "clear",
+    owner: "take",
     trigger: "follow-up on a warm workspace",
   },
   beginReinitialization: {
@@ -94,6 +126,7 @@ export const TASK_MOVES = {
     to: INITIALIZING,
     requiresInitStatus: InitStatus.INACTIVE,
     cleanup: "clear",
+    owner: "take",
     trigger: "follow-up that re-initializes",
   },
   archiveByCleanup: {
@@ -102,6 +135,7 @@ export const TASK_MOVES = {
     claim: "held",
     initStatus: InitStatus.INACTIVE,
     cleanup: "clear",
+    owner: "clear",
     trigger: "warm window expired: workspace cleaned up",
   },
   archiveByUser: {
@@ -109,6 +143,7 @@ export const TASK_MOVES = {
     to: ARCHIVED,
     initStatus: InitStatus.INACTIVE,
     cleanup: "clear",
+    owner: "clear",
     trigger: "archived by user",
   },
 } as const satisfies Record<string, TaskMove>;
@@ -122,16 +157,43 @@ export const END_TURN_MOVES: Record<TurnOutcome, TaskMoveName> = {
   STOPPED: "stopTurn",
 };
 
-type GuardedFields = Pick<TaskRow, "status" | "initStatus" | "cleanupClaimedBy">;
+type GuardedFields = Pick<TaskRow, "status" | "initStatus" | "cleanupClaimedBy" | "ownerId" | "ownerLeaseUntil">;
 
-/** Why `move` cannot be made from `row` now (by `claimedBy`, for claim-held moves), or null when it can. */
-export function moveRefusal(move: TaskMove, row: GuardedFields, claimedBy?: string): string | null {
+/** Who makes a move, and when. */
+export interface Mover {
+  /** The server process making the move (the owner it takes, holds or releases). */
+  ownerId: string;
+  now: Date;
+  /** The cleanup worker, for claim-held moves. */
+  claimedBy?: string;
+}
+
+/** True when `row` has an owner other than `mover` whose lease has not run out. */
+export function hasOtherLiveOwner(row: Pick<TaskRow, "ownerId" | "ownerLeaseUntil">, mover: Mover): boolean {
+  return (
+    row.ownerId !== null &&
+    row.ownerId !== mover.ownerId &&
+    row.ownerLeaseUntil !== null &&
+    row.ownerLeaseUntil.getTime() >= mover.now.getTime()
+  );
+}
+
+/** Why `move` cannot be made from `row` now by `mover`, or null when it can. */
+export function moveRefusal(move: TaskMove, row: GuardedFields, mover: Mover): string | null {
   if (!move.from.includes(row.status)) return `${row.status} is not one of ${move.from.join(", ")}`;
   if (move.requiresInitStatus && row.initStatus !== move.requiresInitStatus) {
     return `initStatus is ${row.initStatus}, needs ${move.requiresInitStatus}`;
   }
   if (move.claim === "unclaimed" && row.cleanupClaimedBy) return "cleanup in progress";
-  if (move.claim === "held" && (!claimedBy || row.cleanupClaimedBy !== claimedBy)) return "cleanup claim lost";
+  if (move.claim === "held" && (!mover.claimedBy || row.cleanupClaimedBy !== mover.claimedBy)) {
+    return "cleanup claim lost";
+  }
+  if ((move.owner === "hold" || move.owner === "release") && row.ownerId !== mover.ownerId) {
+    return "the work is owned by another server process";
+  }
+  if ((move.owner === "take" || move.owner === "clear") && hasOtherLiveOwner(row, mover)) {
+    return "another server process runs the task's work";
+  }
   return null;
 }
 
@@ -146,12 +208,21 @@ export function nextInitStatus(mode: TaskRow["mode"], current: InitStatus): Init
   return index >= 0 && index < order.length - 1 ? order[index + 1]! : null;
 }
 
-/** Why `row` cannot move to initStatus `to` now, or null when it can. */
-export function initStatusRefusal(row: Pick<TaskRow, "mode" | "status" | "initStatus">, to: InitStatus): string | null {
+/**
+ * Why `row` cannot move to initStatus `to` now, or null when it can. The steps
+ * of an initialization are the owner's (`ownerId`) to make.
+ */
+export function initStatusRefusal(
+  row: Pick<TaskRow, "mode" | "status" | "initStatus" | "ownerId">,
+  to: InitStatus,
+  ownerId: string,
+): string | null {
   if (to === InitStatus.INACTIVE) {
-    return row.status === RUNNING ? "an agent turn is running" : null;
+    if (row.status === RUNNING) return "an agent turn is running";
+    return row.status === INITIALIZING && row.ownerId !== ownerId ? "the initialization has another owner" : null;
   }
   if (row.status !== INITIALIZING) return `task is ${row.status}`;
+  if (row.ownerId !== ownerId) return "the initialization has another owner";
   const next = nextInitStatus(row.mode, row.initStatus);
   return next === to ? null : `${to} does not follow ${row.initStatus} in ${row.mode} mode`;
 }

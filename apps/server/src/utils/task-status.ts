@@ -12,21 +12,28 @@
  * the API layer turns that into a 409). Listeners hear a change only after
  * its transaction commits, in the order changes to one task were made.
  *
+ * Ownership of running work rides on the same writes: the store moves as
+ * one server process (`ownerId`), a move that starts work takes the ownership
+ * with a lease of `ownerLeaseMs`, the moves that end it release it, and the
+ * moves in between are refused to anyone but the owner.
+ *
  * The warm window has one length, `cleanupDelayMs`; the seed's entry points
  * (`setInitStatus`, `scheduleTaskCleanup`, `cancelTaskCleanup`) are thin
  * wrappers over the same guarded write.
  */
 import { type Db, type TaskRow, taskStatusHistory, tasks } from "@repo/db";
 import { InitStatus, isInitStep, type TaskMode, TaskStatus } from "@repo/types";
-import { and, eq, inArray, isNull, type SQL } from "drizzle-orm";
+import { and, eq, inArray, isNull, lt, ne, or, type SQL } from "drizzle-orm";
 import { NotFoundError } from "../errors";
 import type { Clock } from "./clock";
 import { DB_RETRY_DEADLINE_MS, retryTransient } from "./db-retry";
 import { KeyedMutex } from "./keyed-mutex";
+import { processIdentity } from "./process-identity";
 import {
   CLEANUP_SCHEDULABLE_STATUSES,
   END_TURN_MOVES,
   initStatusRefusal,
+  type Mover,
   moveRefusal,
   TASK_MOVES,
   type TaskMove,
@@ -39,6 +46,7 @@ export interface TaskFieldsPatch {
   errorMessage?: string | null;
   initializationError?: string | null;
   workspacePath?: string | null;
+  workspaceUnreachableSince?: Date | null;
   indexedCommitSha?: string | null;
   baseCommitSha?: string | null;
   branch?: string | null;
@@ -47,8 +55,11 @@ export interface TaskFieldsPatch {
 
 export interface TaskChange {
   task: TaskRow;
-  previous: TaskRow;
+  /** The row before the change; null for a change heard from another server process. */
+  previous: TaskRow | null;
   at: Date;
+  /** True when another server process made the change (its socket events are that process's to send). */
+  remote?: boolean;
 }
 
 export type TaskChangeListener = (change: TaskChange) => void;
@@ -77,6 +88,10 @@ export interface TaskStatusDeps {
   onChange?: TaskChangeListener;
   /** How long a write is retried while the database connection is lost, in ms. Default 60000. */
   retryDeadlineMs?: number;
+  /** The server process this store moves as: the owner of the work it starts. Default: a new process identity. */
+  ownerId?: string;
+  /** How long an owner's lease holds without a heartbeat, in ms (OWNER_LEASE_MS). Default 30000. */
+  ownerLeaseMs?: number;
 }
 
 interface MoveOptions {
@@ -90,6 +105,8 @@ export type TaskStatusStore = ReturnType<typeof createTaskStatusStore>;
 
 export function createTaskStatusStore(deps: TaskStatusDeps) {
   const { db, clock, onChange, cleanupDelayMs, retryDeadlineMs = DB_RETRY_DEADLINE_MS } = deps;
+  const ownerId = deps.ownerId ?? processIdentity("replica");
+  const ownerLeaseMs = deps.ownerLeaseMs ?? DEFAULT_OWNER_LEASE_MS;
   const mutex = new KeyedMutex();
   // A write lost to a dropped connection is run again (see db-retry.ts): a task must not stay
   // INITIALIZING or RUNNING because the database blinked while its status moved.
@@ -128,7 +145,8 @@ export function createTaskStatusStore(deps: TaskStatusDeps) {
       if (
         previous.status !== task.status ||
         previous.initStatus !== task.initStatus ||
-        previous.scheduledCleanupAt?.getTime() !== task.scheduledCleanupAt?.getTime()
+        previous.scheduledCleanupAt?.getTime() !== task.scheduledCleanupAt?.getTime() ||
+        previous.errorMessage !== task.errorMessage
       ) {
         onChange?.({ task, previous, at: now });
       }
@@ -140,9 +158,10 @@ export function createTaskStatusStore(deps: TaskStatusDeps) {
   function move(taskId: string, name: TaskMoveName, options: MoveOptions = {}): Promise<TaskRow | null> {
     const spec: TaskMove = TASK_MOVES[name];
     return write(taskId, options.reason ?? spec.trigger, (row, now) => {
-      const refused = moveRefusal(spec, row, options.claimedBy);
+      const mover: Mover = { ownerId, now, claimedBy: options.claimedBy };
+      const refused = moveRefusal(spec, row, mover);
       if (refused) return { refused };
-      const update: TaskUpdate = { status: spec.to, ...options.patch };
+      const update: TaskUpdate = { status: spec.to, ...options.patch, ...ownerEffect(spec.owner, now) };
       if (spec.initStatus) update.initStatus = spec.initStatus;
       if (spec.outcome) update.lastOutcome = spec.outcome;
       if (spec.cleanup === "clear") clearCleanup(update);
@@ -154,15 +173,38 @@ export function createTaskStatusStore(deps: TaskStatusDeps) {
       if (spec.requiresInitStatus) guards.push(eq(tasks.initStatus, spec.requiresInitStatus));
       if (spec.claim === "unclaimed") guards.push(isNull(tasks.cleanupClaimedBy));
       if (spec.claim === "held") guards.push(eq(tasks.cleanupClaimedBy, options.claimedBy!));
+      guards.push(ownerGuard(spec.owner, now));
       return { update, guard: and(...guards) };
     });
+  }
+
+  /** What a move does to the ownership of the task's work. */
+  function ownerEffect(owner: TaskMove["owner"], now: Date): TaskUpdate {
+    return owner === "take" || owner === "hold"
+      ? { ownerId, ownerLeaseUntil: new Date(now.getTime() + ownerLeaseMs) }
+      : { ownerId: null, ownerLeaseUntil: null };
+  }
+
+  /** The ownership guard of a move, repeated in SQL. */
+  function ownerGuard(owner: TaskMove["owner"], now: Date): SQL {
+    if (owner === "hold" || owner === "release") return eq(tasks.ownerId, ownerId);
+    return or(isNull(tasks.ownerId), eq(tasks.ownerId, ownerId), lt(tasks.ownerLeaseUntil, now))!;
   }
 
   const clearedErrors = { errorMessage: null, initializationError: null };
 
   return {
-    /** Inserts a new task as INITIALIZING / INACTIVE, with its first history row. */
-    createTask: (input: NewTaskInput) => insertTask(db, clock, retrying, input),
+    /** The server process this store moves as. */
+    ownerId,
+    /** How long an owner's lease holds without a heartbeat, in ms. */
+    ownerLeaseMs,
+
+    /** Inserts a new task as INITIALIZING / INACTIVE, owned by this process, with its first history row. */
+    createTask: (input: NewTaskInput) =>
+      insertTask(db, clock, retrying, input, (now) => ({
+        ownerId,
+        ownerLeaseUntil: new Date(now.getTime() + ownerLeaseMs),
+      })),
 
     /** INITIALIZING → RUNNING once the workspace is ACTIVE. */
     startTurn: (taskId: string) => move(taskId, "startTurn"),
@@ -200,17 +242,22 @@ export function createTaskStatusStore(deps: TaskStatusDeps) {
      */
     setInitStatus(taskId: string, to: InitStatus, options: { reason?: string } = {}): Promise<TaskRow | null> {
       return write(taskId, options.reason, (row) => {
-        const refused = initStatusRefusal(row, to);
+        const refused = initStatusRefusal(row, to, ownerId);
         if (refused) return { refused };
         const update: TaskUpdate = { initStatus: to };
         if (isInitStep(to) || to === InitStatus.ACTIVE) {
           return {
             update,
-            guard: and(eq(tasks.status, TaskStatus.INITIALIZING), eq(tasks.initStatus, row.initStatus)),
+            guard: and(
+              eq(tasks.status, TaskStatus.INITIALIZING),
+              eq(tasks.initStatus, row.initStatus),
+              eq(tasks.ownerId, ownerId),
+            ),
           };
         }
         clearCleanup(update);
-        return { update, guard: inArray(tasks.status, NOT_RUNNING) };
+        const ownInitialization = or(ne(tasks.status, TaskStatus.INITIALIZING), eq(tasks.ownerId, ownerId));
+        return { update, guard: and(inArray(tasks.status, NOT_RUNNING), ownInitialization) };
       });
     },
 
@@ -266,6 +313,8 @@ export function createTaskStatusStore(deps: TaskStatusDeps) {
   };
 }
 
+const DEFAULT_OWNER_LEASE_MS = 30_000;
+
 const NOT_RUNNING = [
   TaskStatus.INITIALIZING,
   TaskStatus.STOPPED,
@@ -286,6 +335,7 @@ async function insertTask(
   clock: Clock,
   retrying: <T>(fn: () => Promise<T>) => Promise<T>,
   input: NewTaskInput,
+  owner: (now: Date) => Pick<TaskUpdate, "ownerId" | "ownerLeaseUntil">,
 ): Promise<TaskRow> {
   const now = clock.now();
   return retrying(() =>
@@ -301,6 +351,7 @@ async function insertTask(
           branch: input.branch ?? null,
           status: TaskStatus.INITIALIZING,
           initStatus: InitStatus.INACTIVE,
+          ...owner(now),
           createdAt: now,
           updatedAt: now,
         })

@@ -41,6 +41,7 @@ export async function createRemoteWorkspaceManager(
     clock: deps.clock,
     store: deps.store,
     provider: await createVmProvider(config, deps),
+    secrets: deps.secrets,
     readyTimeoutMs: config.vmReadyTimeoutMs,
     log: deps.log,
   });

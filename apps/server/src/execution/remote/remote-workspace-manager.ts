@@ -13,10 +13,17 @@
  * branch-sync.ts); it runs after every turn and before every teardown, and
  * a save that cannot complete is one WorkspaceSaveError with its reason.
  *
- * The per-VM token is random, kept in memory only, and stored hashed in the
- * VM session row. After a server restart a sandbox is therefore unreachable;
- * it holds no unsaved work (every turn ended with a save) and is replaced on
- * the next follow-up.
+ * The per-VM token is random and stored in the VM session row sealed with the
+ * server's secret box (and hashed). Any server process sharing the database
+ * and the key — another replica, or this server after a restart — rebuilds
+ * the sidecar client of a live sandbox from that row, so it can save the
+ * sandbox's work, run a follow-up in it or clean it up. The token never
+ * appears in logs, errors or task JSON.
+ *
+ * probe() tells a sandbox that answers from one that is gone (nothing left
+ * to save) and from one that is silent (its process runs but does not
+ * answer, or its token cannot be opened): a silent sandbox may still hold
+ * unsaved work and is never destroyed here on that ground.
  */
 import { randomBytes, randomUUID } from "node:crypto";
 import { type Db, type TaskRow, vmSessions } from "@repo/db";
@@ -28,16 +35,19 @@ import type { Logger } from "../../logger";
 import type { RepositoryStore } from "../../repository/repository-store";
 import { hashToken } from "../../utils/auth";
 import type { Clock } from "../../utils/clock";
+import type { SecretBox } from "../../utils/secret-box";
 import { resolveTaskBase } from "../task-branch";
-import type { StepContext, WorkspaceManager } from "../types";
+import type { StepContext, WorkspaceManager, WorkspaceProbe } from "../types";
 import { UMBRA_LABELS, UMBRA_MANAGED_BY, type VmProvider } from "../vm/types";
-import { saveBranch, sendBranch } from "./branch-sync";
+import { saveBranch, sendBranch, toSaveError } from "./branch-sync";
 
 export interface RemoteWorkspaceManagerOptions {
   db: Db;
   clock: Clock;
   store: RepositoryStore;
   provider: VmProvider;
+  /** Seals each sandbox's token in its VM session row (SECRETS_KEY, shared by every server process). */
+  secrets: SecretBox;
   /** How long WAIT_VM_READY waits for the sidecar, in ms. */
   readyTimeoutMs: number;
   /** Pause between health probes while waiting, in ms. Default 100. */
@@ -61,6 +71,7 @@ interface LiveVm {
 
 export class RemoteWorkspaceManager implements WorkspaceManager {
   readonly mode = "remote" as const;
+  /** Clients of sandboxes this process has reached, by task; checked against the task's active session. */
   private readonly vms = new Map<string, LiveVm>();
 
   constructor(private readonly options: RemoteWorkspaceManagerOptions) {}
@@ -103,22 +114,17 @@ export class RemoteWorkspaceManager implements WorkspaceManager {
       externalId: handle.externalId,
       endpoint: handle.endpoint,
       tokenHash: hashToken(token),
+      tokenSealed: this.options.secrets.seal(token, tokenContext(sessionId)),
       active: true,
       createdAt: clock.now(),
     });
-    const probeTimeoutMs = Math.min(this.options.probeTimeoutMs ?? 5000, this.options.readyTimeoutMs);
-    this.vms.set(task.id, {
-      sessionId,
-      externalId: handle.externalId,
-      client: new SidecarClient({ endpoint: handle.endpoint, token }),
-      probe: new SidecarClient({ endpoint: handle.endpoint, token, timeoutMs: probeTimeoutMs }),
-    });
+    this.vms.set(task.id, this.clientsFor(sessionId, handle.externalId, handle.endpoint, token));
     log.info({ provider: handle.provider, externalId: handle.externalId }, "vm.created");
     return { ...base.patch, workspacePath: handle.endpoint };
   }
 
   private async waitReady({ task, signal }: StepContext): Promise<void> {
-    const vm = this.live(task);
+    const vm = await this.live(task);
     const { readyTimeoutMs, readyPollMs = 100, provider } = this.options;
     const started = Date.now();
     let lastSeen = "no answer yet";
@@ -149,7 +155,7 @@ export class RemoteWorkspaceManager implements WorkspaceManager {
   }
 
   private async verifyWorkspace({ task, log }: StepContext): Promise<void> {
-    const vm = this.live(task);
+    const vm = await this.live(task);
     const branch = task.branch!;
     const { head } = await sendBranch(this.options.store, vm.client, task, log);
     const health = await vm.client.health();
@@ -163,15 +169,18 @@ export class RemoteWorkspaceManager implements WorkspaceManager {
   }
 
   async executor(task: TaskRow): Promise<ToolExecutor> {
-    return this.live(task).client;
+    return (await this.live(task)).client;
   }
 
   async attach(task: TaskRow): Promise<ToolExecutor | null> {
-    return (await this.isAlive(task)) ? this.live(task).client : null;
+    const vm = await this.connect(task).catch(() => null);
+    return vm && (await this.answers(vm)) ? vm.client : null;
   }
 
   async saveWork(task: TaskRow, message: string): Promise<string> {
-    const vm = this.vms.get(task.id);
+    const vm = await this.connect(task).catch((error: unknown) => {
+      throw toSaveError(error);
+    });
     if (!vm) throw new WorkspaceSaveError("WORKSPACE_MISSING", `task ${task.id} has no running sandbox to save from`);
     const log = this.options.log.child({ taskId: task.id });
     return (await saveBranch(this.options.store, vm.client, task, message, log)).head;
@@ -204,8 +213,32 @@ export class RemoteWorkspaceManager implements WorkspaceManager {
   }
 
   async isAlive(task: TaskRow): Promise<boolean> {
-    const vm = this.vms.get(task.id);
-    if (!vm) return false;
+    return (await this.probe(task)).state === "answers";
+  }
+
+  async probe(task: TaskRow): Promise<WorkspaceProbe> {
+    const session = await this.activeSession(task.id);
+    if (!session) return { state: "gone", detail: "the task has no sandbox" };
+    let vm: LiveVm | null = null;
+    let detail = "it does not answer";
+    try {
+      vm = await this.connect(task);
+    } catch (error) {
+      detail = errorMessage(error);
+    }
+    if (vm && (await this.answers(vm))) return { state: "answers" };
+    const state = await this.options.provider.status(session.externalId).catch(() => null);
+    if (state && (state.state === "missing" || state.state === "exited")) {
+      return { state: "gone", detail: `sandbox ${state.state}${state.detail ? ` (${state.detail})` : ""}` };
+    }
+    return { state: "silent", detail };
+  }
+
+  async close(): Promise<void> {
+    await this.options.provider.close?.();
+  }
+
+  private async answers(vm: LiveVm): Promise<boolean> {
     try {
       return (await vm.probe.health()).ok === true;
     } catch {
@@ -213,13 +246,68 @@ export class RemoteWorkspaceManager implements WorkspaceManager {
     }
   }
 
-  async close(): Promise<void> {
-    await this.options.provider.close?.();
-  }
-
-  private live(task: TaskRow): LiveVm {
-    const vm = this.vms.get(task.id);
+  private async live(task: TaskRow): Promise<LiveVm> {
+    const vm = await this.connect(task);
     if (!vm) throw new WorkspaceError(`task ${task.id} has no running sandbox`, null, true);
     return vm;
   }
+
+  /**
+   * The clients of the task's active sandbox: the ones this process already
+   * has, or new ones from the session row's sealed token (a sandbox another
+   * server process started). Null when the task has no active session.
+   */
+  private async connect(task: TaskRow): Promise<LiveVm | null> {
+    const session = await this.activeSession(task.id);
+    if (!session) {
+      this.vms.delete(task.id);
+      return null;
+    }
+    const known = this.vms.get(task.id);
+    if (known?.sessionId === session.id) return known;
+    if (!session.tokenSealed || !session.endpoint) {
+      throw new WorkspaceError(
+        `the sandbox of task ${task.id} was started by a server that kept its token in memory only`,
+        null,
+        false,
+      );
+    }
+    let token: string;
+    try {
+      token = this.options.secrets.open(session.tokenSealed, tokenContext(session.id));
+    } catch (error) {
+      throw new WorkspaceError(
+        `the sandbox token of task ${task.id} does not open with this server's SECRETS_KEY (${errorMessage(error)})`,
+        null,
+        false,
+      );
+    }
+    const vm = this.clientsFor(session.id, session.externalId, session.endpoint, token);
+    this.vms.set(task.id, vm);
+    this.options.log.info({ taskId: task.id, externalId: session.externalId }, "vm.client.rebuilt");
+    return vm;
+  }
+
+  private async activeSession(taskId: string) {
+    const [session] = await this.options.db
+      .select()
+      .from(vmSessions)
+      .where(and(eq(vmSessions.taskId, taskId), eq(vmSessions.active, true)));
+    return session ?? null;
+  }
+
+  private clientsFor(sessionId: string, externalId: string, endpoint: string, token: string): LiveVm {
+    const probeTimeoutMs = Math.min(this.options.probeTimeoutMs ?? 5000, this.options.readyTimeoutMs);
+    return {
+      sessionId,
+      externalId,
+      client: new SidecarClient({ endpoint, token }),
+      probe: new SidecarClient({ endpoint, token, timeoutMs: probeTimeoutMs }),
+    };
+  }
+}
+
+/** The secret box context of a session's token: a sealed token copied to another row does not open there. */
+function tokenContext(sessionId: string): string {
+  return `vm-token:${sessionId}`;
 }

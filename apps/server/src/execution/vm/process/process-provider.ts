@@ -29,11 +29,11 @@
  * - Whatever this host cannot enforce is said loudly, once (sandbox-host.ts).
  */
 import { closeSync, openSync } from "node:fs";
-import { mkdir, readdir, readFile, rm } from "node:fs/promises";
+import { mkdir, readdir, readFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { WorkspaceError } from "../../../errors";
 import { defaultAllowedDomains, type NetworkPolicy } from "../egress/egress-policy";
-import { type EgressDenial, EgressProxy, type HostLookup } from "../egress/egress-proxy";
+import { EgressProxy } from "../egress/egress-proxy";
 import type { ProviderLogger, VmHandle, VmListing, VmProvider, VmSpec, VmStatus } from "../types";
 import { bubblewrapArgs, INSIDE } from "./bubblewrap";
 import { SandboxCgroupManager } from "./cgroups";
