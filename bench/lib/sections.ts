@@ -5,6 +5,9 @@ import { concurrencySection } from "../sections/concurrency";
 import { dueQuerySection } from "../sections/due-query";
 import { followUpSection } from "../sections/follow-up";
 import { outputFloodSection } from "../sections/output-flood";
+import { reinitLargeSection } from "../sections/reinit-large";
+import { saveCostSection } from "../sections/save-cost";
+import { saveMemorySection } from "../sections/save-memory";
 import { timeToActiveSection } from "../sections/time-to-active";
 import type { Section } from "./section";
 
@@ -14,6 +17,9 @@ export const SECTIONS: readonly Section[] = [
   concurrencySection,
   cleanupLagSection,
   dueQuerySection,
+  saveCostSection,
+  saveMemorySection,
+  reinitLargeSection,
   agentTurnSection,
   outputFloodSection,
 ];

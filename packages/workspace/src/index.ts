@@ -1,6 +1,7 @@
 export { AgentBoxSpec, CgroupCounter } from "./agent-box-spec";
 export * from "./git";
 export * from "./local-executor";
+export * from "./pack-meter";
 export { confinePath, resolveLexically } from "./paths";
 export {
   type CommandLauncher,
@@ -9,6 +10,7 @@ export {
   minimalEnvironment,
   runInProcessGroup,
 } from "./process-group";
+export * from "./save-workspace";
 export * from "./sidecar-client";
 export type { SidecarHealth } from "./sidecar-protocol";
 export * as sidecarProtocol from "./sidecar-protocol";
