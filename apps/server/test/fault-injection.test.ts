@@ -237,14 +237,13 @@ describe("remote mode: SIGKILL of the server, and of a sidecar", () => {
     const cleaningHead = taskBranchHead(dataDir, cleaning.id)!;
     const cleaningRecord = listeningSandbox(dataDir, cleaning.id)!;
     freezeSandbox(cleaningRecord);
-    // The health sweep probes sandboxes too: wait until the cleanup itself has claimed the task and is probing.
+    // The health sweep probes sandboxes too: wait until the cleanup itself has claimed the task (it then probes
+    // the frozen sandbox until its probe times out, which is when the server is killed below).
     await waitForTask(
       first,
       cleaning.id,
-      () =>
-        logEvents(first, "cleanup.started").some((line) => line.taskId === cleaning.id) &&
-        unreadBytesAtSidecar(cleaningRecord) > 0,
-      "had its cleanup claimed and probing",
+      () => logEvents(first, "cleanup.started").some((line) => line.taskId === cleaning.id),
+      "had its cleanup claimed",
     );
     expect((await getTask(first, cleaning.id)).status).toBe("COMPLETED");
 
@@ -321,9 +320,15 @@ describe("remote mode: SIGKILL of the server, and of a sidecar", () => {
         "remote: SIGKILL during a cleanup (claimed, probing a frozen sandbox)",
         async (observe) => {
           const task = await waitForTask(second, cleaning.id, (t) => t.status === "ARCHIVED", "archived", 30_000);
+          // Either the dead server still held the claim (released at start-up), or its probe of the frozen
+          // sandbox had already timed out and handed the claim back for a retry. Either way the task is
+          // archived well within the claim's 5-minute lease, which a claim left behind would block.
           const released = logEvents(second, "recovery.cleanup_claim.released").map((l) => l.taskId);
-          expect(released).toContain(cleaning.id);
-          observe("the dead server's cleanup claim was released at start-up (not left to its 5-minute lease)");
+          observe(
+            released.includes(cleaning.id)
+              ? "the dead server's cleanup claim was released at start-up (not left to its 5-minute lease)"
+              : "the dead server's cleanup had handed its claim back (sandbox not answering); the next server ran it",
+          );
           observe(`the interrupted cleanup ran again once the sandbox answered: ${task.status}/${task.initStatus}`);
           expect([task.initStatus, task.scheduledCleanupAt]).toEqual(["INACTIVE", null]);
           expect(branchContains(dataDir, cleaning.id, cleaningHead)).toBe(true);
