@@ -14,13 +14,14 @@ import { afterAll, describe, expect, it } from "vitest";
 import { type Cluster, startCluster } from "../../../test/support/cluster";
 import { postgresAvailable } from "../../../test/support/databases";
 import { createTask, DataDirs, followUp, logEvents, resting, waitForTask } from "../../../test/support/faults";
-import { createRepo, tempDir } from "../../../test/support/git";
+import { createRepo } from "../../../test/support/git";
 import { type GatedGitServer, serveGatedRepo } from "../../../test/support/git-http";
 import {
   branchContains,
   branchFiles,
   processRunning,
   readSandboxRecord,
+  sandboxDir,
   taskBranchHead,
 } from "../../../test/support/sandbox-probe";
 import { EventRecorder, type RecordedEvent } from "../../../test/support/server";
@@ -128,7 +129,9 @@ describe.runIf(await postgresAvailable())("several servers on one Postgres", () 
       const elapsed = Date.now() - sent;
       expect(reply.status).toBe(200);
       expect(reply.body.task.status).toBe("STOPPED");
-      expect(elapsed).toBeLessThan(1000);
+      // Promptly, through the bus — not after a lease runs out (30 s). The tight figure belongs to a benchmark:
+      // on a loaded two-core machine the same stop has measured 0.3–3 s.
+      expect(elapsed).toBeLessThan(10_000);
       const row = await c.task(task.id);
       expect([row.status, row.initStatus, row.ownerId]).toEqual(["STOPPED", "ACTIVE", null]);
       expect(logEvents(a!, "turn.end").map((l) => l.taskId)).toContain(task.id);
@@ -264,10 +267,12 @@ describe.runIf(await postgresAvailable())("several servers on one Postgres", () 
     const c = await cluster(3);
     const [a] = c.servers;
     try {
-      const go = join(tempDir("umbra-go-"), "go");
       const repo = createRepo();
+      // Each turn waits for a file in its sandbox's own /tmp, which the host sees under the sandbox's volume.
       const running = await Promise.all(
-        [1, 2].map((i) => createTask(a!, repo, `while [ ! -e ${go} ]; do sleep 0.05; done; echo ${i} > turn${i}.txt`)),
+        [1, 2].map((i) =>
+          createTask(a!, repo, `while [ ! -e /tmp/go ]; do sleep 0.05; done; echo ${i} > turn${i}.txt`),
+        ),
       );
       for (const task of running) await waitForTask(a!, task.id, (t) => t.status === "RUNNING", "running");
       const before = await Promise.all(running.map((t) => c.task(t.id)));
@@ -281,7 +286,7 @@ describe.runIf(await postgresAvailable())("several servers on one Postgres", () 
         expect([row.status, row.ownerId]).toEqual(["RUNNING", before[i]!.ownerId]);
         expect(processRunning(pids[i]!)).toBe(true);
       }
-      writeFileSync(go, "");
+      for (const task of running) writeFileSync(join(sandboxDir(c.dataDir, task.id), "volume", "tmp", "go"), "");
       for (const [i, task] of running.entries()) {
         const done = await waitForTask(d, task.id, resting, "finished");
         expect([done.status, done.errorMessage]).toEqual(["COMPLETED", null]);
