@@ -193,6 +193,7 @@ describe("remote mode: SIGKILL of the server, and of a sidecar", () => {
     await gated?.close();
   });
 
+  // Sandboxes started, frozen, killed and replaced, and two servers started, on two cores: minutes.
   it("recovers tasks killed in every step, a turn and a cleanup; destroys the dead server's sandboxes", async () => {
     const dataDir = dataDirs.create("umbra-fault-remote-");
     const first = await spawnServer({ dataDir, env });
@@ -387,7 +388,7 @@ describe("remote mode: SIGKILL of the server, and of a sidecar", () => {
     await destroySandboxes(dataDir);
     const leaked = await settleProcessesUnder(dataDir);
     expect(leaked, describeProcessesUnder(dataDir)).toEqual([]);
-  }, 120_000);
+  }, 300_000);
 });
 
 describe.runIf(await postgresAvailable())("Postgres connections terminated under a running server", () => {
