@@ -66,7 +66,8 @@ export async function startCluster(options: {
     sessions: (taskId) => database.db.select().from(vmSessions).where(eq(vmSessions.taskId, taskId)),
     async close() {
       const exitCodes = await Promise.all(
-        servers.filter((s) => s.child.exitCode === null && s.child.signalCode === null).map((s) => s.stop()),
+        // A graceful stop saves the turns still running in sandboxes; on a loaded machine that takes a while.
+        servers.filter((s) => s.child.exitCode === null && s.child.signalCode === null).map((s) => s.stop(90_000)),
       );
       await database.close();
       await destroySandboxes(dataDir);
