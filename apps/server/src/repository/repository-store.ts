@@ -31,6 +31,9 @@ import { gitReason, storeGit as runGit, storeGitBuffer as runGitBuffer, storeGit
 
 export { SERVER_GIT_EMAIL } from "./store-git";
 
+/** Pause before the one retry of a failed mirror fetch, ms. */
+const FETCH_RETRY_DELAY_MS = 2_000;
+
 /** Most of a task's patch the diff holds, bytes; the rest is counted, never held in memory. */
 const PATCH_LIMIT = 8 * 1024 * 1024;
 
@@ -433,10 +436,17 @@ export class RepositoryStore {
       await runGit(["config", "remote.origin.fetch", "+refs/heads/*:refs/remotes/origin/*"], { cwd: mirror });
       await runGit(["config", "gc.auto", "0"], { cwd: mirror });
     }
-    try {
-      await this.auth(repoUrl, (configArgs) =>
+    const fetch = () =>
+      this.auth(repoUrl, (configArgs) =>
         runGit([...configArgs, "fetch", "--prune", "--quiet", "origin"], { cwd: mirror, timeoutMs: 10 * 60_000 }),
       );
+    try {
+      // Once more after a failure: a fetch of a server process that died mid-fetch (on another host, out of
+      // reach of this one's locks) can still be writing into the mirror and make the first attempt fail.
+      await fetch().catch(async () => {
+        await new Promise((resolve) => setTimeout(resolve, FETCH_RETRY_DELAY_MS));
+        await fetch();
+      });
       await runGit(["remote", "set-head", "origin", "--auto"], { cwd: mirror }).catch(() => undefined);
     } catch (error) {
       throw new WorkspaceError(`cannot fetch ${repoUrl}: ${gitReason(error)}`, null, true, { cause: error });
