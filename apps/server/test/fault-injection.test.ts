@@ -181,7 +181,8 @@ describe("remote mode: SIGKILL of the server, and of a sidecar", () => {
   const REMOTE_STEPS = ["INACTIVE", "CREATE_VM", "WAIT_VM_READY", "VERIFY_VM_WORKSPACE", "INDEX_REPOSITORY", "ACTIVE"];
   const env = {
     AGENT_MODE: "remote",
-    TASK_CLEANUP_DELAY_MS: "1500",
+    // Long enough for a follow-up sent right after a turn to land inside it on a loaded machine.
+    TASK_CLEANUP_DELAY_MS: "5000",
     TASK_CLEANUP_INTERVAL_MS: "600000",
     HEALTH_CHECK_INTERVAL_MS: "600000",
     VM_READY_TIMEOUT_MS: "60000",
@@ -231,7 +232,7 @@ describe("remote mode: SIGKILL of the server, and of a sidecar", () => {
     await pollUntilStep(first, verifying.id, "VERIFY_VM_WORKSPACE", REMOTE_STEPS);
     freezeSandbox(readSandboxRecord(dataDir, verifying.id)!);
 
-    // A cleanup in flight: the warm window (1.5 s) ends while the sandbox is frozen; the cleanup claims the task
+    // A cleanup in flight: the warm window (5 s) ends while the sandbox is frozen; the cleanup claims the task
     // and its probe waits on the sandbox (bytes sit unread on the sidecar's socket).
     const cleaning = await createTask(first, smallRepo, "echo cleaned > cleaned.txt");
     await waitForTask(first, cleaning.id, (t) => t.status === "COMPLETED", "completed");
@@ -281,12 +282,12 @@ describe("remote mode: SIGKILL of the server, and of a sidecar", () => {
       ];
       for (const [task, fault, file] of initCases) {
         await reliabilityCase("fault-injection", FILE, fault, async (observe) => {
-          // COMPLETED, or already ARCHIVED by its 1.5 s warm window.
+          // COMPLETED, or already ARCHIVED by its 5 s warm window.
           const done = await waitForTask(second, task.id, resting, "came to rest", 45_000);
           observe(
             done.status === "COMPLETED"
               ? "the initialization restarted and the task COMPLETED"
-              : `the initialization restarted, the task completed and was ${done.status} by its 1.5 s warm window`,
+              : `the initialization restarted, the task completed and was ${done.status} by its 5 s warm window`,
           );
           expect(done.errorMessage).toBeNull();
           expect(["COMPLETED", "ARCHIVED"]).toContain(done.status);
