@@ -67,8 +67,22 @@ async function closeCluster(c: Cluster, options: { uncleanStop?: "known" } = {})
   const unclean = exitCodes.flatMap((code, i) =>
     code === 0 ? [] : [`exit ${code}:\n${running[i]!.output().split("\n").slice(-15).join("\n")}`],
   );
-  if (options.uncleanStop !== "known") expect(unclean, unclean.join("\n\n")).toEqual([]);
-  expect(leaked).toEqual([]);
+  if (options.uncleanStop !== "known") {
+    expect(unclean, unclean.join("\n\n")).toEqual([]);
+    expect(leaked).toEqual([]);
+    return;
+  }
+  // The known defect's one leftover: the forced server's git fetch in the shared store. Ended here;
+  // anything else left running (a sandbox, an agent) still fails the test.
+  const fetches = leaked.filter((line) => /\bgit(-remote-http| remote-http| .* fetch )/.test(line));
+  for (const line of fetches) {
+    try {
+      process.kill(Number(line.split(" ")[0]), "SIGKILL");
+    } catch {
+      // already gone
+    }
+  }
+  expect(leaked.filter((line) => !fetches.includes(line))).toEqual([]);
 }
 
 function recorder(url: string): EventRecorder {
