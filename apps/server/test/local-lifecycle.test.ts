@@ -195,6 +195,8 @@ describe.each(targets)("local mode end to end on $name", (target) => {
     expect([archived.body.task.status, archived.body.task.initStatus]).toEqual(["ARCHIVED", "INACTIVE"]);
     expect(existsSync(workspace)).toBe(false);
 
+    // Events reach sockets after the HTTP answer (through Postgres with several servers): let the archive's arrive.
+    await recorder.waitForStatus("ARCHIVED");
     recorder.clear();
     const follow = await t.api<TaskBody>("POST", `/api/tasks/${task.id}/messages`, {
       message: "cat work.txt && echo two >> work.txt",
