@@ -6,6 +6,9 @@ import { dueQuerySection } from "../sections/due-query";
 import { environmentCacheSection } from "../sections/environment-cache";
 import { followUpSection } from "../sections/follow-up";
 import { outputFloodSection } from "../sections/output-flood";
+import { reinitLargeSection } from "../sections/reinit-large";
+import { saveCostSection } from "../sections/save-cost";
+import { saveMemorySection } from "../sections/save-memory";
 import { timeToActiveSection } from "../sections/time-to-active";
 import type { Section } from "./section";
 
@@ -15,6 +18,9 @@ export const SECTIONS: readonly Section[] = [
   concurrencySection,
   cleanupLagSection,
   dueQuerySection,
+  saveCostSection,
+  saveMemorySection,
+  reinitLargeSection,
   agentTurnSection,
   environmentCacheSection,
   outputFloodSection,

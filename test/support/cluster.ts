@@ -41,6 +41,9 @@ export async function startCluster(options: {
     SECRETS_KEY: randomBytes(32).toString("base64"),
     // The tests' git servers listen on loopback, which the repository URL policy refuses by default.
     ALLOWED_REPO_HOSTS: "127.0.0.1",
+    // No pushes back into the tests' repositories: a push held by a gated git server would hold a
+    // server's shutdown (it drains its pushes) past the time these tests give it.
+    DELIVERY: "none",
     ...options.env,
   };
   const servers: ServerProcess[] = [];
@@ -66,7 +69,8 @@ export async function startCluster(options: {
     sessions: (taskId) => database.db.select().from(vmSessions).where(eq(vmSessions.taskId, taskId)),
     async close() {
       const exitCodes = await Promise.all(
-        servers.filter((s) => s.child.exitCode === null && s.child.signalCode === null).map((s) => s.stop()),
+        // A graceful stop saves the turns still running in sandboxes; on a loaded machine that takes a while.
+        servers.filter((s) => s.child.exitCode === null && s.child.signalCode === null).map((s) => s.stop(90_000)),
       );
       await database.close();
       await destroySandboxes(dataDir);

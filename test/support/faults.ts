@@ -5,7 +5,8 @@
  * and owning temporary data directories that are cleaned up (processes
  * first) even when a test fails.
  */
-import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { TaskDto } from "@repo/types";
 import { ProcessVmProvider } from "../../apps/server/src/execution/vm/process/process-provider";
@@ -164,7 +165,28 @@ export class DataDirs {
       await destroySandboxes(dir).catch(() => undefined);
       const leftovers = killProcessesUnder(dir);
       if (leftovers.length > 0) console.error(`killed what a failed test left under ${dir}:`, leftovers);
+      detachMountsUnder(dir);
       rmSync(dir, { recursive: true, force: true });
     }
+  }
+}
+
+/**
+ * Detaches what is still mounted under `dir` (a sandbox's disk whose server
+ * was killed between mounting and recording it), deepest first, so the
+ * directory can be removed.
+ */
+function detachMountsUnder(dir: string): void {
+  let mounts: string[];
+  try {
+    mounts = readFileSync("/proc/self/mounts", "utf8")
+      .split("\n")
+      .map((line) => line.split(" ")[1]?.replace(/\\040/g, " ") ?? "")
+      .filter((target) => target === dir || target.startsWith(`${dir}/`));
+  } catch {
+    return;
+  }
+  for (const target of mounts.sort((a, b) => b.length - a.length)) {
+    spawnSync("umount", ["-l", target], { stdio: "ignore" });
   }
 }

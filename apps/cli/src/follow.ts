@@ -2,9 +2,11 @@
  * Follows one task until its current run is over: joins the task's Socket.IO
  * room, renders init-progress and stream-chunk events as they come, and ends
  * when the task is no longer busy and has moved past the snapshot the
- * command started from. Whatever ended before the room was joined is read
- * from the persisted messages at the end, so a fast task prints everything
- * too. The socket reconnects by itself; a re-join re-reads the task.
+ * command started from. Only messages whose start streamed in the room are
+ * printed live; any other (finished before the room was joined, or joined
+ * half-way) is printed whole from the persisted messages at the end, so a
+ * fast task prints everything and nothing prints half. The socket reconnects
+ * by itself; a re-join re-reads the task.
  */
 import {
   TaskSchema as BaseTaskSchema,
@@ -76,9 +78,12 @@ export async function followTask({ client, renderer, baseline, afterSequence, si
       });
       socket.on("stream-chunk", (event) => {
         if (event.taskId !== baseline.id) return;
-        if ("messageId" in event) streamed.add(event.messageId);
-        renderer.chunk(event);
-        if (event.type === "turn-end") void refresh();
+        if (event.type === "turn-end") {
+          renderer.chunk(event);
+          return void refresh();
+        }
+        if (event.type === "message-start") streamed.add(event.messageId);
+        if (streamed.has(event.messageId)) renderer.chunk(event);
       });
       socket.on("task-status-update", (event) => {
         if (event.taskId !== baseline.id) return;

@@ -59,7 +59,8 @@ describe("the umbra CLI against a real server", () => {
 
   beforeAll(async () => {
     dataDir = tempDir("umbra-cli-data-");
-    server = await spawnServer({ dataDir, env: { AGENT_MODE: "local" }, waitHealthy: false });
+    // DELIVERY=none: checkout is tested against a repository the server has not pushed the task branch into.
+    server = await spawnServer({ dataDir, env: { AGENT_MODE: "local", DELIVERY: "none" }, waitHealthy: false });
     // Start-up (tsx compiling the server, migrations) can take close to two minutes on a loaded machine.
     const deadline = Date.now() + 180_000;
     for (;;) {

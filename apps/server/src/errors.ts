@@ -103,6 +103,51 @@ export class WorkspaceError extends Error {
 }
 
 /**
+ * Why a save of a workspace's work into the repository store did not complete:
+ * - WORKSPACE_UNREACHABLE: the sandbox did not answer or the connection broke (retryable);
+ * - WORKSPACE_MISSING: there is no workspace or sandbox to save from (not retryable);
+ * - WORKSPACE_BROKEN: the workspace cannot be saved as it is, e.g. its .git was removed (not retryable);
+ * - TRANSFER_FAILED: the saved commits did not arrive whole (retryable);
+ * - STORE_FAILED: git failed in the repository store, e.g. a full disk (retryable);
+ * - STORE_REFUSED: what arrived does not descend from the last saved commit (not retryable);
+ * - BRANCH_MOVED: another save moved the task branch meanwhile (retryable).
+ */
+export const SAVE_FAILURE_CODES = [
+  "WORKSPACE_UNREACHABLE",
+  "WORKSPACE_MISSING",
+  "WORKSPACE_BROKEN",
+  "TRANSFER_FAILED",
+  "STORE_FAILED",
+  "STORE_REFUSED",
+  "BRANCH_MOVED",
+] as const;
+export type SaveFailureCode = (typeof SAVE_FAILURE_CODES)[number];
+
+const RETRYABLE_SAVE_FAILURES: ReadonlySet<SaveFailureCode> = new Set([
+  "WORKSPACE_UNREACHABLE",
+  "TRANSFER_FAILED",
+  "STORE_FAILED",
+  "BRANCH_MOVED",
+]);
+
+/**
+ * A save did not complete: the work is still only in the workspace. `code`
+ * says why, the message says it for a user (it never holds a token), and
+ * `retryable` whether trying again later may succeed. Nothing was lost: the
+ * store still holds the last saved commit.
+ */
+export class WorkspaceSaveError extends WorkspaceError {
+  constructor(
+    readonly code: SaveFailureCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, null, RETRYABLE_SAVE_FAILURES.has(code), options);
+    this.name = "WorkspaceSaveError";
+  }
+}
+
+/**
  * Why running work (an initialization or a turn) was aborted — the abort
  * signal's reason. A user's stop ends it STOPPED; the server going away also
  * ends a turn STOPPED but leaves an initialization INITIALIZING, so that the

@@ -9,7 +9,10 @@ describe("bad input answers with the error shape and changes nothing", () => {
   let t: TestServer;
   beforeAll(async () => {
     // CLIs named where there are none, so what the config lists does not depend on this machine.
-    t = await startTestServer({ env: { CLAUDE_CODE_BIN: "/nonexistent/claude", CODEX_BIN: "/nonexistent/codex" } });
+    // DELIVERY=none: a background push would change the tasks between the snapshots this file compares.
+    t = await startTestServer({
+      env: { CLAUDE_CODE_BIN: "/nonexistent/claude", CODEX_BIN: "/nonexistent/codex", DELIVERY: "none" },
+    });
   });
   afterAll(() => t.close());
 
@@ -87,7 +90,7 @@ describe("bad input answers with the error shape and changes nothing", () => {
       mode: "local",
       steps: ["PREPARE_WORKSPACE", "INSTALL_DEPENDENCIES", "INDEX_REPOSITORY"],
       cleanupDelayMs: 600_000,
-      delivery: { mode: "branch", forges: [] },
+      delivery: { mode: "none", forges: [] },
       agent: "shell",
       agents: [
         { kind: "llm", available: false, reason: "no model is configured (set LLM_MODEL)" },
@@ -119,7 +122,7 @@ describe("bad input answers with the error shape and changes nothing", () => {
 describe("API_TOKEN", () => {
   let t: TestServer;
   beforeAll(async () => {
-    t = await startTestServer({ env: { API_TOKEN: "right-token" } });
+    t = await startTestServer({ env: { API_TOKEN: "right-token", DELIVERY: "none" } });
   });
   afterAll(() => t.close());
 

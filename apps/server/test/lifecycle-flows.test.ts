@@ -102,12 +102,9 @@ describe.each(["remote", "local"] as Mode[])("seed lifecycle flows in %s mode", 
   /** A completed task whose workspace is gone: cleaned up (remote) or archived (local). */
   async function cleanedUpTask() {
     const { task, recorder } = await completedTask();
-    if (mode === "local") {
-      await t.api("POST", `/api/tasks/${task.id}/archive`);
-    } else {
-      clock.advance(10 * MINUTE);
-      await recorder.waitForStatus("ARCHIVED");
-    }
+    if (mode === "local") await t.api("POST", `/api/tasks/${task.id}/archive`);
+    else clock.advance(10 * MINUTE);
+    await recorder.waitForStatus("ARCHIVED");
     return { task, recorder };
   }
 

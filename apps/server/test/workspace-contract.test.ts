@@ -17,6 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type FakeKubernetes, type RunContainer, startFakeKubernetes } from "../../../test/support/fake-kubernetes";
 import { createRepo, git, tempDir } from "../../../test/support/git";
 import { ensureSidecarBundle } from "../../sidecar/build";
+import { WorkspaceSaveError } from "../src/errors";
 import { AgentStateDirs } from "../src/execution/agent-state";
 import { LocalWorkspaceManager } from "../src/execution/local/local-workspace-manager";
 import { RemoteWorkspaceManager } from "../src/execution/remote/remote-workspace-manager";
@@ -279,10 +280,99 @@ describe.each(subjects)("workspace contract: $name", (subject) => {
     expect(diff.files.map((f) => f.path).sort()).toEqual(["notes/a.txt", "saved.txt"]);
   });
 
+  it("saves a task branch that has no saved-head record on top of its branch head, and records the result", async () => {
+    const store = new RepositoryStore(join(dataDir, "repos"));
+    const mirror = store.mirrorPath(repo);
+    const before = await store.branchHead(repo, task.branch!);
+    git(mirror, "update-ref", "-d", RepositoryStore.savedRef(task.branch!));
+    const executor = await manager.executor(task);
+    await executor.writeFile("unrecorded.txt", "saved anyway\n");
+    const head = await manager.saveWork(task, "save without a record");
+    expect(git(mirror, "rev-parse", `${head}^`)).toBe(before);
+    expect(git(mirror, "show", `${head}:unrecorded.txt`)).toBe("saved anyway");
+    expect(await store.branchHead(repo, task.branch!)).toBe(head);
+    expect(git(mirror, "rev-parse", RepositoryStore.savedRef(task.branch!))).toBe(head);
+  });
+
+  /** What the workspace has checked out and whether it is clean, as the agent would see it. */
+  async function checkedOut(): Promise<string> {
+    const executor = await manager.executor(task);
+    let out = "";
+    await executor.runCommand("git symbolic-ref HEAD && git rev-parse HEAD && git status --porcelain", {
+      onOutput: (stream, text) => {
+        if (stream === "stdout") out += text;
+      },
+    });
+    return out.trim();
+  }
+
+  it("carries an agent's new branch, detached HEAD and uncommitted files onto the task branch", async () => {
+    const store = new RepositoryStore(join(dataDir, "repos"));
+    const before = await store.savedHead(repo, task.branch!);
+    const executor = await manager.executor(task);
+    const habits = await executor.runCommand(
+      "git checkout -q -b feature-a && echo a > habit-a.txt && git add -A && git commit -q -m habit-a && " +
+        "git checkout -q --detach && echo b > habit-b.txt && git add -A && git commit -q -m habit-b && echo c > habit-c.txt",
+    );
+    expect(habits.exitCode).toBe(0);
+    const head = await manager.saveWork(task, "save habits");
+    const mirror = store.mirrorPath(repo);
+    expect(await store.branchHead(repo, task.branch!)).toBe(head);
+    expect(git(mirror, "log", "--format=%s", `${before}..${head}`)).toBe("save habits\nhabit-b\nhabit-a");
+    expect(git(mirror, "show", `${head}:habit-c.txt`)).toBe("c");
+    expect(await checkedOut()).toBe(`refs/heads/${task.branch}\n${head}`);
+  });
+
+  it("puts amended and rebased work on the task branch and keeps every saved commit", async () => {
+    const store = new RepositoryStore(join(dataDir, "repos"));
+    const mirror = store.mirrorPath(repo);
+    const before = await store.savedHead(repo, task.branch!);
+    const executor = await manager.executor(task);
+    const run = async (command: string) => expect((await executor.runCommand(command)).exitCode).toBe(0);
+
+    await run("echo one > amend.txt && git add -A && git commit -q -m one");
+    const first = await manager.saveWork(task, "save one");
+    await run("echo two > amend.txt && git add -A && git commit -q --amend -m one-amended");
+    const second = await manager.saveWork(task, "save amend");
+    expect(git(mirror, "rev-parse", `${second}^`)).toBe(first);
+    expect(git(mirror, "show", `${second}:amend.txt`)).toBe("two");
+
+    await run(
+      `git checkout -q -b side ${before} && echo side > side.txt && git add -A && git commit -q -m side && ` +
+        `git checkout -q ${task.branch} && git rebase -q side`,
+    );
+    const third = await manager.saveWork(task, "save rebase");
+    expect(git(mirror, "rev-parse", `${third}^`)).toBe(second);
+    expect(git(mirror, "show", `${third}:side.txt`)).toBe("side");
+    expect(git(mirror, "show", `${third}:amend.txt`)).toBe("two");
+    expect(git(mirror, "merge-base", "--is-ancestor", first, third)).toBe("");
+    expect(await store.branchHead(repo, task.branch!)).toBe(third);
+    expect(await checkedOut()).toBe(`refs/heads/${task.branch}\n${third}`);
+  });
+
+  it("reports a save that cannot complete as a WorkspaceSaveError with its reason, and saves once it can", async () => {
+    const executor = await manager.executor(task);
+    await executor.writeFile("pending.txt", "pending\n");
+    expect((await executor.runCommand("mv .git .git-away")).exitCode).toBe(0);
+    const failed = await manager.saveWork(task, "save without a repository").catch((error: unknown) => error);
+    expect(failed).toBeInstanceOf(WorkspaceSaveError);
+    expect(failed).toMatchObject({ code: "WORKSPACE_BROKEN", retryable: false });
+    expect((failed as Error).message).toMatch(/no longer a git repository/);
+
+    expect((await executor.runCommand("mv .git-away .git")).exitCode).toBe(0);
+    const head = await manager.saveWork(task, "save pending");
+    const store = new RepositoryStore(join(dataDir, "repos"));
+    expect(git(store.mirrorPath(repo), "show", `${head}:pending.txt`)).toBe("pending");
+  });
+
   it("tears down idempotently; a new workspace restores the saved work", async () => {
     await manager.teardown(task);
     expect(await manager.isAlive(task)).toBe(false);
     await manager.teardown(task);
+    expect(await manager.saveWork(task, "nothing to save from").catch((error: unknown) => error)).toMatchObject({
+      name: "WorkspaceSaveError",
+      code: "WORKSPACE_MISSING",
+    });
     await status.startTurn(task.id);
     await status.endTurn(task.id, "COMPLETED", null);
     task = (await status.setInitStatus(task.id, "INACTIVE")) ?? task;
@@ -321,6 +411,9 @@ describe.each(subjects)("workspace contract: $name", (subject) => {
     expect([result.exitCode, read]).toEqual([0, "turn-1\n"]);
     const store = new RepositoryStore(join(dataDir, "repos"));
     const diff = await store.diff(repo, task.baseCommitSha!, task.branch!);
-    expect(diff.files.map((f) => f.path).sort()).toEqual(["notes/a.txt", "saved.txt"]);
+    // The earlier tests of this workspace left their files; none of the agent's state is among them.
+    const paths = diff.files.map((f) => f.path);
+    expect(paths).toContain("saved.txt");
+    expect(paths.filter((path) => path.includes(".claude") || path.includes("session.jsonl"))).toEqual([]);
   });
 });

@@ -6,7 +6,7 @@
  * status; bad input never becomes a 500.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { GitError, WorkspaceOperationError, WorkspacePathError } from "@repo/workspace";
+import { GitError, SaveRefusedError, WorkspaceOperationError, WorkspacePathError } from "@repo/workspace";
 import type { z } from "zod";
 
 /** An error with the HTTP status and code it should be answered with. */
@@ -52,6 +52,7 @@ export function errorAnswer(error: unknown): ErrorAnswer {
   if (error instanceof HttpError) return answer(error.status, error.code, error.message);
   if (error instanceof WorkspacePathError) return answer(403, "PATH_REFUSED", error.message, error.reason);
   if (error instanceof WorkspaceOperationError) return answer(OPERATION_STATUS[error.code], error.code, error.message);
+  if (error instanceof SaveRefusedError) return answer(409, error.code, error.message);
   if (error instanceof GitError) return answer(500, "GIT_FAILED", error.message);
   return answer(500, "INTERNAL", "internal error");
 }

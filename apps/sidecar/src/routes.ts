@@ -3,7 +3,6 @@
  * protocol schemas, call the workspace executor or the git helpers, and
  * answer. Errors are thrown and answered in one place (server.ts).
  */
-import { createReadStream, createWriteStream } from "node:fs";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -12,6 +11,7 @@ import {
   packListTo,
   sidecarProtocol as protocol,
   readHead,
+  saveWorkspace,
   tarFileList,
   unpackInto,
 } from "@repo/workspace";
@@ -19,12 +19,10 @@ import type { AgentBox } from "./agent-box";
 import { archiveAgentState, assertAgentHome, restoreAgentState } from "./agent-state";
 import { HttpError, readJson, sendJson } from "./http";
 import type { LimitWatch } from "./limits";
-import { bundleBranch, bundleScratch, receiveBranch } from "./workspace-git";
+import { assertBranchName, packObjects, receiveBranch, workspaceHaves } from "./workspace-git";
 
 /** Limit for JSON bodies (file contents travel in them), bytes. */
 const JSON_LIMIT = 32 * 1024 * 1024;
-/** Limit for an uploaded git bundle, bytes. */
-const BUNDLE_LIMIT = 2 * 1024 * 1024 * 1024;
 /** Limit for an uploaded environment archive, bytes. */
 const ARCHIVE_LIMIT = 16 * 1024 * 1024 * 1024;
 
@@ -140,28 +138,20 @@ async function exec({ req, res, executor, track, sandbox }: RouteContext) {
   }
 }
 
-/** Streams the request body into `file`, refusing more than `limit` bytes. */
-async function saveBody(req: IncomingMessage, file: string, limit: number): Promise<void> {
-  let size = 0;
-  const counter = new Transform({
-    transform(chunk: Buffer, _encoding, callback) {
-      size += chunk.length;
-      if (size > limit) callback(new HttpError(413, "PAYLOAD_TOO_LARGE", `bundle exceeds ${limit} bytes`));
-      else callback(null, chunk);
-    },
-  });
-  await pipeline(req, counter, createWriteStream(file));
+async function gitHaves({ res, executor }: RouteContext) {
+  sendJson(res, 200, { commits: await workspaceHaves(executor.root) });
 }
 
 async function gitReceive({ req, res, url, executor }: RouteContext) {
-  const branch = protocol.BranchName.safeParse(url.searchParams.get("branch"));
-  if (!branch.success) throw new HttpError(400, "VALIDATION_ERROR", "query parameter branch is missing or invalid");
-  const scratch = await bundleScratch();
   try {
-    await saveBody(req, scratch.file, BUNDLE_LIMIT);
-    sendJson(res, 200, await receiveBranch(executor.root, branch.data, scratch.file));
+    const query = protocol.ReceiveQuery.safeParse(Object.fromEntries(url.searchParams));
+    if (!query.success) {
+      throw new HttpError(400, "VALIDATION_ERROR", "query parameters branch and tip are missing or invalid");
+    }
+    sendJson(res, 200, await receiveBranch(executor.root, query.data.branch, query.data.tip, req));
   } finally {
-    await scratch.dispose();
+    // A refusal comes before the pack is read: drain it, so that the answer reaches the client.
+    if (!req.readableEnded) req.resume();
   }
 }
 
@@ -170,17 +160,18 @@ async function gitCommit({ req, res, executor }: RouteContext) {
   sendJson(res, 200, await executor.commitAll(body.message));
 }
 
-async function gitBundle({ req, res, executor }: RouteContext) {
-  const body = await readJson(req, protocol.BundleRequest, JSON_LIMIT);
-  const scratch = await bundleScratch();
-  try {
-    const message = body.message ?? "Save workspace";
-    const { head } = await bundleBranch(executor, executor.root, body.branch, message, scratch.file);
-    res.writeHead(200, { "content-type": "application/octet-stream", [protocol.HEAD_HEADER]: head });
-    await pipeline(createReadStream(scratch.file), res);
-  } finally {
-    await scratch.dispose();
-  }
+async function gitSave({ req, res, executor }: RouteContext) {
+  const body = await readJson(req, protocol.SaveRequest, JSON_LIMIT);
+  await assertBranchName(body.branch);
+  sendJson(res, 200, await saveWorkspace(executor.root, body));
+}
+
+async function gitPack({ req, res, executor }: RouteContext) {
+  const body = await readJson(req, protocol.PackRequest, JSON_LIMIT);
+  const pack = await packObjects(executor.root, body.tip, body.exclude);
+  res.writeHead(200, { "content-type": protocol.PACK_CONTENT_TYPE, "cache-control": "no-store" });
+  // A failure after the headers went out cuts the connection (server.ts): the client sees a broken pack, never a short one.
+  await pipeline(pack, res);
 }
 
 /** A tar archive of workspace paths (a cached environment being saved). Paths are checked before any byte goes out. */
@@ -274,9 +265,11 @@ export const routes: ReadonlyMap<string, Route> = new Map<string, Route>([
     },
   ],
   ["POST /exec", exec],
+  ["GET /git/haves", gitHaves],
   ["POST /git/receive", gitReceive],
   ["POST /git/commit", gitCommit],
-  ["POST /git/bundle", gitBundle],
+  ["POST /git/save", gitSave],
+  ["POST /git/pack", gitPack],
   ["POST /archive/pack", archivePack],
   ["POST /archive/unpack", archiveUnpack],
   ["POST /agent-state/archive", agentStateArchive],

@@ -1,37 +1,38 @@
 /**
- * Moving a task branch in and out of the workspace as git bundles: the only
+ * Moving the task branch in and out of the workspace as git packs: the only
  * way code enters or leaves a remote sandbox.
+ *
+ * Transfers are streamed and incremental: the workspace says which commits it
+ * has (haves), the server sends a pack of only what those lack, and a save
+ * sends back only the objects of the commits made since the last saved one.
  *
  * Invariants:
  * - Receiving never destroys work: it refuses a workspace with uncommitted
- *   changes (WORKSPACE_DIRTY) and a branch whose local commits are not in the
- *   bundle (WORKSPACE_DIVERGED); a non-repository workspace must be empty.
- * - Bundling first commits everything, so the bundle holds all the work, and
- *   only bundles the branch that is checked out (the one the commit went to).
+ *   changes (WORKSPACE_DIRTY) and a branch whose local commits are not in
+ *   the received history (WORKSPACE_DIVERGED); a non-repository workspace
+ *   must be empty. A pack is only accepted when the tip is complete.
+ * - Saving takes whatever the agent left (saveWorkspace) and never fails for
+ *   the agent's use of git: branch switches, amends, rebases, detached HEAD.
  * - Git never climbs above the workspace to a repository it happens to sit in.
  */
 import { existsSync } from "node:fs";
-import { mkdtemp, readdir, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readdir } from "node:fs/promises";
 import { join } from "node:path";
+import type { Readable } from "node:stream";
 import {
   confinedGitEnv,
   git,
+  gitOutputStream,
   isValidBranchName,
   isWorkingTreeClean,
-  readHead,
   runGit,
-  type ToolExecutor,
+  sidecarProtocol,
 } from "@repo/workspace";
 import { HttpError } from "./http";
 
 const INCOMING_REF = "refs/umbra/incoming";
-
-/** A temporary directory for one bundle file; `dispose` removes it. */
-export async function bundleScratch(): Promise<{ file: string; dispose: () => Promise<void> }> {
-  const dir = await mkdtemp(join(tmpdir(), "umbra-bundle-"));
-  return { file: join(dir, "branch.bundle"), dispose: () => rm(dir, { recursive: true, force: true }) };
-}
+/** Objects above this size are neither deltified nor held whole in memory by git. */
+const BIG_FILE_CONFIG = ["-c", "core.bigFileThreshold=64m"];
 
 export async function assertBranchName(branch: string): Promise<void> {
   if (!(await isValidBranchName(branch))) {
@@ -43,14 +44,40 @@ function workspaceGit(root: string) {
   const env = confinedGitEnv(root);
   return {
     env,
-    run: (args: string[]) => git(args, { cwd: root, env }),
-    probe: (args: string[]) => runGit(args, { cwd: root, env }),
+    run: (args: string[], input?: string) => git(args, { cwd: root, env, input }),
+    probe: (args: string[], input?: string) => runGit(args, { cwd: root, env, input }),
   };
+}
+
+function hasRepository(root: string): boolean {
+  return existsSync(join(root, ".git"));
+}
+
+/** Tips of the workspace's branches and its HEAD, newest first: what a sender need not send again. */
+export async function workspaceHaves(root: string): Promise<string[]> {
+  if (!hasRepository(root)) return [];
+  const { probe } = workspaceGit(root);
+  const refs = await probe([
+    "for-each-ref",
+    "--sort=-committerdate",
+    `--count=${sidecarProtocol.MAX_HAVES}`,
+    "--format=%(objectname) %(objecttype)",
+    "refs/heads",
+    "refs/umbra",
+  ]);
+  const head = await probe(["rev-parse", "--verify", "-q", "HEAD^{commit}"]);
+  const commits = new Set<string>();
+  if (head.exitCode === 0) commits.add(head.stdout.toString("utf8").trim());
+  for (const line of refs.stdout.toString("utf8").split("\n")) {
+    const [sha, type] = line.split(" ");
+    if (sha && type === "commit") commits.add(sha);
+  }
+  return [...commits].slice(0, sidecarProtocol.MAX_HAVES);
 }
 
 async function prepareForReceive(root: string, branch: string): Promise<boolean> {
   const { run } = workspaceGit(root);
-  if (!existsSync(join(root, ".git"))) {
+  if (!hasRepository(root)) {
     if ((await readdir(root)).length > 0) {
       throw new HttpError(409, "WORKSPACE_NOT_EMPTY", "the workspace is not a repository and not empty");
     }
@@ -63,18 +90,36 @@ async function prepareForReceive(root: string, branch: string): Promise<boolean>
   return true;
 }
 
-/** Makes `root` a checkout of `branch` at the tip the bundle holds for it. */
-export async function receiveBranch(root: string, branch: string, bundleFile: string) {
+/** Indexes the streamed pack into the workspace's objects and checks that `tip`'s history is complete. */
+async function indexPack(root: string, tip: string, pack: Readable): Promise<void> {
+  const { env, probe } = workspaceGit(root);
+  const indexed = await runGit([...BIG_FILE_CONFIG, "index-pack", "--stdin", "--fix-thin"], {
+    cwd: root,
+    env,
+    stdin: pack,
+  });
+  if (indexed.exitCode !== 0) {
+    const reason = indexed.inputError?.message ?? indexed.stderr.trim().split("\n").pop() ?? "";
+    throw new HttpError(400, "BAD_PACK", `the body is not a usable git pack: ${reason}`);
+  }
+  const type = await probe(["cat-file", "-t", tip]);
+  if (type.exitCode !== 0 || type.stdout.toString("utf8").trim() !== "commit") {
+    throw new HttpError(400, "BAD_PACK", `after the pack the workspace has no commit ${tip}`);
+  }
+  // Walks only what no ref reaches yet, i.e. what the pack brought: every object of it must be there.
+  const connected = await probe(["rev-list", "--objects", "--quiet", tip, "--not", "--all"]);
+  if (connected.exitCode !== 0) {
+    throw new HttpError(400, "BAD_PACK", `the pack lacks objects of ${tip}'s history the workspace does not have`);
+  }
+}
+
+/** Makes `root` a checkout of `branch` at `tip`, with the objects the streamed `pack` brings. */
+export async function receiveBranch(root: string, branch: string, tip: string, pack: Readable) {
   await assertBranchName(branch);
   const { run, probe } = workspaceGit(root);
   const hadRepository = await prepareForReceive(root, branch);
-  const heads = await probe(["bundle", "list-heads", bundleFile, `refs/heads/${branch}`]);
-  if (heads.exitCode !== 0) throw new HttpError(400, "VALIDATION_ERROR", "the body is not a valid git bundle");
-  if (heads.stdout.length === 0) {
-    throw new HttpError(400, "VALIDATION_ERROR", `the bundle does not contain branch ${branch}`);
-  }
-  await run(["fetch", "-q", "--no-tags", bundleFile, `+refs/heads/${branch}:${INCOMING_REF}`]);
-  const tip = await run(["rev-parse", `${INCOMING_REF}^{commit}`]);
+  await indexPack(root, tip, pack);
+  await run(["update-ref", INCOMING_REF, tip]);
   try {
     if (hadRepository) {
       const local = await probe(["rev-parse", "--verify", "-q", `refs/heads/${branch}^{commit}`]);
@@ -82,7 +127,7 @@ export async function receiveBranch(root: string, branch: string, bundleFile: st
       if (local.exitCode === 0 && localTip !== tip) {
         const contained = await probe(["merge-base", "--is-ancestor", localTip, tip]);
         if (contained.exitCode !== 0) {
-          throw new HttpError(409, "WORKSPACE_DIVERGED", `local ${branch} has commits the bundle does not contain`);
+          throw new HttpError(409, "WORKSPACE_DIVERGED", `local ${branch} has commits the received history lacks`);
         }
       }
     }
@@ -93,26 +138,25 @@ export async function receiveBranch(root: string, branch: string, bundleFile: st
   return { head: tip, branch };
 }
 
-/** Commits everything on the checked-out `branch`, then writes a bundle of it to `bundleFile`. */
-export async function bundleBranch(
-  executor: ToolExecutor,
-  root: string,
-  branch: string,
-  message: string,
-  bundleFile: string,
-): Promise<{ head: string }> {
-  await assertBranchName(branch);
-  if (!existsSync(join(root, ".git"))) throw new HttpError(409, "NO_REPOSITORY", "the workspace is not a repository");
-  const current = await readHead(root);
-  if (current.branch !== branch) {
-    throw new HttpError(
-      409,
-      "BRANCH_MISMATCH",
-      `the workspace has ${current.branch ?? "no branch"} checked out, not ${branch}`,
-    );
+/**
+ * A pack of what `tip`'s history holds beyond the histories of `exclude`
+ * (those the workspace has; others are ignored), streamed. Thin: deltas may
+ * refer to the excluded histories' objects, which the receiver has.
+ */
+export async function packObjects(root: string, tip: string, exclude: readonly string[]): Promise<Readable> {
+  if (!hasRepository(root)) throw new HttpError(409, "NO_REPOSITORY", "the workspace is not a repository");
+  const { env, probe } = workspaceGit(root);
+  const wanted = [tip, ...exclude];
+  const check = await probe(["cat-file", "--batch-check=%(objectname) %(objecttype)"], `${wanted.join("\n")}\n`);
+  const types = new Map<string, string>();
+  for (const line of check.stdout.toString("utf8").split("\n")) {
+    const [sha, type] = line.split(" ");
+    if (sha && type) types.set(sha, type);
   }
-  const { sha } = await executor.commitAll(message);
-  if (!sha) throw new HttpError(409, "NO_COMMITS", `branch ${branch} has no commits`);
-  await workspaceGit(root).run(["bundle", "create", "-q", bundleFile, `refs/heads/${branch}`]);
-  return { head: sha };
+  if (types.get(tip) !== "commit") throw new HttpError(409, "UNKNOWN_COMMIT", `the workspace has no commit ${tip}`);
+  const excluded = exclude.filter((sha) => types.get(sha) === "commit").map((sha) => `^${sha}`);
+  return gitOutputStream(
+    [...BIG_FILE_CONFIG, "pack-objects", "--stdout", "--revs", "--thin", "--delta-base-offset", "-q"],
+    { cwd: root, env, input: `${[tip, ...excluded].join("\n")}\n` },
+  );
 }

@@ -10,9 +10,11 @@ const ROUTES: Array<[method: string, path: string]> = [
   ["POST", "/files/list"],
   ["POST", "/files/grep"],
   ["POST", "/exec"],
+  ["GET", "/git/haves"],
   ["POST", "/git/receive?branch=main"],
   ["POST", "/git/commit"],
-  ["POST", "/git/bundle"],
+  ["POST", "/git/save"],
+  ["POST", "/git/pack"],
   ["GET", "/no-such-route"],
 ];
 

@@ -1,8 +1,9 @@
-import { readFile, writeFile } from "node:fs/promises";
+import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { SidecarError } from "@repo/workspace";
+import { Readable } from "node:stream";
+import { gitBuffer, SidecarError } from "@repo/workspace";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { initRepo, type RunningSidecar, removeTempDirs, startSidecar, tempDir, testGit } from "./helpers";
+import { initRepo, type RunningSidecar, removeTempDirs, startSidecar, TEST_GIT_ENV, tempDir, testGit } from "./helpers";
 
 const running: RunningSidecar[] = [];
 
@@ -21,18 +22,38 @@ async function sidecarOnEmptyWorkspace() {
   return sidecar;
 }
 
-/** A source repository with a task branch, and a bundle of that branch. */
-async function sourceBundle(branch = "umbra/task-1") {
+/** A pack of `revisions` (rev-list arguments, `^sha` excludes) from `repo`; thin when it excludes anything. */
+function packOf(repo: string, revisions: string[]): Promise<Buffer> {
+  return gitBuffer(["pack-objects", "--stdout", "--revs", "--thin", "-q"], {
+    cwd: repo,
+    env: TEST_GIT_ENV,
+    input: `${revisions.join("\n")}\n`,
+  });
+}
+
+const objectsIn = (pack: Buffer) => pack.readUInt32BE(8);
+const streamOf = (pack: Buffer) => Readable.from([pack]);
+
+async function collect(stream: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+async function commitFile(repo: string, name: string, content: string): Promise<string> {
+  await writeFile(join(repo, name), content);
+  await testGit(repo, ["add", "-A"]);
+  await testGit(repo, ["commit", "-q", "-m", `add ${name}`]);
+  return testGit(repo, ["rev-parse", "HEAD"]);
+}
+
+/** A source repository with a task branch one commit past `main`, and a pack of its whole history. */
+async function sourceBranch(branch = "umbra/task-1") {
   const source = await tempDir();
   await initRepo(source, { "README.md": "hello\n" });
   await testGit(source, ["checkout", "-q", "-b", branch]);
-  await writeFile(join(source, "work.txt"), "earlier turn\n");
-  await testGit(source, ["add", "-A"]);
-  await testGit(source, ["commit", "-q", "-m", "earlier turn"]);
-  const head = await testGit(source, ["rev-parse", "HEAD"]);
-  const file = join(source, "..", `${branch.replaceAll("/", "-")}-${Date.now()}.bundle`);
-  await testGit(source, ["bundle", "create", "-q", file, `refs/heads/${branch}`]);
-  return { source, head, branch, bundle: await readFile(file) };
+  const head = await commitFile(source, "work.txt", "earlier turn\n");
+  return { source, head, branch, pack: await packOf(source, [head]) };
 }
 
 async function rejection(promise: Promise<unknown>): Promise<unknown> {
@@ -45,99 +66,137 @@ async function rejection(promise: Promise<unknown>): Promise<unknown> {
 }
 
 describe("moving a branch through the sidecar", () => {
-  it("round-trips a branch: receive, uncommitted work, bundle with the work committed", async () => {
+  it("round-trips a branch: receives the history, saves the work, packs back only the new commit's objects", async () => {
     const sidecar = await sidecarOnEmptyWorkspace();
-    const { head, branch, bundle } = await sourceBundle();
+    const { source, head, branch, pack } = await sourceBranch();
 
-    expect(await sidecar.client.receiveBranch(branch, bundle)).toEqual({ head, branch });
+    expect(await sidecar.client.haves()).toEqual([]);
+    expect(await sidecar.client.receiveBranch(branch, head, streamOf(pack))).toEqual({ head, branch });
     expect(await sidecar.client.health()).toMatchObject({ head, branch });
     expect(await sidecar.client.readFile("work.txt")).toBe("earlier turn\n");
+    expect(await sidecar.client.haves()).toEqual([head]);
 
     await sidecar.client.writeFile("agent.txt", "written by the agent\n");
-    const saved = await sidecar.client.bundleBranch(branch, "Agent turn 2");
-    expect(saved.head).not.toBe(head);
+    const saved = await sidecar.client.saveBranch(branch, head, "Agent turn 2");
+    expect(saved).toMatchObject({ base: head, committed: true, rewritten: false, previous: { head, branch } });
+    expect(await sidecar.client.health()).toMatchObject({ head: saved.head, branch });
 
-    const fresh = await tempDir();
-    await testGit(fresh, ["init", "-q"]);
-    const bundleFile = join(fresh, "..", "saved.bundle");
-    await writeFile(bundleFile, saved.bundle);
-    await testGit(fresh, ["fetch", "-q", bundleFile, `refs/heads/${branch}:refs/heads/${branch}`]);
-    expect(await testGit(fresh, ["rev-parse", branch])).toBe(saved.head);
-    expect(await testGit(fresh, ["show", `${branch}:agent.txt`])).toBe("written by the agent");
-    expect(await testGit(fresh, ["log", "-1", "--format=%s|%an", branch])).toBe("Agent turn 2|Umbra Agent");
-    expect(await testGit(fresh, ["rev-parse", `${branch}^`])).toBe(head);
+    const back = await collect(await sidecar.client.packObjects(saved.head, [head]));
+    // The new commit, its root tree and the new file: nothing of the earlier history.
+    expect(objectsIn(back)).toBe(3);
+    await gitBuffer(["index-pack", "--stdin", "--fix-thin"], { cwd: source, env: TEST_GIT_ENV, input: back });
+    expect(await testGit(source, ["show", `${saved.head}:agent.txt`])).toBe("written by the agent");
+    expect(await testGit(source, ["log", "-1", "--format=%s|%an|%P", saved.head])).toBe(
+      `Agent turn 2|Umbra Agent|${head}`,
+    );
   });
 
-  it("bundles without a new commit when the workspace is clean", async () => {
+  it("receives a newer history as a thin pack of only the commits the workspace lacks", async () => {
     const sidecar = await sidecarOnEmptyWorkspace();
-    const { head, branch, bundle } = await sourceBundle();
-    await sidecar.client.receiveBranch(branch, bundle);
-    expect((await sidecar.client.bundleBranch(branch)).head).toBe(head);
-  });
-
-  it("fast-forwards a clean workspace to a newer bundle of the branch", async () => {
-    const sidecar = await sidecarOnEmptyWorkspace();
-    const { source, branch, bundle } = await sourceBundle();
-    await sidecar.client.receiveBranch(branch, bundle);
-    await writeFile(join(source, "later.txt"), "later\n");
-    await testGit(source, ["add", "-A"]);
-    await testGit(source, ["commit", "-q", "-m", "later"]);
-    const newer = join(source, "..", "newer.bundle");
-    await testGit(source, ["bundle", "create", "-q", newer, `refs/heads/${branch}`]);
-    const tip = await testGit(source, ["rev-parse", "HEAD"]);
-    expect(await sidecar.client.receiveBranch(branch, await readFile(newer))).toEqual({ head: tip, branch });
+    const { source, head, branch, pack } = await sourceBranch();
+    await sidecar.client.receiveBranch(branch, head, streamOf(pack));
+    const tip = await commitFile(source, "later.txt", "later\n");
+    const newer = await packOf(source, [tip, ...(await sidecar.client.haves()).map((sha) => `^${sha}`)]);
+    expect(objectsIn(newer)).toBe(3);
+    expect(await sidecar.client.receiveBranch(branch, tip, streamOf(newer))).toEqual({ head: tip, branch });
     expect(await sidecar.client.readFile("later.txt")).toBe("later\n");
+    expect(await sidecar.client.readFile("work.txt")).toBe("earlier turn\n");
+  });
+
+  it("saves without a new commit when the workspace is clean", async () => {
+    const sidecar = await sidecarOnEmptyWorkspace();
+    const { head, branch, pack } = await sourceBranch();
+    await sidecar.client.receiveBranch(branch, head, streamOf(pack));
+    expect(await sidecar.client.saveBranch(branch, head, "nothing")).toMatchObject({ head, committed: false });
+  });
+
+  it("saves an agent's own branch onto the task branch and leaves the workspace on the task branch", async () => {
+    const sidecar = await sidecarOnEmptyWorkspace();
+    const { head, branch, pack } = await sourceBranch();
+    await sidecar.client.receiveBranch(branch, head, streamOf(pack));
+    const agent = await sidecar.client.runCommand(
+      "git checkout -q -b feature && echo feature > feature.txt && git add -A && git commit -q -m feature",
+    );
+    expect(agent.exitCode).toBe(0);
+    const saved = await sidecar.client.saveBranch(branch, head, "save");
+    expect(saved).toMatchObject({ committed: false, rewritten: false, previous: { branch: "feature" } });
+    expect(await sidecar.client.health()).toMatchObject({ head: saved.head, branch });
+    expect(await sidecar.client.readFile("feature.txt")).toBe("feature\n");
   });
 
   it("refuses to receive over uncommitted work", async () => {
     const sidecar = await sidecarOnEmptyWorkspace();
-    const { branch, bundle } = await sourceBundle();
-    await sidecar.client.receiveBranch(branch, bundle);
+    const { head, branch, pack } = await sourceBranch();
+    await sidecar.client.receiveBranch(branch, head, streamOf(pack));
     await sidecar.client.writeFile("unsaved.txt", "precious\n");
-    expect(await rejection(sidecar.client.receiveBranch(branch, bundle))).toMatchObject({
+    expect(await rejection(sidecar.client.receiveBranch(branch, head, streamOf(pack)))).toMatchObject({
       status: 409,
       code: "WORKSPACE_DIRTY",
     });
     expect(await sidecar.client.readFile("unsaved.txt")).toBe("precious\n");
   });
 
-  it("refuses to receive a bundle that lacks commits the workspace's branch has", async () => {
+  it("refuses to receive a history that lacks commits the workspace's branch has", async () => {
     const sidecar = await sidecarOnEmptyWorkspace();
-    const { branch, bundle } = await sourceBundle();
-    await sidecar.client.receiveBranch(branch, bundle);
+    const { head, branch, pack } = await sourceBranch();
+    await sidecar.client.receiveBranch(branch, head, streamOf(pack));
     await sidecar.client.writeFile("committed.txt", "not yet saved anywhere\n");
     await sidecar.client.commitAll("local work");
-    const error = await rejection(sidecar.client.receiveBranch(branch, bundle));
+    const error = await rejection(sidecar.client.receiveBranch(branch, head, streamOf(pack)));
     expect(error).toBeInstanceOf(SidecarError);
     expect(error).toMatchObject({ status: 409, code: "WORKSPACE_DIVERGED" });
   });
 
-  it("refuses a body that is not a bundle of the branch", async () => {
+  it("refuses a body that is not a pack, and a pack whose history the workspace cannot complete", async () => {
     const sidecar = await sidecarOnEmptyWorkspace();
-    const { bundle } = await sourceBundle();
-    expect(await rejection(sidecar.client.receiveBranch("other-branch", bundle))).toMatchObject({
+    const { source, head, branch } = await sourceBranch();
+    expect(
+      await rejection(sidecar.client.receiveBranch(branch, head, streamOf(Buffer.from("not a pack")))),
+    ).toMatchObject({ status: 400, code: "BAD_PACK" });
+
+    const tip = await commitFile(source, "later.txt", "later\n");
+    const onlyTheNewCommit = await packOf(source, [tip, `^${head}`]);
+    const other = await sidecarOnEmptyWorkspace();
+    expect(await rejection(other.client.receiveBranch(branch, tip, streamOf(onlyTheNewCommit)))).toMatchObject({
       status: 400,
-      code: "VALIDATION_ERROR",
-    });
-    expect(await rejection(sidecar.client.receiveBranch("main", Buffer.from("not a bundle")))).toMatchObject({
-      status: 400,
+      code: "BAD_PACK",
     });
   });
 
-  it("refuses to bundle a branch that is not checked out", async () => {
+  it("refuses to save onto a last saved commit the workspace does not have, and to pack an unknown commit", async () => {
     const sidecar = await sidecarOnEmptyWorkspace();
-    const { branch, bundle } = await sourceBundle();
-    await sidecar.client.receiveBranch(branch, bundle);
-    expect(await rejection(sidecar.client.bundleBranch("main"))).toMatchObject({
+    const { head, branch, pack } = await sourceBranch();
+    await sidecar.client.receiveBranch(branch, head, streamOf(pack));
+    const unknown = "1234567890123456789012345678901234567890";
+    expect(await rejection(sidecar.client.saveBranch(branch, unknown, "save"))).toMatchObject({
       status: 409,
-      code: "BRANCH_MISMATCH",
+      code: "BASE_MISSING",
     });
+    expect(await rejection(sidecar.client.packObjects(unknown, []))).toMatchObject({
+      status: 409,
+      code: "UNKNOWN_COMMIT",
+    });
+  });
+
+  it("refuses to save onto a name git does not accept as a branch, leaving the workspace as it was", async () => {
+    const sidecar = await sidecarOnEmptyWorkspace();
+    const { head, branch, pack } = await sourceBranch();
+    await sidecar.client.receiveBranch(branch, head, streamOf(pack));
+    await sidecar.client.writeFile("pending.txt", "pending\n");
+    for (const bad of ["umbra/..x", "umbra/x.lock", "umbra//x", "/umbra"]) {
+      expect(await rejection(sidecar.client.saveBranch(bad, head, "save"))).toMatchObject({
+        status: 400,
+        code: "VALIDATION_ERROR",
+      });
+    }
+    expect(await sidecar.client.health()).toMatchObject({ head, branch });
+    expect(await sidecar.client.readFile("pending.txt")).toBe("pending\n");
   });
 
   it("commits through /git/commit and reports when there was nothing to commit", async () => {
     const sidecar = await sidecarOnEmptyWorkspace();
-    const { head, branch, bundle } = await sourceBundle();
-    await sidecar.client.receiveBranch(branch, bundle);
+    const { head, branch, pack } = await sourceBranch();
+    await sidecar.client.receiveBranch(branch, head, streamOf(pack));
     expect(await sidecar.client.commitAll("nothing")).toEqual({ sha: head, committed: false });
     await sidecar.client.writeFile("x.txt", "x\n");
     const result = await sidecar.client.commitAll("something");

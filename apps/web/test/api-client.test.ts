@@ -1,35 +1,8 @@
 import { describe, expect, it, vi } from "vitest";
 import { ApiError, createApiClient, fieldErrorsFrom } from "../src/api/client";
+import { taskDto } from "../../../test/support/task-dto";
 
-const TASK = {
-  id: "t1",
-  title: "demo",
-  status: "COMPLETED",
-  initStatus: "ACTIVE",
-  mode: "local",
-  repoUrl: "/repo",
-  baseBranch: null,
-  branch: "umbra/t1",
-  baseCommitSha: "abc",
-  scheduledCleanupAt: null,
-  initializationError: null,
-  errorMessage: null,
-  lastOutcome: "COMPLETED",
-  createdAt: "2030-01-01T00:00:00.000Z",
-  updatedAt: "2030-01-01T00:00:00.000Z",
-  agent: "shell",
-  model: null,
-  usage: { inputTokens: 0, outputTokens: 0, costUsd: null },
-  delivery: {
-    mode: "branch",
-    state: "pending",
-    remoteBranch: null,
-    pushedSha: null,
-    error: null,
-    nextRetryAt: null,
-    pullRequest: null,
-  },
-};
+const TASK = taskDto({ branch: "umbra/t1", baseCommitSha: "abc", lastOutcome: "COMPLETED" });
 
 function respond(status: number, body: unknown) {
   return vi.fn(

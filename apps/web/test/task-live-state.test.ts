@@ -1,36 +1,9 @@
 import type { TaskDto, TaskStatusUpdateEvent } from "@repo/types";
 import { describe, expect, it } from "vitest";
 import { INITIAL_STATE, isReinitializing, type TaskLiveState, taskLiveReducer } from "../src/task-live-state";
+import { taskDto } from "../../../test/support/task-dto";
 
-const BASE: TaskDto = {
-  id: "t1",
-  title: "demo",
-  status: "INITIALIZING",
-  initStatus: "INACTIVE",
-  mode: "remote",
-  repoUrl: "/repo",
-  baseBranch: null,
-  branch: null,
-  baseCommitSha: null,
-  scheduledCleanupAt: null,
-  initializationError: null,
-  errorMessage: null,
-  lastOutcome: null,
-  createdAt: "2030-01-01T00:00:00.000Z",
-  updatedAt: "2030-01-01T00:00:00.000Z",
-  agent: "shell",
-  model: null,
-  usage: { inputTokens: 0, outputTokens: 0, costUsd: null },
-  delivery: {
-    mode: "branch",
-    state: "pending",
-    remoteBranch: null,
-    pushedSha: null,
-    error: null,
-    nextRetryAt: null,
-    pullRequest: null,
-  },
-};
+const BASE: TaskDto = taskDto({ status: "INITIALIZING", initStatus: "INACTIVE", mode: "remote" });
 
 function at(second: number): string {
   return new Date(Date.UTC(2030, 0, 1, 0, 0, second)).toISOString();

@@ -8,8 +8,10 @@
  *   batch mode. An unreachable or private repository fails fast.
  * - Every run is bounded: `timeoutMs` kills git (exit code null, `timedOut`),
  *   and stdout kept in memory is capped at `maxOutputBytes` (git is killed and
- *   the run fails with `outputLimited`). Large transfers stream to `stdout`
- *   instead of memory.
+ *   the run fails with `outputLimited`). Large transfers stream: `stdin` feeds
+ *   git from a stream, `stdout` (or gitOutputStream) takes its output to one,
+ *   so nothing of a transfer is ever held whole in this process's memory.
+ * - An aborted `signal` kills git; so does a failing `stdin` stream.
  * - `runGit` reports how git ended and throws only when it cannot start;
  *   `git` and `gitBuffer` turn a non-zero exit into a GitError carrying the
  *   arguments, exit code and stderr, so callers never parse half-failed output.
@@ -22,7 +24,7 @@
  */
 import { spawn } from "node:child_process";
 import { dirname, resolve } from "node:path";
-import type { Writable } from "node:stream";
+import { PassThrough, type Readable, type Writable } from "node:stream";
 
 /** Most stderr kept for an error message, bytes (the end is kept: git says what failed last). */
 const STDERR_LIMIT = 64 * 1024;
@@ -39,13 +41,15 @@ export class GitError extends Error {
     readonly args: readonly string[],
     readonly exitCode: number | null,
     readonly stderr: string,
-    options?: { cause?: unknown; timedOut?: boolean; outputLimited?: boolean },
+    options?: { cause?: unknown; timedOut?: boolean; outputLimited?: boolean; aborted?: boolean },
   ) {
     const why = options?.timedOut
       ? "timed out"
       : options?.outputLimited
         ? "produced more output than allowed"
-        : `failed${exitCode === null ? "" : ` (exit ${exitCode})`}`;
+        : options?.aborted
+          ? "was stopped"
+          : `failed${exitCode === null ? "" : ` (exit ${exitCode})`}`;
     super(`git ${args.join(" ")} ${why}: ${stderr.trim()}`, options);
     this.name = "GitError";
     this.timedOut = options?.timedOut ?? false;
@@ -67,6 +71,14 @@ export interface GitRunOptions {
   cwd: string;
   /** Written to git's stdin. */
   input?: string | Buffer;
+  /**
+   * Streamed to git's stdin instead of `input`, with backpressure. A failing
+   * stream kills git (the run fails with `inputError`); what git did not read
+   * is drained when git exits (destroy the stream to stop its producer).
+   */
+  stdin?: Readable;
+  /** Aborting kills git (exit code null, `aborted`). */
+  signal?: AbortSignal;
   /** The environment of the git process. Default: this process's environment. */
   env?: NodeJS.ProcessEnv;
   /** Kill git after this long, in ms. Default: no limit. */
@@ -83,6 +95,9 @@ export interface GitRunResult {
   stderr: string;
   timedOut: boolean;
   outputLimited: boolean;
+  aborted: boolean;
+  /** The `stdin` stream failed before git had read it all. */
+  inputError: Error | null;
 }
 
 /** How git is started; `args` are git's own arguments. */
@@ -130,6 +145,8 @@ export function runGit(args: readonly string[], options: GitRunOptions): Promise
     let stderr = "";
     let timedOut = false;
     let outputLimited = false;
+    let aborted = false;
+    let inputError: Error | null = null;
     const timer =
       options.timeoutMs === undefined
         ? null
@@ -137,6 +154,12 @@ export function runGit(args: readonly string[], options: GitRunOptions): Promise
             timedOut = true;
             kill();
           }, options.timeoutMs);
+    const onAbort = () => {
+      aborted = true;
+      kill();
+    };
+    if (options.signal?.aborted) onAbort();
+    else options.signal?.addEventListener("abort", onAbort, { once: true });
     if (options.stdout) {
       child.stdout.pipe(options.stdout, { end: false });
     } else {
@@ -153,37 +176,95 @@ export function runGit(args: readonly string[], options: GitRunOptions): Promise
     child.stderr.on("data", (chunk: Buffer) => {
       stderr = (stderr + chunk.toString("utf8")).slice(-STDERR_LIMIT);
     });
-    child.on("error", (error) => {
+    const finish = () => {
       if (timer) clearTimeout(timer);
+      options.signal?.removeEventListener("abort", onAbort);
+      if (options.stdout) child.stdout.unpipe(options.stdout);
+      const input = options.stdin;
+      if (input && !input.readableEnded) {
+        input.unpipe(child.stdin);
+        input.resume();
+      }
+    };
+    child.on("error", (error) => {
+      finish();
       reject(new GitError(args, null, error.message, { cause: error }));
     });
     child.on("close", (exitCode) => {
-      if (timer) clearTimeout(timer);
-      if (options.stdout) child.stdout.unpipe(options.stdout);
+      finish();
+      const killed = timedOut || outputLimited || aborted || inputError !== null;
       resolvePromise({
-        exitCode: timedOut || outputLimited ? null : exitCode,
+        exitCode: killed ? null : exitCode,
         stdout: Buffer.concat(stdout),
         stderr,
         timedOut,
         outputLimited,
+        aborted,
+        inputError,
       });
     });
     // git may exit before reading its input (e.g. on a bad argument); that is reported by its exit code.
     child.stdin.on("error", () => {});
-    child.stdin.end(options.input);
+    if (options.stdin) {
+      options.stdin.once("error", (error) => {
+        inputError = error;
+        kill();
+      });
+      options.stdin.pipe(child.stdin);
+    } else {
+      child.stdin.end(options.input);
+    }
+  });
+}
+
+/** The GitError for a run that did not exit 0. */
+function failure(args: readonly string[], result: GitRunResult): GitError {
+  const stderr = result.inputError
+    ? `${result.stderr}\ninput stream failed: ${result.inputError.message}`
+    : result.stderr;
+  return new GitError(args, result.exitCode, stderr, {
+    cause: result.inputError ?? undefined,
+    timedOut: result.timedOut,
+    outputLimited: result.outputLimited,
+    aborted: result.aborted,
   });
 }
 
 /** Runs git and returns its stdout as bytes; throws GitError unless it exits 0. */
 export async function gitBuffer(args: readonly string[], options: GitRunOptions): Promise<Buffer> {
   const result = await runGit(args, options);
-  if (result.exitCode !== 0) {
-    throw new GitError(args, result.exitCode, result.stderr, {
-      timedOut: result.timedOut,
-      outputLimited: result.outputLimited,
-    });
-  }
+  if (result.exitCode !== 0) throw failure(args, result);
   return result.stdout;
+}
+
+/**
+ * git's stdout as a stream, for transfers too large for memory: it ends when
+ * git exits 0 and fails with the GitError otherwise. Destroying the stream
+ * before its end kills git.
+ */
+export function gitOutputStream(
+  args: readonly string[],
+  options: Omit<GitRunOptions, "stdout" | "maxOutputBytes">,
+): Readable {
+  const output = new PassThrough();
+  const stop = new AbortController();
+  let settled = false;
+  output.once("close", () => {
+    if (!settled) stop.abort();
+  });
+  const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
+  runGit(args, { ...options, signal, stdout: output }).then(
+    (result) => {
+      settled = true;
+      if (result.exitCode === 0) output.end();
+      else output.destroy(failure(args, result));
+    },
+    (error: unknown) => {
+      settled = true;
+      output.destroy(error as Error);
+    },
+  );
+  return output;
 }
 
 /** Runs git and returns its stdout without the trailing newline; throws GitError unless it exits 0. */

@@ -2,6 +2,7 @@ export { AgentBoxSpec, CgroupCounter } from "./agent-box-spec";
 export * from "./archive";
 export * from "./git";
 export * from "./local-executor";
+export * from "./pack-meter";
 export { confinePath, resolveLexically } from "./paths";
 export {
   type CommandLauncher,
@@ -10,6 +11,7 @@ export {
   minimalEnvironment,
   runInProcessGroup,
 } from "./process-group";
+export * from "./save-workspace";
 export * from "./sidecar-client";
 export type { SidecarHealth } from "./sidecar-protocol";
 export * as sidecarProtocol from "./sidecar-protocol";

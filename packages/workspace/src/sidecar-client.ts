@@ -11,6 +11,9 @@
  *   treats the dropped connection as cancellation and kills the command.
  * - The token is only ever sent in the Authorization header, never logged or
  *   put into error messages.
+ * - Git packs stream in both directions and are never held in memory; a
+ *   transfer is limited by inactivity (nothing moved for the request limit),
+ *   not by its total duration, so any size of repository gets through.
  * - Two transports: `http://host:port` (a pod) and `unix:/absolute/path` (a
  *   sandbox on this host, whose sidecar listens on a socket in the sandbox's
  *   directory: nothing on the host's network can reach it, or sniff it).
@@ -19,6 +22,7 @@ import { createReadStream, createWriteStream } from "node:fs";
 import { stat } from "node:fs/promises";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import type { ReadableStream as WebReadableStream } from "node:stream/web";
 import { Agent, fetch as undiciFetch } from "undici";
 import type { z } from "zod";
 import { byteLimit, type WorkspaceArchiver } from "./archive";
@@ -28,12 +32,14 @@ import {
   ErrorReply,
   ExecEvent,
   GrepReply,
-  HEAD_HEADER,
+  HavesReply,
   HealthReply,
   ListDirReply,
   OkReply,
+  PACK_CONTENT_TYPE,
   ReadFileReply,
   ReceiveReply,
+  SaveReply,
   type SidecarHealth,
 } from "./sidecar-protocol";
 import type { CommandResult, CommitResult, DirEntry, GrepMatch, RunCommandOptions, ToolExecutor } from "./types";
@@ -44,7 +50,10 @@ export interface SidecarClientOptions {
   endpoint: string;
   /** The sandbox's bearer token. */
   token: string;
-  /** Limit for each request except /exec (which runs until the command ends), in milliseconds. Default 120000. */
+  /**
+   * Limit for each request except /exec (which runs until the command ends), in milliseconds. Default 120000.
+   * For git transfers it is the longest time without progress.
+   */
   timeoutMs?: number;
   /** Limit for moving an archive in or out (/archive/*), in milliseconds. Default 600000. */
   transferTimeoutMs?: number;
@@ -100,6 +109,39 @@ async function* ndjsonLines(body: ReadableStream<Uint8Array>): AsyncGenerator<st
   } finally {
     reader.releaseLock();
   }
+}
+
+/** Aborts when nothing moved for `ms`: `touch()` on progress restarts the wait, `done()` ends it. */
+class IdleDeadline {
+  private readonly controller = new AbortController();
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(ms: number) {
+    this.timer = setTimeout(() => {
+      this.controller.abort(new DOMException(`no progress for ${ms} ms`, "TimeoutError"));
+    }, ms);
+  }
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  touch(): void {
+    this.timer.refresh();
+  }
+
+  done(): void {
+    clearTimeout(this.timer);
+  }
+}
+
+/** Passes `source` through, calling `touch` for every chunk and once more at its end. */
+async function* withProgress(source: AsyncIterable<Uint8Array>, touch: () => void): AsyncGenerator<Uint8Array> {
+  for await (const chunk of source) {
+    touch();
+    yield chunk;
+  }
+  touch();
 }
 
 const UNIX_PREFIX = "unix:";
@@ -166,23 +208,61 @@ export class SidecarClient implements ToolExecutor, WorkspaceArchiver {
     return this.call("POST", "/git/commit", { message }, CommitReply);
   }
 
-  /** Makes the workspace a checkout of `branch` at the tip of `bundle` (a git bundle containing that branch). */
-  async receiveBranch(branch: string, bundle: Buffer): Promise<{ head: string; branch: string }> {
-    const response = await this.send("POST", `/git/receive?branch=${encodeURIComponent(branch)}`, {
-      body: new Uint8Array(bundle.buffer, bundle.byteOffset, bundle.byteLength),
-      contentType: "application/octet-stream",
-    });
-    return this.parseJson(response, ReceiveReply);
+  /** Commits the workspace has, newest first (a sender leaves out what their histories hold). */
+  async haves(): Promise<string[]> {
+    return (await this.call("GET", "/git/haves", undefined, HavesReply)).commits;
   }
 
-  /** Commits everything in the workspace, then returns a git bundle of `branch` and its head. */
-  async bundleBranch(branch: string, message?: string): Promise<{ head: string; bundle: Buffer }> {
-    const response = await this.send("POST", "/git/bundle", { json: { branch, message } });
-    const head = ReceiveReply.shape.head.safeParse(response.headers.get(HEAD_HEADER));
-    if (!head.success)
-      throw new SidecarError(response.status, "BAD_REPLY", `bundle reply lacks a valid ${HEAD_HEADER}`);
-    const bundle = Buffer.from(await this.guard(response.arrayBuffer()));
-    return { head: head.data, bundle };
+  /**
+   * Streams `pack` (a git pack, thin allowed, holding the objects of `tip`'s
+   * history the workspace lacks) into the workspace, then makes the
+   * workspace a checkout of `branch` at `tip`.
+   */
+  async receiveBranch(branch: string, tip: string, pack: AsyncIterable<Uint8Array>): Promise<ReceiveReply> {
+    const deadline = new IdleDeadline(this.timeoutMs);
+    try {
+      const query = new URLSearchParams({ branch, tip });
+      const response = await this.send(
+        "POST",
+        `/git/receive?${query}`,
+        { stream: withProgress(pack, () => deadline.touch()), contentType: PACK_CONTENT_TYPE },
+        deadline.signal,
+      );
+      return await this.parseJson(response, ReceiveReply);
+    } finally {
+      deadline.done();
+    }
+  }
+
+  /**
+   * Saves whatever the workspace holds onto `branch`, descending from `base`
+   * (the last saved commit; see saveWorkspace), and leaves the workspace on it.
+   */
+  saveBranch(branch: string, base: string, message: string): Promise<SaveReply> {
+    return this.call("POST", "/git/save", { branch, base, message }, SaveReply);
+  }
+
+  /**
+   * A git pack (thin: its deltas may refer to objects of the excluded
+   * histories) of what `tip`'s history holds beyond the `exclude` commits'
+   * histories, as a stream. Destroying the stream ends the transfer.
+   */
+  async packObjects(tip: string, exclude: readonly string[]): Promise<Readable> {
+    const deadline = new IdleDeadline(this.timeoutMs);
+    try {
+      const response = await this.send("POST", "/git/pack", { json: { tip, exclude } }, deadline.signal);
+      if (!response.body) throw new SidecarError(response.status, "BAD_REPLY", "pack reply has no body");
+      const body = response.body as unknown as WebReadableStream<Uint8Array>;
+      const stream = Readable.from(
+        withProgress(body, () => deadline.touch()),
+        { objectMode: false },
+      );
+      stream.once("close", () => deadline.done());
+      return stream;
+    } catch (error) {
+      deadline.done();
+      throw error;
+    }
   }
 
   /** Writes the tar archive of `paths` in the workspace to `file` on this machine; returns its size. */
@@ -198,7 +278,7 @@ export class SidecarClient implements ToolExecutor, WorkspaceArchiver {
     const counter = byteLimit(options.limitBytes ?? Number.POSITIVE_INFINITY, (n) => {
       bytes = n;
     });
-    const body = Readable.fromWeb(response.body as import("node:stream/web").ReadableStream);
+    const body = Readable.fromWeb(response.body as unknown as WebReadableStream<Uint8Array>);
     try {
       await pipeline(body, counter, createWriteStream(file, { mode: 0o600 }));
     } catch (error) {
@@ -229,7 +309,9 @@ export class SidecarClient implements ToolExecutor, WorkspaceArchiver {
   /** Replaces the sandbox's agent state directory's content with an archive from archiveAgentState. */
   async restoreAgentState(archive: Buffer): Promise<void> {
     const response = await this.send("POST", "/agent-state/restore", {
-      body: new Uint8Array(archive.buffer, archive.byteOffset, archive.byteLength),
+      stream: (async function* () {
+        yield new Uint8Array(archive.buffer, archive.byteOffset, archive.byteLength);
+      })(),
       contentType: "application/gzip",
     });
     await this.parseJson(response, OkReply);
@@ -310,7 +392,7 @@ export class SidecarClient implements ToolExecutor, WorkspaceArchiver {
   private async send(
     method: "GET" | "POST",
     route: string,
-    payload: { json?: unknown; body?: Uint8Array; stream?: Readable; contentType?: string; contentLength?: number },
+    payload: { json?: unknown; stream?: AsyncIterable<Uint8Array>; contentType?: string; contentLength?: number },
     signal?: AbortSignal,
     path?: string,
   ): Promise<Response> {
@@ -319,23 +401,20 @@ export class SidecarClient implements ToolExecutor, WorkspaceArchiver {
     if (payload.json !== undefined) {
       headers["content-type"] = "application/json";
       body = JSON.stringify(payload.json);
-    } else if (payload.body) {
-      headers["content-type"] = payload.contentType ?? "application/octet-stream";
-      body = payload.body as RequestInit["body"];
     } else if (payload.stream) {
       headers["content-type"] = payload.contentType ?? "application/octet-stream";
       if (payload.contentLength !== undefined) headers["content-length"] = String(payload.contentLength);
-      body = Readable.toWeb(payload.stream) as RequestInit["body"];
+      body = payload.stream as unknown as RequestInit["body"];
     }
     const response = await this.guard(
       this.transport.fetch(`${this.transport.baseUrl}${route}`, {
         method,
         headers,
         body,
+        // A streamed body goes out as it is produced (fetch requires saying so).
+        ...(payload.stream ? { duplex: "half" as const } : {}),
         signal: signal ?? AbortSignal.timeout(this.timeoutMs),
-        // A streamed body must be sent half-duplex (fetch's rule for ReadableStream bodies).
-        ...(payload.stream ? { duplex: "half" } : {}),
-      } as RequestInit),
+      }),
     );
     if (!response.ok) throw await errorFromResponse(response, path);
     return response;

@@ -6,8 +6,10 @@
 import { z } from "zod";
 import { WORKSPACE_OPERATION_ERROR_CODES } from "./types";
 
-/** Header carrying the commit a /git/bundle reply contains. */
-export const HEAD_HEADER = "x-umbra-head";
+/** Content type of the git packs /git/receive takes and /git/pack answers with. */
+export const PACK_CONTENT_TYPE = "application/x-git-packed-objects";
+/** Most commits a workspace reports having, and a pack request may exclude. */
+export const MAX_HAVES = 64;
 
 const WorkspacePath = z.string().min(1).max(4096);
 const Sha = z.string().regex(/^[0-9a-f]{40,64}$/);
@@ -38,7 +40,12 @@ export const BranchName = z
   .min(1)
   .max(255)
   .regex(/^[A-Za-z0-9._/-]+$/);
-export const BundleRequest = z.object({ branch: BranchName, message: z.string().min(1).optional() });
+/** /git/receive's query: the branch to check out and the commit it must point to (the pack's tip). */
+export const ReceiveQuery = z.object({ branch: BranchName, tip: Sha });
+/** /git/save: put the workspace on `branch`, descending from `base` (the last saved commit). */
+export const SaveRequest = z.object({ branch: BranchName, base: Sha, message: z.string().min(1) });
+/** /git/pack: the objects of `tip`'s history that the `exclude` commits' histories lack. */
+export const PackRequest = z.object({ tip: Sha, exclude: z.array(Sha).max(MAX_HAVES) });
 
 /** Paths (relative to the workspace) whose tar archive /archive/pack answers with. */
 export const ArchivePackRequest = z.object({ paths: z.array(WorkspacePath).min(1).max(100_000) });
@@ -61,6 +68,17 @@ export const HealthReply = z.object({
 });
 export type SidecarHealth = z.infer<typeof HealthReply>;
 export const ReceiveReply = z.object({ head: Sha, branch: z.string() });
+export type ReceiveReply = z.infer<typeof ReceiveReply>;
+/** Commits the workspace has (tips of its refs), newest first: what a sender need not send again. */
+export const HavesReply = z.object({ commits: z.array(Sha).max(MAX_HAVES) });
+export const SaveReply = z.object({
+  head: Sha,
+  base: Sha,
+  committed: z.boolean(),
+  rewritten: z.boolean(),
+  previous: z.object({ head: Sha.nullable(), branch: z.string().nullable() }),
+});
+export type SaveReply = z.infer<typeof SaveReply>;
 
 export const ExecEvent = z.discriminatedUnion("type", [
   z.object({ type: z.literal("stdout"), data: z.string() }),
@@ -85,10 +103,12 @@ export const SIDECAR_ERROR_CODES = [
   "WORKSPACE_DIRTY",
   "WORKSPACE_DIVERGED",
   "WORKSPACE_NOT_EMPTY",
-  "BRANCH_MISMATCH",
   "NO_REPOSITORY",
   "NO_COMMITS",
   "NO_AGENT_STATE",
+  "BASE_MISSING",
+  "UNKNOWN_COMMIT",
+  "BAD_PACK",
   "PAYLOAD_TOO_LARGE",
   "GIT_FAILED",
   "INTERNAL",

@@ -1,6 +1,6 @@
-import { PassThrough } from "node:stream";
+import { PassThrough, Readable } from "node:stream";
 import { describe, expect, it } from "vitest";
-import { GitError, git, gitBuffer, runGit } from "../src/git";
+import { GitError, git, gitBuffer, gitOutputStream, runGit } from "../src/git";
 import { initRepo, TEST_GIT_ENV, tempDir } from "./helpers";
 
 describe("the git runner", () => {
@@ -65,5 +65,67 @@ describe("the git runner", () => {
     expect(result.exitCode).toBe(0);
     expect(result.stdout.length).toBe(0);
     expect(streamed).toBe(200_000);
+  });
+
+  it("streams a Readable into git, and kills git when that stream fails", async () => {
+    const repo = await tempDir();
+    await initRepo(repo, { "a.txt": "a\n" });
+    const hashed = await git(["hash-object", "--stdin"], {
+      cwd: repo,
+      env: TEST_GIT_ENV,
+      stdin: Readable.from([Buffer.from("hello "), Buffer.from("world\n")]),
+    });
+    expect(hashed).toBe(
+      await git(["hash-object", "--stdin"], { cwd: repo, env: TEST_GIT_ENV, input: "hello world\n" }),
+    );
+
+    async function* failing() {
+      yield Buffer.from("partial");
+      throw new Error("the connection broke");
+    }
+    const error = await git(["hash-object", "--stdin"], {
+      cwd: repo,
+      env: TEST_GIT_ENV,
+      stdin: Readable.from(failing()),
+    }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(GitError);
+    expect((error as GitError).message).toMatch(/the connection broke/);
+  });
+
+  it("gives git's output as a stream that ends on success and fails with the GitError otherwise", async () => {
+    const repo = await tempDir();
+    await initRepo(repo, { "big.txt": "x".repeat(300_000) });
+    let size = 0;
+    for await (const chunk of gitOutputStream(["cat-file", "-p", "HEAD:big.txt"], { cwd: repo, env: TEST_GIT_ENV })) {
+      size += (chunk as Buffer).length;
+    }
+    expect(size).toBe(300_000);
+
+    const failing = gitOutputStream(["cat-file", "-p", "HEAD:missing.txt"], { cwd: repo, env: TEST_GIT_ENV });
+    const error = await (async () => {
+      for await (const _ of failing);
+    })().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(GitError);
+    expect((error as GitError).exitCode).toBe(128);
+  });
+
+  it("kills git when its signal aborts or its output stream is destroyed", async () => {
+    const dir = await tempDir();
+    const controller = new AbortController();
+    const running = runGit(["-c", "alias.wait=!sleep 30", "wait"], {
+      cwd: dir,
+      env: TEST_GIT_ENV,
+      signal: controller.signal,
+    });
+    setTimeout(() => controller.abort(), 100);
+    const result = await running;
+    expect(result).toMatchObject({ aborted: true, exitCode: null });
+
+    const started = Date.now();
+    const stream = gitOutputStream(["-c", "alias.yes=!yes", "yes"], { cwd: dir, env: TEST_GIT_ENV });
+    await new Promise((resolve) => stream.once("data", resolve));
+    stream.destroy();
+    await new Promise((resolve) => stream.once("close", resolve));
+    expect(Date.now() - started).toBeLessThan(5000);
   });
 });

@@ -18,7 +18,7 @@ export async function createWorkspaceManager(
   deps: WorkspaceManagerDeps,
 ): Promise<WorkspaceManager> {
   if (getAgentMode(config) === "local") {
-    return new LocalWorkspaceManager(deps.store, join(config.dataDir, "workspaces"), deps.agentState);
+    return new LocalWorkspaceManager(deps.store, join(config.dataDir, "workspaces"), deps.agentState, deps.log);
   }
   const { createRemoteWorkspaceManager } = await import("./remote/index");
   return createRemoteWorkspaceManager(config, deps);

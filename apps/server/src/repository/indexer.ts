@@ -12,7 +12,10 @@ import type { RepositoryStore } from "./repository-store";
 /** Files larger than this are not indexed. */
 const MAX_FILE_BYTES = 512 * 1024;
 const INSERT_BATCH = 250;
+/** Files read from the store at once: at most this many, and at most READ_BATCH_BYTES of them. */
 const READ_BATCH = 2000;
+/** Bytes read from the store at once, so a repository of large files is never held whole in memory. */
+const READ_BATCH_BYTES = 8 * 1024 * 1024;
 
 export interface IndexResult {
   commitSha: string;
@@ -62,8 +65,7 @@ export class RepositoryIndexer {
       await tx
         .delete(repoIndexFiles)
         .where(and(eq(repoIndexFiles.repoKey, repoKey), eq(repoIndexFiles.commitSha, commitSha)));
-      for (let i = 0; i < candidates.length; i += READ_BATCH) {
-        const paths = candidates.slice(i, i + READ_BATCH).map((f) => f.path);
+      for (const paths of batches(candidates)) {
         const contents = await this.store.readFiles(repoUrl, commitSha, paths);
         const rows = [...contents]
           .filter(([, buffer]) => isText(buffer))
@@ -94,6 +96,22 @@ export class RepositoryIndexer {
     );
     return rows.map((row) => ({ path: row.path, rank: Number(row.rank), snippet: snippetFor(row.content, query) }));
   }
+}
+
+/** The files' paths in groups of at most READ_BATCH files and READ_BATCH_BYTES bytes. */
+function* batches(files: { path: string; size: number }[]): Generator<string[]> {
+  let batch: string[] = [];
+  let bytes = 0;
+  for (const file of files) {
+    if (batch.length > 0 && (batch.length >= READ_BATCH || bytes + file.size > READ_BATCH_BYTES)) {
+      yield batch;
+      batch = [];
+      bytes = 0;
+    }
+    batch.push(file.path);
+    bytes += file.size;
+  }
+  if (batch.length > 0) yield batch;
 }
 
 function isText(buffer: Buffer): boolean {

@@ -15,7 +15,7 @@
  */
 import { GitError } from "@repo/workspace";
 import type { RepositoryStore } from "./repository-store";
-import { storeGit, storeGitBuffer, storeGitResult } from "./repository-store";
+import { storeGit, storeGitBuffer, storeGitRun as storeGitResult } from "./store-git";
 
 /** How long a push or fetch of one branch may take, ms. */
 const TRANSFER_TIMEOUT_MS = 5 * 60_000;

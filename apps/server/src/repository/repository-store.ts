@@ -10,60 +10,32 @@
  * Operations on one mirror are serialized: inside this process by default,
  * across every server process sharing the store when given locks that hold
  * across processes (Postgres advisory locks: see apps/server/README.md).
+ * Transfers out of a mirror only read, and run alongside.
+ *
+ * Each task branch has a saved-head record, `refs/umbra/saved/<branch>`: the
+ * last commit a save put on the branch. Saves only ever move it to a
+ * descendant, so everything saved stays reachable. A local workspace shares
+ * the mirror's refs, so the agent can move `refs/heads/<branch>` itself (an
+ * amend, a reset); the record is what such moves cannot touch.
  */
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
-import { mkdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
-import {
-  GitError,
-  type GitRunOptions,
-  type GitRunResult,
-  git,
-  gitBuffer,
-  runGit as runGitReporting,
-} from "@repo/workspace";
-import { WorkspaceError } from "../errors";
+import type { Readable } from "node:stream";
+import type { PackStats } from "@repo/workspace";
+import { WorkspaceError, WorkspaceSaveError } from "../errors";
 import { KeyedMutex } from "../utils/keyed-mutex";
+import { consolidatePacks, indexPack, isAncestor, isComplete, knownCommits, packHistory } from "./pack-transfer";
+import { gitReason, storeGit as runGit, storeGitBuffer as runGitBuffer, storeGitBounded } from "./store-git";
 
-/** The identity of the server's own git processes (also how a later server recognises orphans of a dead one). */
-export const SERVER_GIT_EMAIL = "umbra@umbra.local";
+export { SERVER_GIT_EMAIL } from "./store-git";
 
-/** The store's git environment: built from nothing, so no user or system config or credential leaks in. */
-const STORE_GIT_ENV = {
-  PATH: process.env.PATH ?? "/usr/bin:/bin",
-  HOME: process.env.HOME ?? "/tmp",
-  GIT_CONFIG_NOSYSTEM: "1",
-  GIT_AUTHOR_NAME: "Umbra",
-  GIT_AUTHOR_EMAIL: SERVER_GIT_EMAIL,
-  GIT_COMMITTER_NAME: "Umbra",
-  GIT_COMMITTER_EMAIL: SERVER_GIT_EMAIL,
-  LANG: "C",
-};
-/** How long one store operation may take before git is killed, ms (a fetch gets longer). */
-const STORE_GIT_TIMEOUT_MS = 120_000;
+/** Pause before the one retry of a failed mirror fetch, ms. */
+const FETCH_RETRY_DELAY_MS = 2_000;
 
-type StoreGitOptions = Omit<GitRunOptions, "env">;
-const storeArgs = (args: string[]) => ["-c", "protocol.file.allow=always", "-c", "core.hooksPath=/dev/null", ...args];
-const withStoreEnv = (options: StoreGitOptions): GitRunOptions => ({
-  timeoutMs: STORE_GIT_TIMEOUT_MS,
-  ...options,
-  env: STORE_GIT_ENV,
-});
-/** git in the store, with the store's environment; throws GitError. */
-function runGit(args: string[], options: StoreGitOptions): Promise<string> {
-  return git(storeArgs(args), withStoreEnv(options));
-}
-function runGitBuffer(args: string[], options: StoreGitOptions): Promise<Buffer> {
-  return gitBuffer(storeArgs(args), withStoreEnv(options));
-}
-/** git in the store, reporting how it ended instead of throwing. */
-function runGitResult(args: string[], options: StoreGitOptions): Promise<GitRunResult> {
-  return runGitReporting(storeArgs(args), withStoreEnv(options));
-}
-
-/** The store's git runners, for modules that work on a mirror beside the store (remote-branch.ts). */
-export { runGit as storeGit, runGitBuffer as storeGitBuffer, runGitResult as storeGitResult };
+/** Most of a task's patch the diff holds, bytes; the rest is counted, never held in memory. */
+const PATCH_LIMIT = 8 * 1024 * 1024;
 
 export interface DiffSummary {
   files: { path: string; additions: number; deletions: number }[];
@@ -137,6 +109,11 @@ export class RepositoryStore {
     return `umbra/${taskId}`;
   }
 
+  /** The ref recording the last saved commit of `branch`. */
+  static savedRef(branch: string): string {
+    return `refs/umbra/saved/${branch}`;
+  }
+
   /** Where the bare mirror of `repoUrl` lives. */
   mirrorPath(repoUrl: string): string {
     const key = createHash("sha256").update(normalizeRepoUrl(repoUrl)).digest("hex").slice(0, 16);
@@ -185,13 +162,63 @@ export class RepositoryStore {
     return out.trim();
   }
 
+  /**
+   * Moves the task branch and its saved-head record from `from` to `to` as
+   * one ref transaction; refused (GitError) if the branch is no longer at
+   * `from`. Callers move it forward (commits taken in from the task's remote
+   * branch), or back to undo their own move.
+   */
+  async moveBranch(repoUrl: string, branch: string, from: string, to: string): Promise<void> {
+    const mirror = this.mirrorPath(repoUrl);
+    const transaction = `start\nupdate refs/heads/${branch} ${to} ${from}\nupdate ${RepositoryStore.savedRef(branch)} ${to}\nprepare\ncommit\n`;
+    await this.mutex.run(mirror, () => runGit(["update-ref", "--stdin"], { cwd: mirror, input: transaction }));
+  }
+
+  /**
+   * Fast-forwards the worktree at `path` (which must have `branch` checked
+   * out and nothing uncommitted) to its descendant `sha`: branch, index and
+   * files move together.
+   */
+  async fastForwardWorktree(repoUrl: string, path: string, branch: string, sha: string): Promise<void> {
+    await this.mutex.run(this.mirrorPath(repoUrl), async () => {
+      const head = await runGit(["symbolic-ref", "--quiet", "HEAD"], { cwd: path }).catch(() => "");
+      if (head.trim() !== `refs/heads/${branch}`) {
+        throw new WorkspaceError(
+          `the workspace has ${head.trim() || "no branch"} checked out, not ${branch}`,
+          null,
+          false,
+        );
+      }
+      await runGit(["merge", "--ff-only", "--quiet", sha], { cwd: path });
+      await runGit(["update-ref", RepositoryStore.savedRef(branch), sha], { cwd: path });
+    });
+  }
+
+  /**
+   * The last saved commit of the task branch: its saved-head record, or the
+   * branch head for a branch saved before there were records.
+   */
+  async savedHead(repoUrl: string, branch: string): Promise<string> {
+    const mirror = this.mirrorPath(repoUrl);
+    const saved = await runGit(["rev-parse", "--verify", "--quiet", `${RepositoryStore.savedRef(branch)}^{commit}`], {
+      cwd: mirror,
+    }).catch(() => null);
+    return saved?.trim() || this.branchHead(repoUrl, branch);
+  }
+
   /** Creates the task branch at `sha` unless it exists. */
   async ensureBranch(repoUrl: string, branch: string, sha: string): Promise<void> {
     const mirror = this.mirrorPath(repoUrl);
     await this.mutex.run(mirror, async () => {
-      if (await this.hasBranch(repoUrl, branch)) return;
-      await runGit(["branch", branch, sha], { cwd: mirror });
+      if (!(await this.hasBranch(repoUrl, branch))) await runGit(["branch", branch, sha], { cwd: mirror });
+      await this.recordIfMissing(mirror, branch);
     });
+  }
+
+  private async recordIfMissing(mirror: string, branch: string): Promise<void> {
+    const ref = RepositoryStore.savedRef(branch);
+    const exists = await runGit(["rev-parse", "--verify", "--quiet", ref], { cwd: mirror }).catch(() => null);
+    if (!exists) await runGit(["update-ref", ref, `refs/heads/${branch}`], { cwd: mirror });
   }
 
   /**
@@ -207,6 +234,7 @@ export class RepositoryStore {
       const exists = await this.hasBranch(repoUrl, branch);
       const args = exists ? ["worktree", "add", path, branch] : ["worktree", "add", "-b", branch, path, baseSha];
       await runGit(args, { cwd: mirror });
+      await this.recordIfMissing(mirror, branch);
       return (await runGit(["rev-parse", "HEAD"], { cwd: path })).trim();
     });
   }
@@ -226,79 +254,85 @@ export class RepositoryStore {
   }
 
   /**
-   * Moves the task branch from `from` to `to` as one compare-and-set; refused
-   * (GitError) if the branch is no longer at `from`. Callers move it forward
-   * (commits taken in from the task's remote branch), or back to undo their
-   * own move.
+   * A pack of `tip`'s history for a workspace that has the commits `haves`
+   * (those the mirror does not know are ignored): with none, the whole
+   * history; otherwise only what they lack, thin. Streamed; reading the
+   * mirror needs no lock.
    */
-  async moveBranch(repoUrl: string, branch: string, from: string, to: string): Promise<void> {
+  async packFor(repoUrl: string, tip: string, haves: readonly string[]): Promise<Readable> {
     const mirror = this.mirrorPath(repoUrl);
-    await this.mutex.run(mirror, () => runGit(["update-ref", `refs/heads/${branch}`, to, from], { cwd: mirror }));
+    return packHistory(mirror, tip, await knownCommits(mirror, haves));
   }
 
   /**
-   * Fast-forwards the worktree at `path` (which must have `branch` checked
-   * out and nothing uncommitted) to its descendant `sha`: branch, index and
-   * files move together.
+   * Saves a branch sent back from a remote workspace: indexes the streamed
+   * pack of `head`'s history beyond `base`, then moves the branch and its
+   * saved-head record from `base` to `head`. Refused (WorkspaceSaveError)
+   * unless `head` is complete and descends from `base` and `base` is still
+   * the last saved commit, so saved work is never overwritten.
    */
-  async fastForwardWorktree(repoUrl: string, path: string, branch: string, sha: string): Promise<void> {
-    await this.mutex.run(this.mirrorPath(repoUrl), async () => {
-      const head = await runGit(["symbolic-ref", "--quiet", "HEAD"], { cwd: path }).catch(() => "");
-      if (head.trim() !== `refs/heads/${branch}`) {
-        throw new WorkspaceError(
-          `the workspace has ${head.trim() || "no branch"} checked out, not ${branch}`,
-          null,
-          false,
-        );
-      }
-      await runGit(["merge", "--ff-only", "--quiet", sha], { cwd: path });
-    });
-  }
-
-  /** A git bundle of the task branch, to seed a remote workspace. */
-  async createBundle(repoUrl: string, branch: string): Promise<Buffer> {
+  async receivePack(
+    repoUrl: string,
+    branch: string,
+    pack: Readable,
+    { base, head }: { base: string; head: string },
+  ): Promise<PackStats> {
     const mirror = this.mirrorPath(repoUrl);
-    return this.mutex.run(mirror, () =>
-      runGitBuffer(["bundle", "create", "-", `refs/heads/${branch}`], { cwd: mirror }),
-    );
-  }
-
-  /**
-   * Saves a branch sent back from a remote workspace. The bundle's tip must
-   * descend from what the store has (the VM only ever adds commits); anything
-   * else is refused rather than overwriting saved work.
-   */
-  async saveBundle(repoUrl: string, branch: string, bundle: Buffer): Promise<string> {
-    const mirror = this.mirrorPath(repoUrl);
+    let stats: PackStats;
+    try {
+      stats = await indexPack(mirror, pack);
+    } catch (error) {
+      throw new WorkspaceSaveError("TRANSFER_FAILED", `the saved commits did not arrive: ${gitReason(error)}`, {
+        cause: error,
+      });
+    }
     return this.mutex.run(mirror, async () => {
-      const file = join(mirror, `incoming-${process.pid}-${Date.now()}.bundle`);
-      await writeFile(file, bundle);
-      try {
-        await runGit(["fetch", "--quiet", file, `refs/heads/${branch}:refs/heads/${branch}`], { cwd: mirror });
-        return (await runGit(["rev-parse", `refs/heads/${branch}`], { cwd: mirror })).trim();
-      } finally {
-        await rm(file, { force: true });
+      const [complete, descends, saved] = await Promise.all([
+        isComplete(mirror, head, base),
+        isAncestor(mirror, base, head),
+        this.savedHead(repoUrl, branch),
+      ]);
+      if (!complete) {
+        throw new WorkspaceSaveError("TRANSFER_FAILED", `the workspace sent an incomplete history for ${head}`);
       }
+      if (!descends) {
+        throw new WorkspaceSaveError("STORE_REFUSED", `${head} does not descend from the last saved commit ${base}`);
+      }
+      if (saved !== base) {
+        throw new WorkspaceSaveError("BRANCH_MOVED", `the task branch was saved at ${saved} meanwhile, not ${base}`);
+      }
+      const transaction = [
+        "start",
+        `update refs/heads/${branch} ${head}`,
+        `update ${RepositoryStore.savedRef(branch)} ${head}`,
+        "commit",
+      ];
+      await runGit(["update-ref", "--stdin"], { cwd: mirror, input: `${transaction.join("\n")}\n` });
+      await consolidatePacks(mirror).catch(() => undefined);
+      return stats;
     });
   }
 
   async deleteBranch(repoUrl: string, branch: string): Promise<void> {
     const mirror = this.mirrorPath(repoUrl);
     if (!existsSync(mirror)) return;
-    await this.mutex.run(mirror, () =>
-      runGit(["branch", "-D", branch], { cwd: mirror }).then(
-        () => undefined,
-        () => undefined,
-      ),
-    );
+    await this.mutex.run(mirror, async () => {
+      await runGit(["branch", "-D", branch], { cwd: mirror }).catch(() => undefined);
+      await runGit(["update-ref", "-d", RepositoryStore.savedRef(branch)], { cwd: mirror }).catch(() => undefined);
+    });
   }
 
-  /** The task branch against the commit it started from. */
+  /** The task branch against the commit it started from; a patch over PATCH_LIMIT is cut and says how much is left out. */
   async diff(repoUrl: string, baseSha: string, branch: string): Promise<DiffSummary> {
     const mirror = this.mirrorPath(repoUrl);
     const range = [baseSha, `refs/heads/${branch}`];
     const numstat = await runGit(["diff", "--numstat", "-z", ...range], { cwd: mirror });
-    const patch = await runGit(["diff", "--no-color", ...range], { cwd: mirror });
+    const { text, omittedBytes } = await storeGitBounded(
+      ["diff", "--no-color", ...range],
+      { cwd: mirror },
+      PATCH_LIMIT,
+    );
+    const patch = omittedBytes > 0 ? `${text}… ${omittedBytes} bytes of the patch omitted\n` : text;
     return { files: parseNumstat(numstat), patch };
   }
 
@@ -402,10 +436,17 @@ export class RepositoryStore {
       await runGit(["config", "remote.origin.fetch", "+refs/heads/*:refs/remotes/origin/*"], { cwd: mirror });
       await runGit(["config", "gc.auto", "0"], { cwd: mirror });
     }
-    try {
-      await this.auth(repoUrl, (configArgs) =>
+    const fetch = () =>
+      this.auth(repoUrl, (configArgs) =>
         runGit([...configArgs, "fetch", "--prune", "--quiet", "origin"], { cwd: mirror, timeoutMs: 10 * 60_000 }),
       );
+    try {
+      // Once more after a failure: a fetch of a server process that died mid-fetch (on another host, out of
+      // reach of this one's locks) can still be writing into the mirror and make the first attempt fail.
+      await fetch().catch(async () => {
+        await new Promise((resolve) => setTimeout(resolve, FETCH_RETRY_DELAY_MS));
+        await fetch();
+      });
       await runGit(["remote", "set-head", "origin", "--auto"], { cwd: mirror }).catch(() => undefined);
     } catch (error) {
       throw new WorkspaceError(`cannot fetch ${repoUrl}: ${gitReason(error)}`, null, true, { cause: error });
@@ -430,11 +471,6 @@ export class RepositoryStore {
 /** The one spelling of a repository Umbra keys things by (mirrors, the index, environments, secrets). */
 export function normalizeRepoUrl(repoUrl: string): string {
   return repoUrl.trim().replace(/\/+$/, "");
-}
-
-function gitReason(error: unknown): string {
-  if (error instanceof GitError) return error.reason;
-  return error instanceof Error ? error.message : String(error);
 }
 
 function parseNumstat(out: string): DiffSummary["files"] {

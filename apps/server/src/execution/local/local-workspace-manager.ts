@@ -1,17 +1,27 @@
 /**
  * Local mode: a task's workspace is a git worktree of the repository store
- * under `<DATA_DIR>/workspaces/<task-id>`, on the task branch. Because the
- * worktree shares the store's objects and refs, a commit in the workspace is
- * saved in the store the moment it is made. The agent's state directory is
- * used where it is (DATA_DIR/agent-state/<task-id>, beside the workspaces).
+ * under `<DATA_DIR>/workspaces/<task-id>`, on the task branch. The worktree
+ * shares the store's objects and refs, so a save moves nothing: it puts
+ * whatever the agent left onto the task branch (saveWorkspace, the same
+ * algorithm the sidecar runs) and records the result as the branch's last
+ * saved commit. A save that cannot complete is one WorkspaceSaveError.
+ * The agent's state directory is used where it is
+ * (DATA_DIR/agent-state/<task-id>, beside the workspaces).
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import type { TaskRow } from "@repo/db";
 import { InitStatus } from "@repo/types";
-import { LocalExecutor, type ToolExecutor } from "@repo/workspace";
-import { WorkspaceError } from "../../errors";
-import type { RepositoryStore } from "../../repository/repository-store";
+import {
+  LocalExecutor,
+  type SavedWorkspace,
+  SaveRefusedError,
+  saveWorkspace,
+  type ToolExecutor,
+} from "@repo/workspace";
+import { errorMessage, WorkspaceError, WorkspaceSaveError } from "../../errors";
+import type { Logger } from "../../logger";
+import { RepositoryStore } from "../../repository/repository-store";
 import type { AgentStateDirs } from "../agent-state";
 import { resolveTaskBase } from "../task-branch";
 import type { StepContext, WorkspaceManager } from "../types";
@@ -23,6 +33,8 @@ export class LocalWorkspaceManager implements WorkspaceManager {
     private readonly store: RepositoryStore,
     private readonly workspacesDir: string,
     private readonly agentState: AgentStateDirs,
+    /** Where saves are logged (`workspace.saved`). Default: nowhere. */
+    private readonly log?: Logger,
   ) {}
 
   workspacePath(taskId: string): string {
@@ -55,9 +67,53 @@ export class LocalWorkspaceManager implements WorkspaceManager {
   }
 
   async saveWork(task: TaskRow, message: string): Promise<string> {
-    const executor = await this.executor(task);
-    const { sha } = await executor.commitAll(message);
-    return sha;
+    const path = task.workspacePath;
+    if (!path || !existsSync(path)) {
+      throw new WorkspaceSaveError("WORKSPACE_MISSING", `task ${task.id} has no workspace to save from`);
+    }
+    const started = performance.now();
+    try {
+      const saved = await this.saveOnto(task, path, message);
+      this.log?.info(
+        {
+          taskId: task.id,
+          head: saved.head,
+          base: saved.base,
+          committed: saved.committed,
+          rewritten: saved.rewritten,
+          previousBranch: saved.previous.branch,
+          ms: Math.round(performance.now() - started),
+        },
+        "workspace.saved",
+      );
+      return saved.head;
+    } catch (error) {
+      if (error instanceof SaveRefusedError) {
+        throw new WorkspaceSaveError("WORKSPACE_BROKEN", `the workspace cannot be saved: ${error.message}`, {
+          cause: error,
+        });
+      }
+      throw new WorkspaceSaveError("STORE_FAILED", `saving the workspace failed: ${errorMessage(error)}`, {
+        cause: error,
+      });
+    }
+  }
+
+  /**
+   * The worktree shares the mirror's refs, so the saved-head record names the
+   * base and moves with the branch in one update. A branch saved before there
+   * were records has none yet: its base is then the store's saved head.
+   */
+  private async saveOnto(task: TaskRow, path: string, message: string): Promise<SavedWorkspace> {
+    const branch = task.branch!;
+    const recordIn = RepositoryStore.savedRef(branch);
+    try {
+      return await saveWorkspace(path, { branch, base: recordIn, message, recordIn });
+    } catch (error) {
+      if (!(error instanceof SaveRefusedError && error.code === "BASE_MISSING")) throw error;
+      const base = await this.store.savedHead(task.repoUrl, branch);
+      return saveWorkspace(path, { branch, base, message, recordIn });
+    }
   }
 
   async fastForward(task: TaskRow, sha: string): Promise<void> {

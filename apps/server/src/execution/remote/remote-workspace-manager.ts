@@ -4,13 +4,14 @@
  * SidecarClient, the same ToolExecutor interface local mode uses).
  *
  * Steps: CREATE_VM (provider create + VM session row), WAIT_VM_READY (poll
- * the sidecar's health against a deadline), VERIFY_VM_WORKSPACE (send the
- * task branch from the repository store as a git bundle; check the sandbox
- * is at the expected commit).
+ * the sidecar's health against a deadline), VERIFY_VM_WORKSPACE (stream the
+ * task branch from the repository store, only what the sandbox lacks; check
+ * the sandbox is at the saved head).
  *
- * Work never lives only in the VM: saveWork commits everything in the
- * sandbox and fetches the branch back into the store; it runs after every
- * turn and before every teardown.
+ * Work never lives only in the VM: saveWork puts whatever the agent left on
+ * the task branch and streams the new commits back into the store (see
+ * branch-sync.ts); it runs after every turn and before every teardown, and
+ * a save that cannot complete is one WorkspaceSaveError with its reason.
  *
  * The agent's state (agent-state.ts) outlives every sandbox of the task.
  * With a provider that mounts host directories (`process`), the task's
@@ -37,7 +38,7 @@ import { type Db, type TaskRow, vmSessions } from "@repo/db";
 import { InitStatus } from "@repo/types";
 import { SidecarClient, type ToolExecutor } from "@repo/workspace";
 import { and, eq } from "drizzle-orm";
-import { errorMessage, WorkspaceError } from "../../errors";
+import { errorMessage, WorkspaceError, WorkspaceSaveError } from "../../errors";
 import type { Logger } from "../../logger";
 import type { RepositoryStore } from "../../repository/repository-store";
 import { hashToken } from "../../utils/auth";
@@ -47,6 +48,7 @@ import type { AgentStateDirs } from "../agent-state";
 import { resolveTaskBase } from "../task-branch";
 import type { StepContext, WorkspaceManager, WorkspaceProbe } from "../types";
 import { UMBRA_LABELS, UMBRA_MANAGED_BY, type VmMount, type VmProvider } from "../vm/types";
+import { saveBranch, sendBranch, toSaveError } from "./branch-sync";
 
 export interface RemoteWorkspaceManagerOptions {
   db: Db;
@@ -176,17 +178,14 @@ export class RemoteWorkspaceManager implements WorkspaceManager {
     );
   }
 
-  private async verifyWorkspace({ task }: StepContext): Promise<void> {
-    const { store } = this.options;
+  private async verifyWorkspace({ task, log }: StepContext): Promise<void> {
     const vm = await this.live(task);
     const branch = task.branch!;
-    const expected = await store.branchHead(task.repoUrl, branch);
-    const bundle = await store.createBundle(task.repoUrl, branch);
-    const received = await vm.client.receiveBranch(branch, bundle);
+    const { head } = await sendBranch(this.options.store, vm.client, task, log);
     const health = await vm.client.health();
-    if (received.head !== expected || health.head !== expected || health.branch !== branch) {
+    if (health.head !== head || health.branch !== branch) {
       throw new WorkspaceError(
-        `workspace is at ${health.branch ?? "no branch"}@${health.head ?? "nothing"}, expected ${branch}@${expected}`,
+        `workspace is at ${health.branch ?? "no branch"}@${health.head ?? "nothing"}, expected ${branch}@${head}`,
         InitStatus.VERIFY_VM_WORKSPACE,
         true,
       );
@@ -212,9 +211,12 @@ export class RemoteWorkspaceManager implements WorkspaceManager {
   }
 
   async saveWork(task: TaskRow, message: string): Promise<string> {
-    const vm = await this.live(task);
-    const { bundle } = await vm.client.bundleBranch(task.branch!, message);
-    const head = await this.options.store.saveBundle(task.repoUrl, task.branch!, bundle);
+    const vm = await this.connect(task).catch((error: unknown) => {
+      throw toSaveError(error);
+    });
+    if (!vm) throw new WorkspaceSaveError("WORKSPACE_MISSING", `task ${task.id} has no running sandbox to save from`);
+    const log = this.options.log.child({ taskId: task.id });
+    const { head } = await saveBranch(this.options.store, vm.client, task, message, log);
     if (!this.options.provider.hostMounts) {
       await this.options.agentState.writeArchive(task.id, await vm.client.archiveAgentState());
     }
@@ -231,11 +233,10 @@ export class RemoteWorkspaceManager implements WorkspaceManager {
     const { store } = this.options;
     const vm = await this.live(task);
     const branch = task.branch!;
-    const head = await store.branchHead(task.repoUrl, branch);
+    const head = await store.savedHead(task.repoUrl, branch);
     await store.moveBranch(task.repoUrl, branch, head, sha);
     try {
-      const received = await vm.client.receiveBranch(branch, await store.createBundle(task.repoUrl, branch));
-      if (received.head !== sha) throw new WorkspaceError(`the sandbox is at ${received.head}, not ${sha}`, null, true);
+      await sendBranch(store, vm.client, task, this.options.log.child({ taskId: task.id }));
     } catch (error) {
       await store.moveBranch(task.repoUrl, branch, sha, head).catch(() => undefined);
       throw error;

@@ -1,0 +1,187 @@
+/**
+ * The repository store's side of moving a task branch: packs out of the
+ * mirror hold only what the receiver lacks, and a pack coming back is only
+ * saved when it is whole and continues the last saved commit. And the task's
+ * diff, whose patch stays bounded whatever the branch holds.
+ */
+import { execFileSync } from "node:child_process";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { Readable } from "node:stream";
+import { afterEach, describe, expect, it } from "vitest";
+import { createRepo, git, tempDir } from "../../../test/support/git";
+import { WorkspaceSaveError } from "../src/errors";
+import { RepositoryStore } from "../src/repository/repository-store";
+
+const BRANCH = "umbra/transfer-task";
+const dirs: string[] = [];
+
+afterEach(() => {
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+function track(dir: string): string {
+  dirs.push(dir);
+  return dir;
+}
+
+/** A store with the task branch of a small upstream, and a workspace clone of that branch. */
+async function setUp() {
+  const upstream = track(createRepo({ "README.md": "# Upstream\n", "src/a.txt": "a\n" }));
+  const store = new RepositoryStore(track(tempDir("umbra-store-")));
+  const { baseCommitSha } = await store.prepareBase(upstream, null);
+  await store.ensureBranch(upstream, BRANCH, baseCommitSha);
+  const workspace = track(tempDir("umbra-workspace-"));
+  git(workspace, "init", "-q");
+  git(workspace, "fetch", "-q", store.mirrorPath(upstream), `${BRANCH}:${BRANCH}`);
+  git(workspace, "checkout", "-q", "-f", BRANCH);
+  return { upstream, store, workspace, base: baseCommitSha };
+}
+
+function commit(workspace: string, path: string, content: string): string {
+  mkdirSync(dirname(join(workspace, path)), { recursive: true });
+  writeFileSync(join(workspace, path), content);
+  git(workspace, "add", "-A");
+  git(workspace, "commit", "-q", "-m", `write ${path}`);
+  return git(workspace, "rev-parse", "HEAD");
+}
+
+/** A pack from `repo`: of `revisions` (rev-list arguments) or, with `objects`, of exactly those objects. */
+function pack(repo: string, input: string[], options: { objects?: boolean } = {}): Buffer {
+  const args = ["pack-objects", "--stdout", "-q", ...(options.objects ? [] : ["--revs", "--thin"])];
+  return execFileSync("git", args, { cwd: repo, input: `${input.join("\n")}\n`, maxBuffer: 64 * 1024 * 1024 });
+}
+
+async function collect(stream: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+const objectsIn = (packed: Buffer) => packed.readUInt32BE(8);
+
+async function rejection(promise: Promise<unknown>): Promise<unknown> {
+  return promise.then(
+    () => {
+      throw new Error("expected a rejection");
+    },
+    (error: unknown) => error,
+  );
+}
+
+describe("packs out of the repository store", () => {
+  it("holds the whole branch for a receiver with nothing, and only what a receiver lacks otherwise", async () => {
+    const { upstream, store, workspace, base } = await setUp();
+    const everything = await collect(await store.packFor(upstream, base, []));
+    // The commit, the root and src trees, README.md and src/a.txt.
+    expect(objectsIn(everything)).toBe(5);
+
+    const head = commit(workspace, "src/b.txt", "b\n");
+    await store.receivePack(upstream, BRANCH, Readable.from([pack(workspace, [head, `^${base}`])]), { base, head });
+    const unknown = "1234567890123456789012345678901234567890";
+    const missing = await collect(await store.packFor(upstream, head, [base, unknown]));
+    // The new commit, the root and src trees, and src/b.txt.
+    expect(objectsIn(missing)).toBe(4);
+    // Both commits with all their trees and files: an unknown have is no reason to leave anything out.
+    expect(objectsIn(await collect(await store.packFor(upstream, head, [unknown])))).toBe(9);
+  });
+});
+
+describe("packs into the repository store", () => {
+  it("saves a history that continues the last saved commit and moves the branch and its saved record", async () => {
+    const { upstream, store, workspace, base } = await setUp();
+    commit(workspace, "one.txt", "one\n");
+    const head = commit(workspace, "two.txt", "two\n");
+    const stats = await store.receivePack(upstream, BRANCH, Readable.from([pack(workspace, [head, `^${base}`])]), {
+      base,
+      head,
+    });
+    expect(stats.objects).toBe(6);
+    expect(await store.branchHead(upstream, BRANCH)).toBe(head);
+    expect(await store.savedHead(upstream, BRANCH)).toBe(head);
+    expect(git(store.mirrorPath(upstream), "show", `${head}:two.txt`)).toBe("two");
+  });
+
+  it("refuses a history that does not continue the last saved commit", async () => {
+    const { upstream, store, workspace, base } = await setUp();
+    git(workspace, "checkout", "-q", "--orphan", "elsewhere");
+    const head = commit(workspace, "alone.txt", "alone\n");
+    const error = await rejection(
+      store.receivePack(upstream, BRANCH, Readable.from([pack(workspace, [head])]), { base, head }),
+    );
+    expect(error).toBeInstanceOf(WorkspaceSaveError);
+    expect(error).toMatchObject({ code: "STORE_REFUSED", retryable: false });
+    expect(await store.savedHead(upstream, BRANCH)).toBe(base);
+  });
+
+  it("refuses a pack that lacks objects of the new commits", async () => {
+    const { upstream, store, workspace, base } = await setUp();
+    const head = commit(workspace, "c.txt", "c\n");
+    const withoutTheBlob = pack(workspace, [head, git(workspace, "rev-parse", `${head}^{tree}`)], { objects: true });
+    const error = await rejection(store.receivePack(upstream, BRANCH, Readable.from([withoutTheBlob]), { base, head }));
+    expect(error).toMatchObject({ code: "TRANSFER_FAILED", retryable: true });
+    expect(await store.branchHead(upstream, BRANCH)).toBe(base);
+  });
+
+  it("refuses to save over a branch that was saved meanwhile", async () => {
+    const { upstream, store, workspace, base } = await setUp();
+    const first = commit(workspace, "first.txt", "1\n");
+    await store.receivePack(upstream, BRANCH, Readable.from([pack(workspace, [first, `^${base}`])]), {
+      base,
+      head: first,
+    });
+    const second = commit(workspace, "second.txt", "2\n");
+    const error = await rejection(
+      store.receivePack(upstream, BRANCH, Readable.from([pack(workspace, [second, `^${base}`])]), {
+        base,
+        head: second,
+      }),
+    );
+    expect(error).toMatchObject({ code: "BRANCH_MOVED", retryable: true });
+    expect(await store.savedHead(upstream, BRANCH)).toBe(first);
+  });
+
+  it("leaves the branch as it was when the stream breaks mid-transfer", async () => {
+    const { upstream, store, workspace, base } = await setUp();
+    const head = commit(workspace, "big.txt", "x".repeat(100_000));
+    const whole = pack(workspace, [head, `^${base}`]);
+    async function* broken() {
+      yield whole.subarray(0, whole.length / 2);
+      throw new Error("connection reset");
+    }
+    const error = await rejection(store.receivePack(upstream, BRANCH, Readable.from(broken()), { base, head }));
+    expect(error).toMatchObject({ code: "TRANSFER_FAILED" });
+    expect((error as Error).message).toMatch(/connection reset/);
+    expect(await store.branchHead(upstream, BRANCH)).toBe(base);
+  });
+});
+
+describe("the saved record", () => {
+  it("is created with the task branch and removed with it", async () => {
+    const { upstream, store, base } = await setUp();
+    expect(git(store.mirrorPath(upstream), "rev-parse", RepositoryStore.savedRef(BRANCH))).toBe(base);
+    await store.deleteBranch(upstream, BRANCH);
+    expect(() => git(store.mirrorPath(upstream), "rev-parse", "--verify", RepositoryStore.savedRef(BRANCH))).toThrow();
+  });
+});
+
+describe("the task diff", () => {
+  it("cuts a patch larger than its limit at a line end and says how much it left out", async () => {
+    const { upstream, store, workspace, base } = await setUp();
+    const line = `${"generated ".repeat(9)}line\n`;
+    const lines = Math.ceil((12 * 1024 * 1024) / line.length);
+    const head = commit(workspace, "generated.txt", line.repeat(lines));
+    await store.receivePack(upstream, BRANCH, Readable.from([pack(workspace, [head, `^${base}`])]), { base, head });
+    const diff = await store.diff(upstream, base, BRANCH);
+    expect(diff.files).toEqual([{ path: "generated.txt", additions: lines, deletions: 0 }]);
+    expect(diff.patch.length).toBeLessThanOrEqual(8 * 1024 * 1024 + 100);
+    const [kept, note] = [
+      diff.patch.slice(0, diff.patch.lastIndexOf("… ")),
+      diff.patch.slice(diff.patch.lastIndexOf("… ")),
+    ];
+    expect(kept.endsWith(`+${line}`)).toBe(true);
+    const omitted = Number(/^… (\d+) bytes of the patch omitted\n$/.exec(note)?.[1]);
+    const whole = git(store.mirrorPath(upstream), "diff", "--no-color", base, head).length + 1;
+    expect(Buffer.byteLength(kept) + omitted).toBe(whole);
+  }, 120_000);
+});

@@ -1,0 +1,146 @@
+/**
+ * A repository of real size in remote mode: 40,000 random files, one of
+ * them 40 MB, about 650 MB in all (quick: 5,000 files and the 40 MB file).
+ *
+ * One task: first initialization (the store fetches the repository), a turn
+ * that appends a line, the user's archive (save, destroy the sandbox), then a
+ * follow-up that re-initializes a fresh sandbox, which must receive the whole
+ * branch again. Figures: POST → ACTIVE of both initializations with their
+ * steps, what VERIFY_VM_WORKSPACE sent (`workspace.branch.sent`), what the
+ * saves sent, and this process's (the server's) peak RSS during the
+ * re-initialization over its baseline.
+ */
+import { createLargeRepo, EDITED_FILE } from "../../test/support/large-repo";
+import { peakRss, RssSampler, resetPeakRss } from "../lib/memory";
+import { benchTempDir, settleDisk } from "../lib/repos";
+import type { Row, Section, SectionResult } from "../lib/section";
+import { activeAt, type BenchServer, startBenchServer, stepDurations } from "../lib/server";
+import { formatBytes, formatMs } from "../lib/stats";
+
+interface LogLine {
+  msg: string;
+  objects?: number | null;
+  bytes?: number;
+  ms?: number;
+}
+
+async function settleMemory(): Promise<number> {
+  for (let i = 0; i < 2; i++) {
+    globalThis.gc?.();
+    await new Promise((resolve) => setTimeout(resolve, 400));
+  }
+  return process.memoryUsage.rss();
+}
+
+/** POST (already sent at `wall0`) → ACTIVE, from the socket, or the history row when ACTIVE came before the join. */
+async function timeToActive(s: BenchServer, taskId: string, from: number, mono0: number, wall0: number) {
+  const active = await s.client
+    .waitFor(taskId, (e) => e.initStatus === "ACTIVE", { from, timeoutMs: 30 * 60_000 })
+    .catch(() => null);
+  const history = await s.history(taskId);
+  const ms = active ? active.monoMs - mono0 : (activeAt(history, wall0) ?? Number.NaN) - wall0;
+  return { ms, steps: stepDurations(history, wall0) };
+}
+
+export const reinitLargeSection: Section = {
+  name: "reinit-large",
+  title: "Re-initializing a 650 MB / 40,000-file repository (remote)",
+  async run({ quick, log }): Promise<SectionResult> {
+    const spec = quick
+      ? { files: 5000, fileBytes: 16_384, bigFileBytes: 40 * 1024 * 1024 }
+      : { files: 40_000, fileBytes: 15_360, bigFileBytes: 40 * 1024 * 1024 };
+    const generated = performance.now();
+    const repo = createLargeRepo(spec, benchTempDir("reinit-large"));
+    log(`generated ${repo.fileCount} files, ${formatBytes(repo.bytes)} in ${formatMs(performance.now() - generated)}`);
+    const lines: LogLine[] = [];
+    const s = await startBenchServer("remote", {
+      env: { VM_READY_TIMEOUT_MS: "120000" },
+      onLog: (line) => {
+        if (line.includes('"workspace.')) lines.push(JSON.parse(line) as LogLine);
+      },
+    });
+    try {
+      settleDisk();
+      let wall0 = Date.now();
+      let mono0 = performance.now();
+      const task = await s.createTask(repo.path, "true");
+      await s.client.join(task.id);
+      const first = await timeToActive(s, task.id, 0, mono0, wall0);
+      await s.client.waitForStatus(task.id, "COMPLETED", { timeoutMs: 30 * 60_000 });
+      const firstSent = lines.find((l) => l.msg === "workspace.branch.sent");
+      log(`first init → ACTIVE ${formatMs(first.ms)} ${JSON.stringify(first.steps)}`);
+
+      let from = s.client.count(task.id);
+      await s.followUp(task.id, `echo 'one more line' >> ${EDITED_FILE}`);
+      await s.client.waitForStatus(task.id, "COMPLETED", { from, timeoutMs: 30 * 60_000 });
+      const turnSave = lines.filter((l) => l.msg === "workspace.saved").at(-1);
+      await s.archive(task.id);
+      const archiveSave = lines.filter((l) => l.msg === "workspace.saved").at(-1);
+
+      settleDisk();
+      const baseline = await settleMemory();
+      const hwmReset = resetPeakRss();
+      const sampler = new RssSampler(50);
+      from = s.client.count(task.id);
+      wall0 = Date.now();
+      mono0 = performance.now();
+      await s.followUp(task.id, "true");
+      const reinit = await timeToActive(s, task.id, from, mono0, wall0);
+      const sampled = sampler.stop();
+      const peak = Math.max(sampled.peakBytes, hwmReset ? peakRss() : 0);
+      await s.client.waitForStatus(task.id, "COMPLETED", { from, timeoutMs: 30 * 60_000 });
+      const reinitSent = lines.filter((l) => l.msg === "workspace.branch.sent").at(-1);
+      log(
+        `re-init → ACTIVE ${formatMs(reinit.ms)} ${JSON.stringify(reinit.steps)}, peak RSS +${formatBytes(peak - baseline)}`,
+      );
+      await s.deleteTask(task.id);
+
+      const verify = reinit.steps.VERIFY_VM_WORKSPACE ?? Number.NaN;
+      const rows: Row[] = [
+        {
+          metric: `repository`,
+          value: `${repo.fileCount.toLocaleString("en")} files, ${formatBytes(repo.bytes)} (one 40 MB file)`,
+        },
+        {
+          metric: "first initialization → ACTIVE (fetch into the store included)",
+          value: formatMs(first.ms),
+          target: "completes",
+          met: Number.isFinite(first.ms),
+        },
+        { metric: "re-initialization after archive → ACTIVE", value: formatMs(reinit.ms) },
+        {
+          metric: "re-initialization: VERIFY_VM_WORKSPACE (whole branch streamed into a fresh sandbox)",
+          value: `${formatMs(verify)}, ${formatBytes(reinitSent?.bytes ?? Number.NaN)} / ${reinitSent?.objects ?? "?"} objects`,
+        },
+        {
+          metric: "one-line turn's save / archive's save (nothing new)",
+          value: `${turnSave?.objects ?? 0} objects, ${turnSave?.bytes ?? 0} bytes, ${formatMs(turnSave?.ms ?? Number.NaN)} / ${archiveSave?.objects ?? 0} objects, ${formatMs(archiveSave?.ms ?? Number.NaN)}`,
+        },
+        {
+          metric: "server RSS during the re-initialization, over baseline",
+          value: `+${formatBytes(peak - baseline)} (baseline ${formatBytes(baseline)})`,
+          target: "bounded, < 100 MiB",
+          met: peak - baseline < 100 * 1024 * 1024,
+        },
+      ];
+      return {
+        rows,
+        data: {
+          repository: { files: repo.fileCount, bytes: repo.bytes },
+          firstInitToActiveMs: Math.round(first.ms),
+          firstInitStepsMs: first.steps,
+          firstBranchSent: firstSent ?? null,
+          reinitToActiveMs: Math.round(reinit.ms),
+          reinitStepsMs: reinit.steps,
+          reinitBranchSent: reinitSent ?? null,
+          turnSave: turnSave ?? null,
+          archiveSave: archiveSave ?? null,
+          baselineRssBytes: baseline,
+          peakRssBytes: peak,
+        },
+      };
+    } finally {
+      await s.close();
+    }
+  },
+};
