@@ -64,15 +64,21 @@ export function sidecarPid(taskId: string, skip: ReadonlySet<number> = new Set()
   return null;
 }
 
-/** True while `pid` runs and is not a zombie. */
-export function processRunning(pid: number): boolean {
+/** The process's state letter (R, S, T, Z…) and command line, or null when it is gone. */
+export function processState(pid: number): string | null {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const state = stat.slice(stat.lastIndexOf(")") + 2).split(" ")[0];
-    return state !== "Z" && state !== "X";
+    const cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8").replaceAll("\0", " ").trim();
+    return `${stat.slice(stat.lastIndexOf(")") + 2).split(" ")[0]} ${cmdline.slice(0, 200)}`;
   } catch {
-    return false;
+    return null;
   }
+}
+
+/** True while `pid` runs and is not a zombie. */
+export function processRunning(pid: number): boolean {
+  const state = processState(pid)?.[0];
+  return state !== undefined && state !== "Z" && state !== "X";
 }
 
 /** The environment a process started with (/proc/<pid>/environ). */

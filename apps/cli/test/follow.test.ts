@@ -37,9 +37,7 @@ afterEach(async () => {
   close = undefined;
 });
 
-async function scriptedRoom(
-  play: (emit: (event: Record<string, unknown>) => void) => void,
-): Promise<string> {
+async function scriptedRoom(play: (emit: (event: Record<string, unknown>) => void) => void): Promise<string> {
   const http = createServer();
   const io = new Server(http);
   io.on("connection", (socket) => {
@@ -76,7 +74,13 @@ describe("following a task joined half-way through a message", () => {
       ],
     } as unknown as Client;
     let printed = "";
-    const renderer = new Renderer({ write: (text) => void (printed += text), error: () => {} }, false);
+    const out = {
+      write: (text: string) => {
+        printed += text;
+      },
+      error: () => {},
+    };
+    const renderer = new Renderer(out, false);
 
     const task = await followTask({ client, renderer, baseline: running, afterSequence: 1 });
 

@@ -34,11 +34,11 @@ import {
   branchContains,
   branchFiles,
   processRunning,
+  processState,
   readSandboxRecord,
   runningPids,
   sidecarPid,
   taskBranchHead,
-  unreadBytesAtSidecar,
 } from "../../../test/support/sandbox-probe";
 import { processesUnder, settleProcessesUnder, spawnServer } from "../../../test/support/server-process";
 import { warmTask } from "../../../test/support/task-states";
@@ -274,6 +274,7 @@ describe("remote mode: SIGKILL of the server, and of a sidecar", () => {
     await pollUntilStep(first, indexing.id, "INDEX_REPOSITORY", REMOTE_STEPS);
     await first.kill();
     const deadSandboxes = [...[turningRecord, waitingRecord, cleaningRecord].map((r) => r.pid), launchingPid];
+    const sandboxNames = ["mid-turn", "frozen waiting", "frozen cleaning", "half-started"];
 
     const second = await spawnServer({ dataDir, port: first.port, env });
     try {
@@ -350,7 +351,13 @@ describe("remote mode: SIGKILL of the server, and of a sidecar", () => {
         FILE,
         "remote: sandboxes of the dead server (running, frozen, half-started)",
         async (observe) => {
-          await waitForTask(second, turning.id, () => deadSandboxes.every((pid) => !processRunning(pid)), "reaped");
+          const survivors = () =>
+            deadSandboxes
+              .map((pid, i) => ({ pid, name: sandboxNames[i], state: processState(pid) }))
+              .filter(({ pid }) => processRunning(pid));
+          await waitForTask(second, turning.id, () => survivors().length === 0, "reaped").catch((error: Error) => {
+            throw new Error(`${error.message}; alive: ${JSON.stringify(survivors())}`);
+          });
           observe(
             `all ${deadSandboxes.length} sandboxes the dead server left (idle, mid-turn, frozen, half-started) were destroyed`,
           );

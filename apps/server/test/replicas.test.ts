@@ -115,8 +115,10 @@ describe.runIf(await postgresAvailable())("several servers on one Postgres", () 
       expect((await onA.join(task.id)).ok).toBe(true);
       expect((await onB.join(task.id)).ok).toBe(true);
       gate.release();
-      await onA.waitForStatus("COMPLETED", undefined, 60_000);
-      await onB.waitForStatus("COMPLETED", undefined, 20_000);
+      // The turn's last event is its turn-end, sent after the COMPLETED status.
+      const turnEnd = (e: RecordedEvent) => e.name === "stream-chunk" && e.payload.type === "turn-end";
+      await onA.waitFor(turnEnd, 60_000);
+      await onB.waitFor(turnEnd, 20_000);
       const count = (events: RecordedEvent[], name: string) => events.filter((e) => e.name === name).length;
       expect(count(onA.events, "task-status-update")).toBeGreaterThanOrEqual(5);
       expect(count(onA.events, "init-progress")).toBeGreaterThanOrEqual(8);

@@ -90,6 +90,14 @@ const SPEC_MOVES: Record<string, ExpectedMove> = {
     outcome: "STOPPED",
     ownerAfter: "nobody",
   },
+  interruptTurnWorkspaceRemoved: {
+    from: ["RUNNING"],
+    needsOwner: "mine",
+    to: ["STOPPED", "INACTIVE"],
+    schedule: "none",
+    outcome: "STOPPED",
+    ownerAfter: "nobody",
+  },
   startWarmFollowUp: {
     from: ["COMPLETED", "STOPPED", "FAILED"],
     needsInitStatus: "ACTIVE",
@@ -275,6 +283,8 @@ describe.each(targets)("task status machine on $name", (target) => {
         return s.stopInitialization(taskId, "stopped");
       case "interruptTurn":
         return s.interruptTurn(taskId, "interrupted");
+      case "interruptTurnWorkspaceRemoved":
+        return s.interruptTurn(taskId, "interrupted", { workspaceRemoved: true });
       case "archiveByCleanup":
         return s.archiveByCleanup(taskId, WORKER);
       case "archiveByUser":

@@ -182,13 +182,9 @@ export class TaskRecovery {
         logged.warn({ err: errorMessage(error) }, "recovery.save.failed");
       }
     }
-    if (workspaces.mode === "remote" && (saved || probe.state !== "answers")) {
-      await workspaces.teardown(task);
-    }
-    await status.interruptTurn(task.id, message);
-    if (workspaces.mode === "remote" && (saved || probe.state !== "answers")) {
-      await status.setInitStatus(task.id, InitStatus.INACTIVE, { reason: "sandbox of an interrupted turn removed" });
-    }
+    const workspaceRemoved = workspaces.mode === "remote" && (saved || probe.state !== "answers");
+    if (workspaceRemoved) await workspaces.teardown(task);
+    await status.interruptTurn(task.id, message, { workspaceRemoved });
     logged.warn({ saved, workspace: probe.state }, "recovery.turn.stopped");
   }
 

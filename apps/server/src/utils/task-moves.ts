@@ -112,6 +112,15 @@ export const TASK_MOVES = {
     owner: "release",
     trigger: "the process running the turn went away",
   },
+  interruptTurnWorkspaceRemoved: {
+    from: [RUNNING],
+    to: STOPPED,
+    initStatus: InitStatus.INACTIVE,
+    cleanup: "clear",
+    outcome: STOPPED,
+    owner: "release",
+    trigger: "the process running the turn went away; its work was saved and its sandbox removed",
+  },
   startWarmFollowUp: {
     from: AT_REST,
     to: RUNNING,

@@ -226,9 +226,16 @@ export function createTaskStatusStore(deps: TaskStatusDeps) {
         reason: error ?? TASK_MOVES[END_TURN_MOVES[outcome]].trigger,
         patch: { errorMessage: error },
       }),
-    /** RUNNING → STOPPED when the process running the turn is gone; no warm window. */
-    interruptTurn: (taskId: string, message: string) =>
-      move(taskId, "interruptTurn", { patch: { errorMessage: message } }),
+    /**
+     * RUNNING → STOPPED when the process running the turn is gone; no warm
+     * window. With `workspaceRemoved` (its sandbox saved and destroyed) the
+     * same write makes it INACTIVE, so no reader sees a STOPPED task whose
+     * workspace is gone and still ACTIVE.
+     */
+    interruptTurn: (taskId: string, message: string, { workspaceRemoved = false } = {}) =>
+      move(taskId, workspaceRemoved ? "interruptTurnWorkspaceRemoved" : "interruptTurn", {
+        patch: { errorMessage: message },
+      }),
     /** COMPLETED/STOPPED/FAILED → RUNNING on a warm, unclaimed workspace; the cleanup is cancelled. */
     startWarmFollowUp: (taskId: string) => move(taskId, "startWarmFollowUp", { patch: clearedErrors }),
     /** COMPLETED/STOPPED/FAILED/ARCHIVED → INITIALIZING on an INACTIVE workspace. */
