@@ -1,6 +1,6 @@
 import { describe, expect, it, vi } from "vitest";
-import { ApiError, createApiClient, fieldErrorsFrom } from "../src/api/client";
 import { taskDto } from "../../../test/support/task-dto";
+import { ApiError, createApiClient, fieldErrorsFrom } from "../src/api/client";
 
 const TASK = taskDto({ branch: "umbra/t1", baseCommitSha: "abc", lastOutcome: "COMPLETED" });
 

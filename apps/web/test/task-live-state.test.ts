@@ -1,7 +1,7 @@
 import type { TaskDto, TaskStatusUpdateEvent } from "@repo/types";
 import { describe, expect, it } from "vitest";
-import { INITIAL_STATE, isReinitializing, type TaskLiveState, taskLiveReducer } from "../src/task-live-state";
 import { taskDto } from "../../../test/support/task-dto";
+import { INITIAL_STATE, isReinitializing, type TaskLiveState, taskLiveReducer } from "../src/task-live-state";
 
 const BASE: TaskDto = taskDto({ status: "INITIALIZING", initStatus: "INACTIVE", mode: "remote" });
 
