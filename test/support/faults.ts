@@ -129,6 +129,46 @@ export async function destroySandboxes(dataDir: string): Promise<string[]> {
   return listed.map((vm) => vm.externalId);
 }
 
+/**
+ * Waits until a turn interrupted by its server's death is at rest with its
+ * sandbox gone (INACTIVE), and returns it. The server that took it over ends
+ * it STOPPED when the sandbox answered its probe (saved, then destroyed), or
+ * — when the sandbox was silent then — STOPPED with the sandbox kept and
+ * handed to the cleanup, which saves it and archives the task: ARCHIVED is
+ * accepted only when a server's log (of `servers`) says the sandbox was silent.
+ */
+export async function interruptedTurnAtRest(
+  server: ServerProcess,
+  id: string,
+  servers: ServerProcess[] = [server],
+  timeoutMs = 60_000,
+): Promise<TaskDto> {
+  const task = await waitForTask(
+    server,
+    id,
+    (t) => resting(t) && t.initStatus === "INACTIVE",
+    "came to rest with its sandbox removed",
+    timeoutMs,
+  );
+  if (task.status !== "STOPPED") {
+    const silent = servers.some((s) =>
+      logEvents(s, "recovery.turn.stopped_sandbox_silent").some((line) => line.taskId === id),
+    );
+    if (task.status !== "ARCHIVED" || !silent) {
+      const history = servers.flatMap((s) =>
+        s
+          .output()
+          .split("\n")
+          .filter((line) => line.includes(id)),
+      );
+      throw new Error(
+        `interrupted turn ${id} ended ${task.status}/${task.initStatus} (sandbox silent: ${silent}); its log:\n${history.slice(-30).join("\n")}`,
+      );
+    }
+  }
+  return task;
+}
+
 /** The server's log records with this event name (`msg`), parsed. */
 export function logEvents(server: ServerProcess, event: string): Record<string, unknown>[] {
   return server

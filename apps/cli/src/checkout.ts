@@ -7,8 +7,9 @@
  * from the server's patches (GET /patch, `git am`, so every commit and its
  * message is kept) or — from a server without that route — from the diff
  * (GET /diff, `git apply`, one commit). Then the branch is switched to when
- * the working tree is clean. An existing branch of that name is replaced
- * only with `force`.
+ * the working tree is clean. A branch of that name that Umbra delivered
+ * here (its head is the task's pushed commit) is switched to as it is;
+ * any other existing branch of that name is replaced only with `force`.
  */
 import { execFile } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -53,8 +54,19 @@ export interface CheckoutResult {
   branch: string;
   commits: number;
   switched: boolean;
-  /** How the branch was rebuilt. */
-  source: "patches" | "diff";
+  /** How the branch was rebuilt, or `delivered`: it was here already, as Umbra pushed it. */
+  source: "patches" | "diff" | "delivered";
+}
+
+async function switchIfClean(repo: string, branch: string): Promise<boolean> {
+  const dirty = (await git(repo, ["status", "--porcelain", "--untracked-files=no"])).trim() !== "";
+  return (
+    !dirty &&
+    git(repo, ["switch", "--quiet", branch]).then(
+      () => true,
+      () => false,
+    )
+  );
 }
 
 export async function checkoutTask(
@@ -93,6 +105,12 @@ export async function checkoutTask(
     () => false,
   );
   if (exists && !options.force) {
+    const local = (await git(repo, ["rev-parse", `refs/heads/${branch}`])).trim();
+    const pushed = task.delivery?.pushedSha;
+    if (pushed && local === pushed) {
+      const commits = Number((await git(repo, ["rev-list", "--count", `${base}..${branch}`])).trim());
+      return { branch, commits, switched: await switchIfClean(repo, branch), source: "delivered" };
+    }
     throw new CheckoutError(`branch ${branch} already exists here; use --force to replace it`);
   }
 
@@ -121,14 +139,7 @@ export async function checkoutTask(
     const head = (await git(worktree, ["rev-parse", "HEAD"])).trim();
     await git(repo, ["branch", "--force", branch, head]);
     const commits = Number((await git(repo, ["rev-list", "--count", `${base}..${branch}`])).trim());
-    const dirty = (await git(repo, ["status", "--porcelain", "--untracked-files=no"])).trim() !== "";
-    const switched =
-      !dirty &&
-      (await git(repo, ["switch", "--quiet", branch]).then(
-        () => true,
-        () => false,
-      ));
-    return { branch, commits, switched, source };
+    return { branch, commits, switched: await switchIfClean(repo, branch), source };
   } finally {
     await git(repo, ["worktree", "remove", "--force", worktree]).catch(() => undefined);
     await rm(scratch, { recursive: true, force: true });

@@ -25,6 +25,7 @@ export const TaskSchema = BaseTaskSchema.extend({
       mode: z.string(),
       state: z.string(),
       remoteBranch: z.string().nullable().optional(),
+      pushedSha: z.string().nullable().optional(),
       pullRequest: z.object({ url: z.string(), number: z.number() }).loose().nullable().optional(),
     })
     .loose()

@@ -68,6 +68,12 @@ async function repositoryFor(given: string | undefined, cwd: string): Promise<st
 
 class UsageError extends Error {}
 
+const CHECKOUT_SOURCES = {
+  patches: "from the task's commits",
+  diff: "the task's changes as one commit",
+  delivered: "as Umbra delivered it here",
+} as const;
+
 async function follow(client: Client, renderer: Renderer, baseline: Task, afterSequence: number): Promise<number> {
   const interrupt = new AbortController();
   const onSigint = () => interrupt.abort(new Error("interrupted"));
@@ -196,7 +202,7 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
         if (isBusy(task)) renderer.info("The task is still working: this is the branch as saved after its last turn.");
         const result = await checkoutTask(client, task, cwd, { force: values.force ?? false });
         renderer.line(
-          `Branch ${result.branch}: ${result.commits} commit${result.commits === 1 ? "" : "s"} on the task's base (${result.source === "patches" ? "from the task's commits" : "the task's changes as one commit"}).`,
+          `Branch ${result.branch}: ${result.commits} commit${result.commits === 1 ? "" : "s"} on the task's base (${CHECKOUT_SOURCES[result.source]}).`,
         );
         renderer.line(
           result.switched

@@ -20,6 +20,7 @@ import {
   followUp,
   freezeSandbox,
   getTask,
+  interruptedTurnAtRest,
   listeningSandbox,
   logEvents,
   pollUntilStep,
@@ -309,9 +310,13 @@ describe("remote mode: SIGKILL of the server, and of a sidecar", () => {
         FILE,
         "remote: SIGKILL during an agent turn (`sleep 30`) after a saved turn",
         async (observe) => {
-          const task = await waitForTask(second, turning.id, resting, "came to rest");
-          observe(`turn marked ${task.status}/${task.initStatus}: "${task.errorMessage}"`);
-          expect([task.status, task.initStatus]).toEqual(["STOPPED", "INACTIVE"]);
+          const task = await interruptedTurnAtRest(second, turning.id);
+          observe(
+            task.status === "STOPPED"
+              ? `turn marked ${task.status}/${task.initStatus}: "${task.errorMessage}"`
+              : `its sandbox was too busy to answer the take-over's probe: kept, saved by the cleanup, then ${task.status}/${task.initStatus}: "${task.errorMessage}"`,
+          );
+          expect(task.errorMessage).toMatch(/server stopped while the agent was working/);
           expect(branchContains(dataDir, turning.id, savedHead)).toBe(true);
           expect(branchFiles(dataDir, turning.id)).toEqual(expect.arrayContaining(["one.txt", "partial.txt"]));
           observe(

@@ -13,7 +13,15 @@ import { and, eq } from "drizzle-orm";
 import { afterAll, describe, expect, it } from "vitest";
 import { type Cluster, startCluster } from "../../../test/support/cluster";
 import { postgresAvailable } from "../../../test/support/databases";
-import { createTask, DataDirs, followUp, logEvents, resting, waitForTask } from "../../../test/support/faults";
+import {
+  createTask,
+  DataDirs,
+  followUp,
+  interruptedTurnAtRest,
+  logEvents,
+  resting,
+  waitForTask,
+} from "../../../test/support/faults";
 import { createRepo } from "../../../test/support/git";
 import { type GatedGitServer, serveGatedRepo } from "../../../test/support/git-http";
 import {
@@ -271,8 +279,7 @@ describe.runIf(await postgresAvailable())("several servers on one Postgres", () 
       expect(turnMs).toBeLessThanOrEqual(LEASE_MS + HEARTBEAT_MS);
       expect(initMs).toBeLessThanOrEqual(LEASE_MS + HEARTBEAT_MS);
 
-      const stopped = await waitForTask(b!, turning.id, resting, "ended the interrupted turn");
-      expect([stopped.status, stopped.initStatus]).toEqual(["STOPPED", "INACTIVE"]);
+      const stopped = await interruptedTurnAtRest(b!, turning.id, c.servers.slice(1));
       expect(stopped.errorMessage).toMatch(/server stopped while the agent was working/);
       expect(branchContains(c.dataDir, turning.id, savedHead)).toBe(true);
       expect(branchFiles(c.dataDir, turning.id)).toEqual(expect.arrayContaining(["one.txt", "partial.txt"]));

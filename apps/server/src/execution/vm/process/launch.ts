@@ -20,9 +20,11 @@
  *   server can exit (or crash) without taking it down.
  * - stderr goes to a log file in the sandbox directory; stdout is read only
  *   for the one "listening" line, then let go.
- * - `onStarted` hears the sandbox's leader pid as soon as it is known, before
- *   the sidecar listens, and launching waits for it: a server that dies
- *   while the sidecar starts leaves a sandbox its successor can find.
+ * - `onSpawned` hears the launcher's pid the moment it is spawned, and
+ *   `onStarted` the sandbox's leader pid as soon as it is known, before the
+ *   sidecar listens; launching waits for both, in that order: a server that
+ *   dies at any point of the start leaves a sandbox (or a launcher) its
+ *   successor can find and end.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { closeSync, mkdirSync, openSync } from "node:fs";
@@ -77,7 +79,9 @@ export interface LaunchSpec {
   /** File descriptor of the log file that receives stderr. */
   logFd: number;
   startTimeoutMs: number;
-  /** Called once the leader pid (see LaunchedSandbox.pid) and the launcher's pid are known. */
+  /** Called once the launcher is spawned, with its pid (the leader of its process group until the sandbox's is known). */
+  onSpawned?(launcherPid: number): Promise<void>;
+  /** Called once the leader pid (see LaunchedSandbox.pid) and the launcher's pid are known, after onSpawned. */
   onStarted?(pid: number, launcherPid: number): Promise<void>;
 }
 
@@ -247,7 +251,8 @@ export async function launchSandbox(spec: LaunchSpec): Promise<LaunchedSandbox> 
         return leader;
       })
     : Promise.resolve(child.pid!);
-  const started = leaderKnown.then(async (pid) => {
+  const spawned = child.pid === undefined ? Promise.resolve() : spec.onSpawned?.(child.pid);
+  const started = Promise.all([leaderKnown, spawned]).then(async ([pid]) => {
     await spec.onStarted?.(pid, child.pid!);
     return pid;
   });

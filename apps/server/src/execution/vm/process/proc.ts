@@ -69,15 +69,21 @@ async function childrenOf(parent: number): Promise<number[] | null> {
   }
 }
 
-/** True while a running child of `parent` carries every one of `markers`. */
-export async function hasLiveChildWithMarkers(parent: number, markers: readonly string[]): Promise<boolean> {
+/** The running children of `parent` that carry every one of `markers`. */
+export async function liveChildrenWithMarkers(parent: number, markers: readonly string[]): Promise<number[]> {
   const children = await childrenOf(parent);
   const pids = children ?? (await readdir("/proc")).filter((name) => /^\d+$/.test(name)).map(Number);
+  const found: number[] = [];
   for (const pid of pids) {
     const stat = await readStat(pid);
-    if (stat?.ppid === parent && isRunningState(stat) && (await hasMarkers(pid, markers))) return true;
+    if (stat?.ppid === parent && isRunningState(stat) && (await hasMarkers(pid, markers))) found.push(pid);
   }
-  return false;
+  return found;
+}
+
+/** True while a running child of `parent` carries every one of `markers`. */
+export async function hasLiveChildWithMarkers(parent: number, markers: readonly string[]): Promise<boolean> {
+  return (await liveChildrenWithMarkers(parent, markers)).length > 0;
 }
 
 /** Polls `condition` until it holds; resolves false if it still does not after `timeoutMs`. */

@@ -34,16 +34,23 @@
  *   visible anyway).
  */
 import { closeSync, openSync } from "node:fs";
-import { mkdir, readdir, readFile, rm, stat } from "node:fs/promises";
+import { mkdir, readdir, readFile, stat } from "node:fs/promises";
 import { isAbsolute, join, normalize, resolve } from "node:path";
 import { WorkspaceError } from "../../../errors";
 import { defaultAllowedDomains, type NetworkPolicy } from "../egress/egress-policy";
-import { type EgressDenial, EgressProxy, type HostLookup } from "../egress/egress-proxy";
+import { EgressProxy } from "../egress/egress-proxy";
 import type { ProviderLogger, VmHandle, VmListing, VmMount, VmProvider, VmSpec, VmStatus } from "../types";
 import { bubblewrapArgs, INSIDE } from "./bubblewrap";
 import { SandboxCgroupManager } from "./cgroups";
 import { type LaunchSpec, launchSandbox } from "./launch";
-import { hasLiveChildWithMarkers, isLiveProcess, isRunning, signalProcess, waitUntil } from "./proc";
+import {
+  hasLiveChildWithMarkers,
+  isLiveProcess,
+  isRunning,
+  liveChildrenWithMarkers,
+  signalProcess,
+  waitUntil,
+} from "./proc";
 import { DEFAULT_SANDBOX_LIMITS, type ProcessVmProviderOptions } from "./provider-options";
 import { detectHostSupport, type HostSupport, reportHostSupport } from "./sandbox-host";
 import { readRecord, type SandboxRecord, writeRecord } from "./sandbox-record";
@@ -174,7 +181,9 @@ export class ProcessVmProvider implements VmProvider {
       const launched = await launchSandbox({
         ...this.launchSpec(paths, prepared, mounts, markers, logFd),
         token: spec.token,
-        // Recorded before the sidecar listens, so a server that dies meanwhile leaves a sandbox list() finds.
+        // Recorded from the moment the launcher exists (its command line carries the markers) and again once the
+        // sandbox's leader is known, so a server that dies meanwhile leaves a sandbox list() finds and destroy() ends.
+        onSpawned: (launcherPid) => writeRecord(paths.dir, recordOf(launcherPid, launcherPid)),
         onStarted: (pid, launcherPid) => writeRecord(paths.dir, recordOf(pid, launcherPid)),
       });
       const endpoint = `unix:${paths.sidecarSocket}`;
@@ -410,6 +419,11 @@ export class ProcessVmProvider implements VmProvider {
    */
   private async terminate(record: SandboxRecord): Promise<void> {
     const { pid, markers } = record;
+    if (record.bubblewrap && pid === record.launcherPid) {
+      // Recorded while it started: the launcher. A sandbox init bubblewrap started below it (in a session of its
+      // own, so not in the launcher's group) has never served anything: it goes at once, with its namespace.
+      for (const init of await liveChildrenWithMarkers(pid, markers)) signalProcess(init, "SIGKILL", false);
+    }
     signalProcess(pid, "SIGTERM", true);
     const sidecarGone = record.bubblewrap
       ? async () => !(await isRunning(pid)) || !(await hasLiveChildWithMarkers(pid, markers))

@@ -16,7 +16,10 @@ export const SandboxRecord = z.object({
   /** 1: before sandboxes had their own uid, network and limits (only found and destroyed). */
   version: z.union([z.literal(1), z.literal(2)]),
   taskId: z.string(),
-  /** Leader of the sandbox's process group: bubblewrap's in-sandbox init, or the sidecar itself. */
+  /**
+   * Leader of the sandbox's process group: bubblewrap's in-sandbox init, or the sidecar itself. While a
+   * sandbox under bubblewrap starts (its init not known yet) it is the launcher, the same as `launcherPid`.
+   */
   pid: z.number().int().positive(),
   /** The process the provider spawned (bwrap, or the sidecar when unsandboxed). */
   launcherPid: z.number().int().positive(),
