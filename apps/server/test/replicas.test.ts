@@ -256,8 +256,8 @@ describe.runIf(await postgresAvailable())("several servers on one Postgres", () 
       const turning = await createTask(a!, createRepo({ "README.md": "# turn\n" }), "echo one > one.txt");
       await waitForTask(a!, turning.id, (t) => t.status === "COMPLETED", "completed its first turn");
       const savedHead = taskBranchHead(c.dataDir, turning.id)!;
-      await followUp(a!, turning.id, "echo partial > partial.txt; sleep 30");
-      await commandRunning(c, turning.id, "sleep 30");
+      await followUp(a!, turning.id, "echo partial > partial.txt; sleep 600");
+      await commandRunning(c, turning.id, "sleep 600");
       const sandboxPid = readSandboxRecord(c.dataDir, turning.id)!.pid;
 
       const gate = await serveGatedRepo(createRepo({ "README.md": "# gated\n" }));
