@@ -21,7 +21,7 @@ const CATEGORIES = [
     key: "fault-injection",
     title: "Fault injection",
     intro:
-      "The real server runs as a child process on a real data directory. It is SIGKILLed while tasks sit in chosen places (each initialization step held by a real fault: a git remote that stalls, a sandbox frozen with SIGSTOP; a turn running `sleep 30`; a cleanup probing a frozen sandbox), then started again on the same data directory. Sidecars are killed mid-turn; Postgres connections are terminated and refused under a running server.",
+      "The real server runs as a child process on a real data directory. It is SIGKILLed while tasks sit in chosen places (each initialization step held by a real fault: a git remote that stalls, a sandbox frozen with SIGSTOP; a turn running a long `sleep`; a cleanup probing a frozen sandbox), then started again on the same data directory. Sidecars are killed mid-turn; Postgres connections are terminated and refused under a running server.",
   },
   {
     key: "fuzzing",

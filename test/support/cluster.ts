@@ -24,7 +24,8 @@ export interface Cluster {
   task(id: string): Promise<TaskRow>;
   sessions(taskId: string): Promise<(typeof vmSessions.$inferSelect)[]>;
   /** Stops every server gracefully (exit code 0 expected), destroys sandboxes, returns what is still running. */
-  close(): Promise<{ exitCodes: (number | string)[]; leaked: string[] }>;
+  /** Stops every server (SIGTERM, then SIGKILL after `stopMs`, default 90 s) and reports what was left. */
+  close(stopMs?: number): Promise<{ exitCodes: (number | string)[]; leaked: string[] }>;
 }
 
 export async function startCluster(options: {
@@ -67,10 +68,10 @@ export async function startCluster(options: {
       return row;
     },
     sessions: (taskId) => database.db.select().from(vmSessions).where(eq(vmSessions.taskId, taskId)),
-    async close() {
+    async close(stopMs = 90_000) {
       const exitCodes = await Promise.all(
         // A graceful stop saves the turns still running in sandboxes; on a loaded machine that takes a while.
-        servers.filter((s) => s.child.exitCode === null && s.child.signalCode === null).map((s) => s.stop(90_000)),
+        servers.filter((s) => s.child.exitCode === null && s.child.signalCode === null).map((s) => s.stop(stopMs)),
       );
       await database.close();
       await destroySandboxes(dataDir);

@@ -213,13 +213,13 @@ describe("remote mode: SIGKILL of the server, and of a sidecar", () => {
     const turning = await createTask(first, smallRepo, "echo one > one.txt");
     await waitForTask(first, turning.id, (t) => t.status === "COMPLETED", "completed its first turn");
     const savedHead = taskBranchHead(dataDir, turning.id)!;
-    await followUp(first, turning.id, "echo partial > partial.txt; sleep 30");
+    await followUp(first, turning.id, "echo partial > partial.txt; sleep 600");
     await waitForTask(first, turning.id, (t) => t.status === "RUNNING", "running");
     const turningRecord = readSandboxRecord(dataDir, turning.id)!;
     await waitForTask(
       first,
       turning.id,
-      () => processesUnder(join(dataDir, "vms", turning.id)).some((p) => p.cmdline.includes("sleep 30")),
+      () => processesUnder(join(dataDir, "vms", turning.id)).some((p) => p.cmdline.includes("sleep 600")),
       "started its command",
     );
 
@@ -308,7 +308,7 @@ describe("remote mode: SIGKILL of the server, and of a sidecar", () => {
       await reliabilityCase(
         "fault-injection",
         FILE,
-        "remote: SIGKILL during an agent turn (`sleep 30`) after a saved turn",
+        "remote: SIGKILL during an agent turn (`sleep 600`) after a saved turn",
         async (observe) => {
           const task = await interruptedTurnAtRest(second, turning.id);
           observe(

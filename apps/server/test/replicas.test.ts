@@ -71,15 +71,19 @@ async function cluster(count: number, env: Record<string, string> = {}, hostname
  */
 async function closeCluster(c: Cluster, options: { uncleanStop?: "known" } = {}): Promise<void> {
   const running = c.servers.filter((s) => s.child.exitCode === null && s.child.signalCode === null);
-  const { exitCodes, leaked } = await c.close();
+  // Where the defect is known every task is at rest by then: nothing to save, no reason to wait 90 s for it.
+  const { exitCodes, leaked } = await c.close(options.uncleanStop === "known" ? 20_000 : undefined);
   const unclean = exitCodes.flatMap((code, i) =>
-    code === 0 ? [] : [`exit ${code}:\n${running[i]!.output().split("\n").slice(-15).join("\n")}`],
+    code === 0 ? [] : [`exit ${code}:\n${running[i]!.output().split("\n").slice(-40).join("\n")}`],
   );
   if (options.uncleanStop !== "known") {
     expect(unclean, unclean.join("\n\n")).toEqual([]);
     expect(leaked).toEqual([]);
     return;
   }
+  // Printed, so that a run which meets the defect leaves its evidence (the forced server's last lines).
+  if (unclean.length > 0)
+    console.warn(`forced stop (the known defect):\n${unclean.join("\n\n")}\nleft: ${leaked.join("; ")}`);
   // The known defect's one leftover: the forced server's git fetch in the shared store. Ended here;
   // anything else left running (a sandbox, an agent) still fails the test.
   const fetches = leaked.filter((line) => /\bgit(-remote-http| remote-http| .* fetch )/.test(line));
@@ -253,8 +257,8 @@ describe.runIf(await postgresAvailable())("several servers on one Postgres", () 
       const turning = await createTask(a!, createRepo({ "README.md": "# turn\n" }), "echo one > one.txt");
       await waitForTask(a!, turning.id, (t) => t.status === "COMPLETED", "completed its first turn");
       const savedHead = taskBranchHead(c.dataDir, turning.id)!;
-      await followUp(a!, turning.id, "echo partial > partial.txt; sleep 30");
-      await commandRunning(c, turning.id, "sleep 30");
+      await followUp(a!, turning.id, "echo partial > partial.txt; sleep 600");
+      await commandRunning(c, turning.id, "sleep 600");
       const sandboxPid = readSandboxRecord(c.dataDir, turning.id)!.pid;
 
       const gate = await serveGatedRepo(createRepo({ "README.md": "# gated\n" }));
