@@ -139,6 +139,7 @@ describe.runIf(await postgresAvailable())("several servers on one Postgres", () 
       expect(onB.statusTrail()).toEqual([
         "INITIALIZING/WAIT_VM_READY",
         "INITIALIZING/VERIFY_VM_WORKSPACE",
+        "INITIALIZING/INSTALL_DEPENDENCIES",
         "INITIALIZING/INDEX_REPOSITORY",
         "INITIALIZING/ACTIVE",
         "RUNNING/ACTIVE",
