@@ -30,7 +30,8 @@ export const cleanupLagSection: Section = {
     const repo = createSmallRepo();
     const started = new Map<string, number>();
     const s = await startBenchServer("remote", {
-      env: { TASK_CLEANUP_DELAY_MS: String(CLEANUP_DELAY_MS) },
+      // The workspace cap would clean warm sandboxes up early: the cleanup service's lag is what is measured.
+      env: { TASK_CLEANUP_DELAY_MS: String(CLEANUP_DELAY_MS), MAX_ACTIVE_WORKSPACES: String(total + 1) },
       onLog: (line) => {
         if (!line.includes('"cleanup.done"')) return;
         const entry = JSON.parse(line) as { taskId: string; lagMs: number };

@@ -26,7 +26,9 @@ import { formatBytes, formatMs, rounded, summarize } from "../lib/stats";
 
 async function runConcurrent(mode: Mode, count: number, log: (m: string) => void, database?: Database) {
   const repo = createSmallRepo();
-  const s = await startBenchServer(mode, database ? { database } : {});
+  // Every task gets a workspace: the cap (MAX_ACTIVE_WORKSPACES) would answer most of them 429.
+  const env = { MAX_ACTIVE_WORKSPACES: String(count + 1) };
+  const s = await startBenchServer(mode, database ? { database, env } : { env });
   const label = `${mode}, ${database ? "Postgres" : "PGlite"}`;
   const clients: StatusClient[] = [];
   try {

@@ -56,6 +56,8 @@ describe("sandbox containment through task messages", () => {
           SANDBOX_MEMORY_MB: "256",
           SANDBOX_PIDS: "128",
           SANDBOX_DISK_MB: "256",
+          // Nine sandboxes live at once; the default cap (8 on two cores) would evict a finished one early.
+          MAX_ACTIVE_WORKSPACES: "16",
         },
       });
       const port = new URL(t.url).port;
@@ -88,10 +90,13 @@ describe("sandbox containment through task messages", () => {
           }),
         );
         for (const id of created) {
+          let last: TaskDto | undefined;
           await eventually(async () => {
-            const { body } = await t.api<TaskBody>("GET", `/api/tasks/${id}`);
-            return body.task.status !== "INITIALIZING";
-          }, 90_000);
+            last = (await t.api<TaskBody>("GET", `/api/tasks/${id}`)).body.task;
+            return last.status !== "INITIALIZING";
+          }, 90_000).catch((error: Error) => {
+            throw new Error(`${error.message}: task ${id} still ${last?.status}/${last?.initStatus}`);
+          });
         }
       }
       for (const [name, task] of tasks) tasks.set(name, await finished(task.id));
