@@ -8,7 +8,9 @@
  * - `command`: AGENT_COMMAND. `shell`: nothing.
  *
  * Creating a runner does no I/O beyond locating a CLI's executable; whether
- * an agent can actually run is agentAvailability()'s question.
+ * an agent can actually run is agentAvailability()'s question. The llm
+ * agent's settings are checked at once, but the AI SDK (tens of MB that a
+ * server running only CLI agents never needs) is loaded on its first turn.
  */
 import type { AgentKind } from "@repo/types";
 import type { ServerConfig } from "../config";
@@ -16,8 +18,7 @@ import { ClaudeCodeAgentRunner } from "./claude-code-agent";
 import { type AgentCli, resolveAgentCli } from "./cli-binaries";
 import { CodexAgentRunner } from "./codex-agent";
 import { CommandAgentRunner, ShellAgentRunner } from "./command-agent";
-import { LlmAgentRunner } from "./llm-agent";
-import { createLlmModel } from "./llm-model";
+import { checkLlmModelConfig, type LlmModelConfig } from "./llm-config";
 import type { AgentRunner } from "./types";
 
 export type AgentConfig = Pick<
@@ -38,7 +39,7 @@ export function createAgentRunner(config: AgentConfig, choice: AgentChoice = {})
   switch (kind) {
     case "llm":
       if (!config.llm) throw new Error("the llm agent needs a model (LLM_MODEL)");
-      return new LlmAgentRunner({ model: createLlmModel({ ...config.llm, model: model ?? config.llm.model }) });
+      return lazyLlmRunner({ ...config.llm, model: model ?? config.llm.model });
     case "claude-code":
       return new ClaudeCodeAgentRunner({
         binary: cliBinary("claude-code", config.agentBinaries.claudeCode),
@@ -69,4 +70,19 @@ function cliBinary(cli: AgentCli, override: string | undefined): string {
   const resolved = resolveAgentCli(cli, override);
   if (resolved.ok) return resolved.binary.path;
   return override ?? (cli === "claude-code" ? "claude" : "codex");
+}
+
+/** The llm agent: settings checked now, the AI SDK and the runner loaded on the first turn. */
+function lazyLlmRunner(settings: LlmModelConfig): AgentRunner {
+  checkLlmModelConfig(settings);
+  let loaded: Promise<AgentRunner> | undefined;
+  return {
+    kind: "llm",
+    async run(turn) {
+      loaded ??= Promise.all([import("./llm-agent"), import("./llm-model")]).then(
+        ([{ LlmAgentRunner }, { createLlmModel }]) => new LlmAgentRunner({ model: createLlmModel(settings) }),
+      );
+      return (await loaded).run(turn);
+    },
+  };
 }

@@ -1,111 +1,34 @@
 /**
- * Turns the server's model settings (LLM_PROVIDER, LLM_MODEL, LLM_BASE_URL and
- * the provider's API key) into an AI SDK language model for the `llm` agent.
+ * Turns checked model settings (llm-config.ts) into an AI SDK language model
+ * for the `llm` agent and the pull request summary. This module loads the
+ * AI SDK's provider packages; the server imports it only when a model is
+ * first used.
  *
- * Invariants:
- * - Everything is checked here, at start-up, not at the first model call: a
- *   missing model name, base URL or API key raises LlmConfigError naming the
- *   environment variable to set, so the server refuses to start instead of
- *   failing every turn later.
- * - The API key is only ever taken from the config passed in; the provider
- *   packages' own environment fallbacks are never relied on, so what was
- *   validated is what is used.
- * - `openai-compatible` (Ollama, vLLM, LM Studio, …) needs a base URL and may
- *   run without a key; so may `openai` when a base URL points it at a gateway
- *   that holds the key. `anthropic` always needs its key.
+ * Invariant: the API key is only ever taken from the config passed in; the
+ * provider packages' own environment fallbacks are never relied on, so what
+ * was checked is what is used.
  */
 import { createAnthropic } from "@ai-sdk/anthropic";
 import { createOpenAI } from "@ai-sdk/openai";
 import { createOpenAICompatible } from "@ai-sdk/openai-compatible";
 import type { LanguageModel } from "ai";
+import { checkLlmModelConfig, type LlmModelConfig, OPENAI_COMPATIBLE_PROVIDER_NAME } from "./llm-config";
 
-export const LLM_PROVIDERS = ["openai", "anthropic", "openai-compatible"] as const;
-export type LlmProvider = (typeof LLM_PROVIDERS)[number];
-
-export interface LlmModelConfig {
-  provider: LlmProvider;
-  /** Model id as the provider names it, e.g. `gpt-4.1` or `qwen2.5-coder:14b` (LLM_MODEL). */
-  model: string;
-  /** API root, e.g. `http://127.0.0.1:11434/v1` (LLM_BASE_URL). Required for openai-compatible. */
-  baseUrl?: string;
-  /** OPENAI_API_KEY or ANTHROPIC_API_KEY; optional for openai-compatible, and for openai with a baseUrl. */
-  apiKey?: string;
-}
-
-/** The provider name requests to an OpenAI-compatible endpoint are reported under. */
-export const OPENAI_COMPATIBLE_PROVIDER_NAME = "umbra-llm";
-
-/** A model setting is missing or malformed. `variable` is the environment variable to fix. */
-export class LlmConfigError extends Error {
-  constructor(
-    readonly variable: string,
-    message: string,
-  ) {
-    super(message);
-    this.name = "LlmConfigError";
-  }
-}
-
-const API_KEY_VARIABLE: Record<Exclude<LlmProvider, "openai-compatible">, string> = {
-  openai: "OPENAI_API_KEY",
-  anthropic: "ANTHROPIC_API_KEY",
-};
+export { LLM_PROVIDERS, LlmConfigError, type LlmModelConfig, type LlmProvider } from "./llm-config";
 
 export function createLlmModel(config: LlmModelConfig): LanguageModel {
-  if (!(LLM_PROVIDERS as readonly string[]).includes(config.provider)) {
-    throw new LlmConfigError(
-      "LLM_PROVIDER",
-      `LLM_PROVIDER must be one of ${LLM_PROVIDERS.join(", ")} (got ${JSON.stringify(config.provider)})`,
-    );
-  }
-  const model = config.model?.trim();
-  if (!model) {
-    throw new LlmConfigError("LLM_MODEL", `LLM_MODEL is required for LLM_PROVIDER=${config.provider}`);
-  }
-  const baseURL = checkBaseUrl(config);
-  const apiKey = config.apiKey?.trim() || undefined;
-
-  switch (config.provider) {
+  const { provider, model, baseURL, apiKey } = checkLlmModelConfig(config);
+  switch (provider) {
     case "openai":
-      // Behind a gateway or proxy (LLM_BASE_URL set) the key may be held by the proxy.
-      return createOpenAI({ apiKey: baseURL ? (apiKey ?? "") : requireKey(config.provider, apiKey), baseURL })(model);
+      return createOpenAI({ apiKey, baseURL })(model);
     case "anthropic":
-      return createAnthropic({ apiKey: requireKey(config.provider, apiKey), baseURL })(model);
-    case "openai-compatible": {
-      if (!baseURL) {
-        throw new LlmConfigError(
-          "LLM_BASE_URL",
-          "LLM_BASE_URL is required for LLM_PROVIDER=openai-compatible (e.g. http://127.0.0.1:11434/v1 for Ollama)",
-        );
-      }
-      const provider = createOpenAICompatible({
+      return createAnthropic({ apiKey, baseURL })(model);
+    case "openai-compatible":
+      return createOpenAICompatible({
         name: OPENAI_COMPATIBLE_PROVIDER_NAME,
-        baseURL,
+        baseURL: baseURL!,
         apiKey,
         includeUsage: true,
-      });
-      return provider.chatModel(model);
-    }
+      }).chatModel(model);
   }
-}
-
-function requireKey(provider: keyof typeof API_KEY_VARIABLE, apiKey: string | undefined): string {
-  if (apiKey) return apiKey;
-  const variable = API_KEY_VARIABLE[provider];
-  throw new LlmConfigError(variable, `${variable} is required for LLM_PROVIDER=${provider}`);
-}
-
-function checkBaseUrl(config: LlmModelConfig): string | undefined {
-  const raw = config.baseUrl?.trim();
-  if (!raw) return undefined;
-  let url: URL;
-  try {
-    url = new URL(raw);
-  } catch {
-    throw new LlmConfigError("LLM_BASE_URL", `LLM_BASE_URL is not a valid URL: ${JSON.stringify(raw)}`);
-  }
-  if (url.protocol !== "http:" && url.protocol !== "https:") {
-    throw new LlmConfigError("LLM_BASE_URL", `LLM_BASE_URL must be an http(s) URL (got ${JSON.stringify(raw)})`);
-  }
-  return raw.replace(/\/+$/, "");
 }

@@ -1,5 +1,4 @@
 import type { DeliveryConfigDto, DeliveryDto } from "@repo/types";
-import { createLlmModel } from "../agent/llm-model";
 import type { LlmConfig } from "../config";
 import type { WorkspaceManager } from "../execution/types";
 import type { Logger } from "../logger";
@@ -49,7 +48,7 @@ export function createDelivery(deps: DeliveryDeps) {
     tasks: deps.tasks,
     workspaces: deps.workspaces,
     messages: deps.messages,
-    summarize: deps.llm ? modelSummarizer(createLlmModel(deps.llm)) : undefined,
+    summarize: deps.llm ? modelSummarizer(deps.llm) : undefined,
     clock,
     scrub: secretScrubber(config),
     emit: deps.emit,

@@ -7,7 +7,7 @@
  */
 import type { MessageRow, TaskRow } from "@repo/db";
 import type { LanguageModel } from "ai";
-import { streamText } from "ai";
+import { checkLlmModelConfig, type LlmModelConfig } from "../agent/llm-config";
 
 /** GitHub refuses descriptions longer than 65536 characters; GitLab's limit is higher. */
 const MAX_BODY = 60_000;
@@ -57,9 +57,17 @@ export async function pullRequestBody(input: PullRequestTextInput, summarize?: S
   return body.length > MAX_BODY ? `${body.slice(0, MAX_BODY - 1)}…` : body;
 }
 
-/** A Summarizer on the configured model: a few sentences for reviewers, within `timeoutMs`. */
-export function modelSummarizer(model: LanguageModel, timeoutMs = 30_000): Summarizer {
+/**
+ * A Summarizer on the configured model: a few sentences for reviewers, within
+ * `timeoutMs`. The settings are checked now; the AI SDK is loaded for the
+ * first summary.
+ */
+export function modelSummarizer(settings: LlmModelConfig, timeoutMs = 30_000): Summarizer {
+  checkLlmModelConfig(settings);
+  let model: LanguageModel | undefined;
   return async (input) => {
+    const [{ streamText }, { createLlmModel }] = await Promise.all([import("ai"), import("../agent/llm-model")]);
+    model ??= createLlmModel(settings);
     const prompt = [
       "Write a short description (at most five sentences, plain Markdown, no heading) of this change for the people who review the pull request.",
       `Title: ${input.task.title}`,
