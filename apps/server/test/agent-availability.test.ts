@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { installedCli } from "../../../test/support/agent-cli-fixture";
+import { UNCONFIGURED_AGENTS } from "../../../test/support/agents";
 import { createAgentRunner } from "../src/agent";
 import { agentAvailability } from "../src/agent/availability";
 import { probeAgentCli, resolveAgentCli } from "../src/agent/cli-binaries";
@@ -35,25 +36,7 @@ const runs = () => Promise.resolve("1.0.0");
 describe("agent availability", () => {
   it("lists every kind with why it cannot run, naming the variable to set", async () => {
     const config = loadConfig({ CLAUDE_CODE_BIN: "/nonexistent/claude", CODEX_BIN: "/nonexistent/codex" });
-    expect(await agentAvailability(config, { probe: runs })).toEqual([
-      { kind: "llm", available: false, reason: "no model is configured (set LLM_MODEL)" },
-      {
-        kind: "claude-code",
-        available: false,
-        reason:
-          "the claude-code CLI is not installed: CLAUDE_CODE_BIN=/nonexistent/claude is missing or not executable; " +
-          "no API key is configured (set ANTHROPIC_API_KEY)",
-      },
-      {
-        kind: "codex",
-        available: false,
-        reason:
-          "the codex CLI is not installed: CODEX_BIN=/nonexistent/codex is missing or not executable; " +
-          "no API key is configured (set OPENAI_API_KEY)",
-      },
-      { kind: "command", available: false, reason: "no command is configured (set AGENT_COMMAND)" },
-      { kind: "shell", available: true },
-    ]);
+    expect(await agentAvailability(config, { probe: runs })).toEqual(UNCONFIGURED_AGENTS);
   });
 
   it("offers every kind when each has what it needs", async () => {

@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { UNCONFIGURED_AGENTS } from "../../../test/support/agents";
 import { createRepo } from "../../../test/support/git";
 import { startTestServer, type TestServer } from "../../../test/support/server";
 
@@ -92,25 +93,7 @@ describe("bad input answers with the error shape and changes nothing", () => {
       cleanupDelayMs: 600_000,
       delivery: { mode: "none", forges: [] },
       agent: "shell",
-      agents: [
-        { kind: "llm", available: false, reason: "no model is configured (set LLM_MODEL)" },
-        {
-          kind: "claude-code",
-          available: false,
-          reason:
-            "the claude-code CLI is not installed: CLAUDE_CODE_BIN=/nonexistent/claude is missing or not executable; " +
-            "no API key is configured (set ANTHROPIC_API_KEY)",
-        },
-        {
-          kind: "codex",
-          available: false,
-          reason:
-            "the codex CLI is not installed: CODEX_BIN=/nonexistent/codex is missing or not executable; " +
-            "no API key is configured (set OPENAI_API_KEY)",
-        },
-        { kind: "command", available: false, reason: "no command is configured (set AGENT_COMMAND)" },
-        { kind: "shell", available: true },
-      ],
+      agents: UNCONFIGURED_AGENTS,
       capacity: { active: expect.any(Number), max: null },
     });
     const metrics = await fetch(`${t.url}/metrics`);
