@@ -10,6 +10,7 @@ export default defineConfig({
       "apps/web/test/**/*.test.{ts,tsx}",
     ],
     globalSetup: ["test/support/global-setup.ts"],
+    setupFiles: ["test/support/clean-temp-dirs.ts"],
     testTimeout: 30_000,
     hookTimeout: 60_000,
     pool: "forks",

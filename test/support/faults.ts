@@ -1,12 +1,4 @@
-/**
- * Helpers for tests that break things on purpose and then look at what is
- * left: driving a server child process's tasks through the API, catching a
- * task in a given step, freezing sandboxes, reading the server's log events,
- * and owning temporary data directories that are cleaned up (processes
- * first) even when a test fails.
- */
-import { spawnSync } from "node:child_process";
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { TaskDto } from "@repo/types";
 import { ProcessVmProvider } from "../../apps/server/src/execution/vm/process/process-provider";
@@ -16,6 +8,7 @@ import { SIDECAR_BUNDLE_PATH } from "../../apps/sidecar/build";
 import { git, tempDir } from "./git";
 import { readSandboxRecord, type SandboxRecordView } from "./sandbox-probe";
 import { killAllServers, killProcessesUnder, processesUnder, type ServerProcess } from "./server-process";
+import { detachMountsUnder } from "./temp-dirs";
 
 type TaskBody = { task: TaskDto };
 
@@ -208,25 +201,5 @@ export class DataDirs {
       detachMountsUnder(dir);
       rmSync(dir, { recursive: true, force: true });
     }
-  }
-}
-
-/**
- * Detaches what is still mounted under `dir` (a sandbox's disk whose server
- * was killed between mounting and recording it), deepest first, so the
- * directory can be removed.
- */
-function detachMountsUnder(dir: string): void {
-  let mounts: string[];
-  try {
-    mounts = readFileSync("/proc/self/mounts", "utf8")
-      .split("\n")
-      .map((line) => line.split(" ")[1]?.replace(/\\040/g, " ") ?? "")
-      .filter((target) => target === dir || target.startsWith(`${dir}/`));
-  } catch {
-    return;
-  }
-  for (const target of mounts.sort((a, b) => b.length - a.length)) {
-    spawnSync("umount", ["-l", target], { stdio: "ignore" });
   }
 }

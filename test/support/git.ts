@@ -1,8 +1,10 @@
 /** Real git repositories in temp directories, for tests. */
 import { execFileSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
+import { tempDir } from "./temp-dirs";
+
+export { tempDir };
 
 const GIT_ENV = {
   ...process.env,
@@ -15,10 +17,6 @@ const GIT_ENV = {
 
 export function git(cwd: string, ...args: string[]): string {
   return execFileSync("git", args, { cwd, env: GIT_ENV, encoding: "utf8", maxBuffer: 256 * 1024 * 1024 }).trim();
-}
-
-export function tempDir(prefix = "umbra-test-"): string {
-  return mkdtempSync(join(tmpdir(), prefix));
 }
 
 /** A repository on branch `main` with one commit holding `files`. */
