@@ -466,6 +466,42 @@ export class RepositoryStore {
     }
     throw new WorkspaceError("the repository has no default branch (is it empty?)", null, false);
   }
+
+  /** Every file of a commit with its blob id and size, for the full-text index (which is keyed by blob). */
+  async listBlobs(repoUrl: string, sha: string): Promise<{ path: string; blobId: string; size: number }[]> {
+    const out = await runGit(["ls-tree", "-r", "-z", "--long", sha], {
+      cwd: this.mirrorPath(repoUrl),
+      maxOutputBytes: 256 * 1024 * 1024,
+    });
+    const files: { path: string; blobId: string; size: number }[] = [];
+    for (const entry of out.split("\0")) {
+      const match = /^\d+ blob ([0-9a-f]+)\s+(\d+)\t(.*)$/s.exec(entry);
+      if (match) files.push({ blobId: match[1]!, size: Number(match[2]), path: match[3]! });
+    }
+    return files;
+  }
+
+  /** The contents of blobs by id (one `git cat-file --batch`); a missing blob is left out of the map. */
+  async readBlobs(repoUrl: string, blobIds: string[]): Promise<Map<string, Buffer>> {
+    const out = await runGitBuffer(["cat-file", "--batch"], {
+      cwd: this.mirrorPath(repoUrl),
+      input: `${blobIds.join("\n")}\n`,
+      maxOutputBytes: 1024 * 1024 * 1024,
+    });
+    const contents = new Map<string, Buffer>();
+    let offset = 0;
+    for (const blobId of blobIds) {
+      const headerEnd = out.indexOf(10, offset);
+      if (headerEnd < 0) break;
+      const header = out.subarray(offset, headerEnd).toString();
+      offset = headerEnd + 1;
+      const size = Number(header.split(" ")[2]);
+      if (header.endsWith("missing") || !Number.isFinite(size)) continue;
+      contents.set(blobId, out.subarray(offset, offset + size));
+      offset += size + 1;
+    }
+    return contents;
+  }
 }
 
 /** The one spelling of a repository Umbra keys things by (mirrors, the index, environments, secrets). */
