@@ -172,7 +172,7 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
     locks: replicas.locks ?? undefined,
     auth: (repoUrl, transfer) => credentials.withCredentials(repoUrl, transfer),
   });
-  const indexer = new RepositoryIndexer(db, store, clock);
+  const indexer = new RepositoryIndexer(db, store, clock, { locks: replicas.locks ?? undefined });
   const secretBox = await SecretBox.load({ secretsKey: config.secretsKey, dataDir: config.dataDir });
   const agentState = new AgentStateDirs(join(config.dataDir, "agent-state"));
   const outputs = new OutputLogs(join(config.dataDir, "logs"), config.output.logMaxBytes, clock, log);

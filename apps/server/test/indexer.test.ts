@@ -1,12 +1,14 @@
 /**
- * INDEX_REPOSITORY's full-text index over a repository whose text files add
- * up to more than one read from the store may hold: every text file is
- * indexed and found, binary and oversized files are left out.
+ * INDEX_REPOSITORY's full-text index, keyed by content: a file's text is
+ * stored once per (repository, blob) and shared by every commit that has it;
+ * a commit adds its path list. Real git repositories, PGlite and Postgres.
  */
-import { rmSync } from "node:fs";
-import { join } from "node:path";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { openDatabase, PgAdvisoryLocks, queryRows } from "@repo/db";
+import { sql } from "drizzle-orm";
 import { afterAll, describe, expect, it } from "vitest";
-import { databaseTargets } from "../../../test/support/databases";
+import { type DatabaseTarget, databaseTargets, type TestDatabase } from "../../../test/support/databases";
 import { createRepo, git, tempDir } from "../../../test/support/git";
 import { RepositoryIndexer } from "../src/repository/indexer";
 import { RepositoryStore } from "../src/repository/repository-store";
@@ -26,36 +28,246 @@ function repositoryOfLargeTextFiles(): string {
     const line = `file${i} holds the word marker${i} among filler words\n`;
     files[`text/file-${i}.txt`] = line.repeat(Math.floor(500_000 / line.length));
   }
-  files["binary.bin"] = `\0${"x".repeat(1000)}`;
+  files["binary.bin"] = `\0${"x".repeat(1000)} binaryword`;
   files["too-large.txt"] = "oversized ".repeat(60_000);
+  return repository(files);
+}
+
+function repository(files: Record<string, string>): string {
   const repo = createRepo(files);
   dirs.push(repo);
   return repo;
 }
 
+/** Ten small source files, each with a word of its own. */
+function tenFiles(): Record<string, string> {
+  const files: Record<string, string> = {};
+  for (let i = 0; i < 10; i++) files[`src/module-${i}.ts`] = `export const value${i} = "token${i}";\n`;
+  return files;
+}
+
+/** Writes `files` into `repo` and removes `removed`, then commits. */
+function commit(repo: string, files: Record<string, string>, removed: string[] = []): void {
+  for (const path of removed) git(repo, "rm", "--quiet", path);
+  for (const [path, content] of Object.entries(files)) {
+    mkdirSync(dirname(join(repo, path)), { recursive: true });
+    writeFileSync(join(repo, path), content);
+  }
+  git(repo, "add", "-A");
+  git(repo, "commit", "--quiet", "-m", "change");
+}
+
+function newStore(): RepositoryStore {
+  const dir = tempDir("umbra-index-store-");
+  dirs.push(dir);
+  return new RepositoryStore(join(dir, "repos"));
+}
+
+async function headOf(store: RepositoryStore, repo: string): Promise<string> {
+  return (await store.prepareBase(repo, null)).baseCommitSha;
+}
+
+async function countRows(database: TestDatabase, table: "repo_index_blobs" | "repo_index_paths"): Promise<number> {
+  const [row] = await queryRows<{ n: number }>(database.db, sql`SELECT count(*)::int AS n FROM ${sql.raw(table)}`);
+  return row!.n;
+}
+
+async function paths(indexer: RepositoryIndexer, repo: string, sha: string, query: string): Promise<string[]> {
+  return (await indexer.search(repo, sha, query, 50)).map((hit) => hit.path).sort();
+}
+
+async function withDatabase(target: DatabaseTarget, fn: (database: TestDatabase) => Promise<void>): Promise<void> {
+  const database = await target.open();
+  try {
+    await fn(database);
+  } finally {
+    await database.close();
+  }
+}
+
 describe.each(targets)("the full-text index on $name", (target) => {
-  it("indexes every text file of a repository larger than one read, and finds words in all of them", async () => {
+  it("indexes every text file of a repository larger than one read, and skips binary and oversized files", async () => {
     const repo = repositoryOfLargeTextFiles();
-    const storeDir = tempDir("umbra-index-store-");
-    dirs.push(storeDir);
-    const store = new RepositoryStore(join(storeDir, "repos"));
-    const { baseCommitSha } = await store.prepareBase(repo, null);
-    expect(baseCommitSha).toBe(git(repo, "rev-parse", "HEAD"));
-    const database = await target.open();
-    try {
+    const store = newStore();
+    const sha = await headOf(store, repo);
+    expect(sha).toBe(git(repo, "rev-parse", "HEAD"));
+    await withDatabase(target, async (database) => {
       const indexer = new RepositoryIndexer(database.db, store, systemClock);
-      expect(await indexer.indexCommit(repo, baseCommitSha)).toEqual({
-        commitSha: baseCommitSha,
+      // 20 text blobs and the binary one (kept without content, so it is not read again); not the oversized file.
+      expect(await indexer.indexCommit(repo, sha)).toEqual({
+        commitSha: sha,
         fileCount: 20,
         indexed: true,
+        newBlobs: 21,
       });
-      for (const i of [0, 19]) {
-        const hits = await indexer.search(repo, baseCommitSha, `marker${i}`);
-        expect(hits.map((hit) => hit.path)).toEqual([`text/file-${i}.txt`]);
-      }
-      expect(await indexer.search(repo, baseCommitSha, "oversized")).toEqual([]);
-    } finally {
-      await database.close();
-    }
+      for (const i of [0, 19]) expect(await paths(indexer, repo, sha, `marker${i}`)).toEqual([`text/file-${i}.txt`]);
+      expect(await indexer.search(repo, sha, "oversized")).toEqual([]);
+      expect(await indexer.search(repo, sha, "binaryword")).toEqual([]);
+      expect(await countRows(database, "repo_index_paths")).toBe(20);
+    });
   }, 300_000);
+
+  it("a second commit that changes 2 of 10 files stores exactly 2 new blobs and shares the other 8", async () => {
+    const repo = repository(tenFiles());
+    const store = newStore();
+    const first = await headOf(store, repo);
+    commit(repo, { "src/module-3.ts": 'export const value3 = "changed3";\n', "src/module-7.ts": "// changed7\n" });
+    const second = await headOf(store, repo);
+    await withDatabase(target, async (database) => {
+      const indexer = new RepositoryIndexer(database.db, store, systemClock);
+      expect(await indexer.indexCommit(repo, first)).toEqual({
+        commitSha: first,
+        fileCount: 10,
+        indexed: true,
+        newBlobs: 10,
+      });
+      expect(await countRows(database, "repo_index_blobs")).toBe(10);
+      expect(await indexer.indexCommit(repo, second)).toEqual({
+        commitSha: second,
+        fileCount: 10,
+        indexed: true,
+        newBlobs: 2,
+      });
+      expect(await countRows(database, "repo_index_blobs")).toBe(12);
+      expect(await countRows(database, "repo_index_paths")).toBe(20);
+      // Again: already indexed, nothing read or stored.
+      expect(await indexer.indexCommit(repo, second)).toEqual({
+        commitSha: second,
+        fileCount: 10,
+        indexed: false,
+        newBlobs: 0,
+      });
+      expect(await countRows(database, "repo_index_blobs")).toBe(12);
+
+      expect(await paths(indexer, repo, first, "token3")).toEqual(["src/module-3.ts"]);
+      expect(await paths(indexer, repo, second, "token3")).toEqual([]);
+      expect(await paths(indexer, repo, second, "changed3")).toEqual(["src/module-3.ts"]);
+      expect(await paths(indexer, repo, first, "changed3")).toEqual([]);
+      expect(await paths(indexer, repo, second, "token5")).toEqual(["src/module-5.ts"]);
+    });
+  }, 120_000);
+
+  it("finds a file renamed between two commits under its name in each", async () => {
+    const repo = repository({ "src/old-name.ts": "const renamedword = 1;\n", "README.md": "# Demo\n" });
+    const store = newStore();
+    const first = await headOf(store, repo);
+    git(repo, "mv", "src/old-name.ts", "src/new-name.ts");
+    git(repo, "commit", "--quiet", "-m", "rename");
+    const second = await headOf(store, repo);
+    await withDatabase(target, async (database) => {
+      const indexer = new RepositoryIndexer(database.db, store, systemClock);
+      await indexer.indexCommit(repo, first);
+      expect((await indexer.indexCommit(repo, second)).newBlobs).toBe(0);
+      expect(await countRows(database, "repo_index_blobs")).toBe(2);
+      expect(await paths(indexer, repo, first, "renamedword")).toEqual(["src/old-name.ts"]);
+      expect(await paths(indexer, repo, second, "renamedword")).toEqual(["src/new-name.ts"]);
+    });
+  }, 120_000);
+
+  it("returns every path that holds the same content, stored once", async () => {
+    const repo = repository({ "a/copy.txt": "twinword\n", "b/copy.txt": "twinword\n", "c.txt": "other\n" });
+    const store = newStore();
+    const sha = await headOf(store, repo);
+    await withDatabase(target, async (database) => {
+      const indexer = new RepositoryIndexer(database.db, store, systemClock);
+      expect(await indexer.indexCommit(repo, sha)).toEqual({
+        commitSha: sha,
+        fileCount: 3,
+        indexed: true,
+        newBlobs: 2,
+      });
+      expect(await countRows(database, "repo_index_blobs")).toBe(2);
+      expect(await paths(indexer, repo, sha, "twinword")).toEqual(["a/copy.txt", "b/copy.txt"]);
+    });
+  }, 120_000);
+
+  it("matches and ranks a file by the words of its path as well as its content", async () => {
+    const repo = repository({
+      "src/scheduler/queue.ts": "export function enqueue() {}\n",
+      "src/other.ts": "// the scheduler is elsewhere\nexport function enqueue() {}\n",
+      "docs/readme.md": "nothing relevant\n",
+    });
+    const store = newStore();
+    const sha = await headOf(store, repo);
+    await withDatabase(target, async (database) => {
+      const indexer = new RepositoryIndexer(database.db, store, systemClock);
+      await indexer.indexCommit(repo, sha);
+      // "queue" is only in a path; "scheduler enqueue" is split between path and content for queue.ts.
+      expect(await paths(indexer, repo, sha, "queue")).toEqual(["src/scheduler/queue.ts"]);
+      const hits = await indexer.search(repo, sha, "scheduler enqueue");
+      expect(hits.map((hit) => hit.path)).toEqual(["src/scheduler/queue.ts", "src/other.ts"]);
+      expect(hits[0]!.rank).toBeGreaterThan(hits[1]!.rank);
+      expect(hits[1]!.snippet).toBe("1: // the scheduler is elsewhere\n2: export function enqueue() {}\n3: ");
+    });
+  }, 120_000);
+
+  it("forgetting a commit keeps the blobs another commit shares", async () => {
+    const repo = repository(tenFiles());
+    const store = newStore();
+    const first = await headOf(store, repo);
+    commit(repo, { "src/module-0.ts": "// rewritten0\n" });
+    const second = await headOf(store, repo);
+    await withDatabase(target, async (database) => {
+      const indexer = new RepositoryIndexer(database.db, store, systemClock);
+      await indexer.indexCommit(repo, first);
+      await indexer.indexCommit(repo, second);
+      await indexer.forgetCommit(repo, first);
+      expect(await countRows(database, "repo_index_blobs")).toBe(11);
+      expect(await countRows(database, "repo_index_paths")).toBe(10);
+      expect(await paths(indexer, repo, first, "token5")).toEqual([]);
+      expect(await paths(indexer, repo, second, "token5")).toEqual(["src/module-5.ts"]);
+      // Forgotten means not indexed: asking again rebuilds the path list from the blobs already there.
+      expect(await indexer.indexCommit(repo, first)).toEqual({
+        commitSha: first,
+        fileCount: 10,
+        indexed: true,
+        newBlobs: 0,
+      });
+      expect(await paths(indexer, repo, first, "token0")).toEqual(["src/module-0.ts"]);
+    });
+  }, 120_000);
+
+  it("indexes a commit once when several callers of one process ask at the same time", async () => {
+    const repo = repository(tenFiles());
+    const store = newStore();
+    const sha = await headOf(store, repo);
+    await withDatabase(target, async (database) => {
+      const indexer = new RepositoryIndexer(database.db, store, systemClock);
+      const results = await Promise.all([1, 2, 3, 4].map(() => indexer.indexCommit(repo, sha)));
+      expect(results.filter((result) => result.indexed)).toHaveLength(1);
+      expect(results.map((result) => result.fileCount)).toEqual([10, 10, 10, 10]);
+      expect(results.reduce((sum, result) => sum + result.newBlobs, 0)).toBe(10);
+      expect(await countRows(database, "repo_index_blobs")).toBe(10);
+    });
+  }, 120_000);
+});
+
+describe.runIf(targets.some((target) => target.name === "postgres"))("the full-text index across processes", () => {
+  it("indexes a commit once when several server processes on one Postgres ask at the same time", async () => {
+    const repo = repository(tenFiles());
+    const store = newStore();
+    const sha = await headOf(store, repo);
+    await withDatabase(targets.find((target) => target.name === "postgres")!, async (database) => {
+      // Each process has its own connections and its own lock connections, as separate servers do.
+      const processes = await Promise.all(
+        [1, 2, 3].map(async () => {
+          const own = await openDatabase({ databaseUrl: database.url!, poolSize: 2 });
+          const locks = new PgAdvisoryLocks({ url: database.url! });
+          return { own, locks, indexer: new RepositoryIndexer(own.db, store, systemClock, { locks }) };
+        }),
+      );
+      try {
+        const results = await Promise.all(processes.map((p) => p.indexer.indexCommit(repo, sha)));
+        expect(results.filter((result) => result.indexed)).toHaveLength(1);
+        expect(results.reduce((sum, result) => sum + result.newBlobs, 0)).toBe(10);
+        expect(await countRows(database, "repo_index_blobs")).toBe(10);
+        expect(await countRows(database, "repo_index_paths")).toBe(10);
+      } finally {
+        for (const p of processes) {
+          await p.locks.close();
+          await p.own.close();
+        }
+      }
+    });
+  }, 120_000);
 });

@@ -1,136 +1,216 @@
 /**
- * INDEX_REPOSITORY: a full-text index of a commit's text files in Postgres
- * (a generated tsvector column with a GIN index), keyed by repository and
- * commit. A commit that is already indexed is skipped, so re-initializing an
- * unchanged task costs one lookup. The `llm` agent's search_code tool reads it.
+ * INDEX_REPOSITORY: a full-text index of a commit's text files in Postgres,
+ * keyed by content. The `llm` agent's search_code tool reads it.
+ *
+ * Layout (packages/db/src/schema.ts):
+ * - repo_index_blobs: a text file's content and its tsvector (GIN), once per
+ *   (repository, git blob id), shared by every commit and path that has it.
+ *   A blob that is not text is kept with no content, so the next commit does
+ *   not read it again.
+ * - repo_index_paths: a commit's text files, path → blob id, with the path's
+ *   own words (weight A). This is what grows with every commit: one small row
+ *   per text file, no content.
+ * - repo_index_commits: its row means the commit's path list is complete, so
+ *   re-initializing an unchanged task costs one lookup.
+ *
+ * Invariants:
+ * - Indexing a commit reads and writes only the blobs the repository has not
+ *   indexed yet: the set difference is taken in SQL, a batch of ids at a time.
+ * - No statement carries more than BATCH_TEXT_BYTES of text and the event
+ *   loop gets a turn between statements, so with the embedded database (which
+ *   runs SQL on this thread) other requests wait at most one statement. There
+ *   is no long transaction either: PGlite runs one transaction at a time, so
+ *   one around the whole commit would make every other query wait for it.
+ *   Every write is idempotent (ON CONFLICT DO NOTHING), so a crash halfway
+ *   leaves rows the next run reuses; the commit row is written last.
+ * - One commit is indexed by one process at a time (`locks`: advisory locks
+ *   across processes sharing Postgres); the others wait and find it done.
+ * - Forgetting a commit removes its path list only: blobs stay, other commits
+ *   may share them. Blobs no commit refers to are not collected (the index is
+ *   a cache, bounded by the repository's distinct file contents).
  */
-import { type Db, queryRows, repoIndexCommits, repoIndexFiles } from "@repo/db";
+import { type Db, queryRows, repoIndexBlobs, repoIndexCommits, repoIndexPaths } from "@repo/db";
 import { and, eq, sql } from "drizzle-orm";
 import type { Clock } from "../utils/clock";
-import type { RepositoryStore } from "./repository-store";
+import { KeyedMutex } from "../utils/keyed-mutex";
+import { searchCommit } from "./index-search";
+import type { KeyedLock, RepositoryStore } from "./repository-store";
+
+export type { CodeSearchHit } from "./index-search";
 
 /** Files larger than this are not indexed. */
 const MAX_FILE_BYTES = 512 * 1024;
-const INSERT_BATCH = 250;
-/** Files read from the store at once: at most this many, and at most READ_BATCH_BYTES of them. */
-const READ_BATCH = 2000;
+/**
+ * Text per INSERT. The embedded database tokenizes and indexes a statement's
+ * rows synchronously; ~1 MB keeps one statement to tens of milliseconds.
+ */
+const BATCH_TEXT_BYTES = 64 * 1024;
+/** Blob ids per set-difference query, and path rows per INSERT. */
+const ID_BATCH = 500;
 /** Bytes read from the store at once, so a repository of large files is never held whole in memory. */
 const READ_BATCH_BYTES = 8 * 1024 * 1024;
 
 export interface IndexResult {
   commitSha: string;
+  /** Text files of the commit. */
   fileCount: number;
   /** False when the commit was already indexed. */
   indexed: boolean;
+  /** Blobs this call read and stored (0 when the commit was already indexed). */
+  newBlobs: number;
 }
 
-export interface CodeSearchHit {
+export interface RepositoryIndexerOptions {
+  /** Serializes indexing per commit; with several server processes, locks that hold across them. Default: this process only. */
+  locks?: KeyedLock;
+}
+
+interface CommitFile {
   path: string;
-  snippet: string;
-  rank: number;
+  blobId: string;
+  size: number;
 }
 
 export class RepositoryIndexer {
+  private readonly locks: KeyedLock;
+
   constructor(
     private readonly db: Db,
     private readonly store: RepositoryStore,
     private readonly clock: Clock,
-  ) {}
+    options: RepositoryIndexerOptions = {},
+  ) {
+    this.locks = options.locks ?? new KeyedMutex();
+  }
 
   async indexCommit(repoUrl: string, commitSha: string): Promise<IndexResult> {
     const repoKey = this.store.repoKey(repoUrl);
-    const [existing] = await this.db
-      .select()
-      .from(repoIndexCommits)
-      .where(and(eq(repoIndexCommits.repoKey, repoKey), eq(repoIndexCommits.commitSha, commitSha)));
-    if (existing) return { commitSha, fileCount: existing.fileCount, indexed: false };
-
-    const candidates = (await this.store.listFiles(repoUrl, commitSha)).filter((f) => f.size <= MAX_FILE_BYTES);
-    let fileCount = 0;
-    let already: number | null = null;
-    await this.db.transaction(async (tx) => {
-      // Several server processes may index one commit at once (tasks on one repository created together):
-      // one indexes it, the others wait for it here and find it done.
-      await tx.execute(
-        sql`SELECT pg_advisory_xact_lock(hashtextextended(${`umbra-index:${repoKey}:${commitSha}`}, 0))`,
-      );
-      const [done] = await tx
-        .select()
-        .from(repoIndexCommits)
-        .where(and(eq(repoIndexCommits.repoKey, repoKey), eq(repoIndexCommits.commitSha, commitSha)));
-      if (done) {
-        already = done.fileCount;
-        return;
-      }
-      await tx
-        .delete(repoIndexFiles)
-        .where(and(eq(repoIndexFiles.repoKey, repoKey), eq(repoIndexFiles.commitSha, commitSha)));
-      for (const paths of batches(candidates)) {
-        const contents = await this.store.readFiles(repoUrl, commitSha, paths);
-        const rows = [...contents]
-          .filter(([, buffer]) => isText(buffer))
-          .map(([path, buffer]) => ({ repoKey, commitSha, path, content: buffer.toString("utf8") }));
-        for (let j = 0; j < rows.length; j += INSERT_BATCH) {
-          await tx.insert(repoIndexFiles).values(rows.slice(j, j + INSERT_BATCH));
-        }
-        fileCount += rows.length;
-      }
-      await tx
+    const existing = await this.indexedFileCount(repoKey, commitSha);
+    if (existing !== null) return { commitSha, fileCount: existing, indexed: false, newBlobs: 0 };
+    return this.locks.run(`umbra-index:${repoKey}:${commitSha}`, async () => {
+      const done = await this.indexedFileCount(repoKey, commitSha);
+      if (done !== null) return { commitSha, fileCount: done, indexed: false, newBlobs: 0 };
+      const files = (await this.store.listBlobs(repoUrl, commitSha)).filter((f) => f.size <= MAX_FILE_BYTES);
+      const newBlobs = await this.storeMissingBlobs(repoUrl, repoKey, files);
+      const fileCount = await this.storePaths(repoKey, commitSha, files);
+      await this.db
         .insert(repoIndexCommits)
         .values({ repoKey, commitSha, fileCount, indexedAt: this.clock.now() })
         .onConflictDoNothing();
+      return { commitSha, fileCount, indexed: true, newBlobs };
     });
-    if (already !== null) return { commitSha, fileCount: already, indexed: false };
-    return { commitSha, fileCount, indexed: true };
   }
 
-  async search(repoUrl: string, commitSha: string, query: string, limit = 10): Promise<CodeSearchHit[]> {
+  search(repoUrl: string, commitSha: string, query: string, limit = 10) {
+    return searchCommit(this.db, this.store.repoKey(repoUrl), commitSha, query, limit);
+  }
+
+  /** Removes a commit's path list; the blobs stay, as other commits may hold them. */
+  async forgetCommit(repoUrl: string, commitSha: string): Promise<void> {
     const repoKey = this.store.repoKey(repoUrl);
-    const rows = await queryRows<{ path: string; content: string; rank: number }>(
+    const commit = and(eq(repoIndexCommits.repoKey, repoKey), eq(repoIndexCommits.commitSha, commitSha));
+    await this.db.delete(repoIndexCommits).where(commit);
+    await this.db
+      .delete(repoIndexPaths)
+      .where(and(eq(repoIndexPaths.repoKey, repoKey), eq(repoIndexPaths.commitSha, commitSha)));
+  }
+
+  private async indexedFileCount(repoKey: string, commitSha: string): Promise<number | null> {
+    const [row] = await this.db
+      .select({ fileCount: repoIndexCommits.fileCount })
+      .from(repoIndexCommits)
+      .where(and(eq(repoIndexCommits.repoKey, repoKey), eq(repoIndexCommits.commitSha, commitSha)));
+    return row ? row.fileCount : null;
+  }
+
+  /** Reads and stores the blobs of `files` the repository has not indexed yet; returns how many. */
+  private async storeMissingBlobs(repoUrl: string, repoKey: string, files: CommitFile[]): Promise<number> {
+    const sizes = new Map(files.map((f) => [f.blobId, f.size]));
+    let stored = 0;
+    for (const ids of chunks([...sizes.keys()], ID_BATCH)) {
+      const missing = await this.missingBlobs(repoKey, ids);
+      for (const batch of byBytes(missing, (id) => sizes.get(id)!, READ_BATCH_BYTES)) {
+        const contents = await this.store.readBlobs(repoUrl, batch);
+        const rows = batch.map((blobId) => {
+          const buffer = contents.get(blobId);
+          return { repoKey, blobId, content: buffer && isText(buffer) ? buffer.toString("utf8") : null };
+        });
+        for (const statement of byBytes(rows, (row) => row.content?.length ?? 0, BATCH_TEXT_BYTES)) {
+          await this.db.insert(repoIndexBlobs).values(statement).onConflictDoNothing();
+          await yieldToEventLoop();
+        }
+        stored += rows.length;
+      }
+    }
+    return stored;
+  }
+
+  /** Of `blobIds`, those the repository has no row for: the set difference, in SQL. */
+  private async missingBlobs(repoKey: string, blobIds: string[]): Promise<string[]> {
+    const rows = await queryRows<{ blob_id: string }>(
       this.db,
-      sql`SELECT path, content, ts_rank(search_vector, q) AS rank
-          FROM repo_index_files, websearch_to_tsquery('simple', ${query}) AS q
-          WHERE repo_key = ${repoKey} AND commit_sha = ${commitSha} AND search_vector @@ q
-          ORDER BY rank DESC, path
-          LIMIT ${Math.max(1, Math.min(limit, 50))}`,
+      sql`SELECT id.blob_id FROM jsonb_array_elements_text(${JSON.stringify(blobIds)}::jsonb) AS id(blob_id)
+          WHERE NOT EXISTS (
+            SELECT 1 FROM repo_index_blobs b WHERE b.repo_key = ${repoKey} AND b.blob_id = id.blob_id)`,
     );
-    return rows.map((row) => ({ path: row.path, rank: Number(row.rank), snippet: snippetFor(row.content, query) }));
+    return rows.map((row) => row.blob_id);
+  }
+
+  /** Writes the commit's path → blob rows for its text files (blobs with content); returns how many it has. */
+  private async storePaths(repoKey: string, commitSha: string, files: CommitFile[]): Promise<number> {
+    for (const batch of chunks(files, ID_BATCH)) {
+      const rows = batch.map((f) => ({ path: f.path, blob_id: f.blobId }));
+      await this.db.execute(
+        sql`INSERT INTO repo_index_paths (repo_key, commit_sha, path, blob_id)
+            SELECT ${repoKey}, ${commitSha}, f.path, f.blob_id
+            FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS f(path text, blob_id text)
+            JOIN repo_index_blobs b ON b.repo_key = ${repoKey} AND b.blob_id = f.blob_id
+            WHERE b.content IS NOT NULL
+            ON CONFLICT DO NOTHING`,
+      );
+      await yieldToEventLoop();
+    }
+    // Counted, not summed: rows an interrupted run left are the commit's too.
+    const [total] = await queryRows<{ n: number }>(
+      this.db,
+      sql`SELECT count(*)::int AS n FROM repo_index_paths WHERE repo_key = ${repoKey} AND commit_sha = ${commitSha}`,
+    );
+    return total?.n ?? 0;
   }
 }
 
-/** The files' paths in groups of at most READ_BATCH files and READ_BATCH_BYTES bytes. */
-function* batches(files: { path: string; size: number }[]): Generator<string[]> {
-  let batch: string[] = [];
+/**
+ * Lets timers and I/O run: with PGlite each statement runs on this thread. A
+ * timer, not setImmediate: an immediate queued from the poll phase runs in the
+ * same loop iteration, so two statements could run back to back with no timer
+ * in between.
+ */
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 0));
+}
+
+function* chunks<T>(items: T[], size: number): Generator<T[]> {
+  for (let i = 0; i < items.length; i += size) yield items.slice(i, i + size);
+}
+
+/** `items` in order, in groups of at most `limit` bytes (an item larger than that alone). */
+function* byBytes<T>(items: T[], bytesOf: (item: T) => number, limit: number): Generator<T[]> {
+  let batch: T[] = [];
   let bytes = 0;
-  for (const file of files) {
-    if (batch.length > 0 && (batch.length >= READ_BATCH || bytes + file.size > READ_BATCH_BYTES)) {
+  for (const item of items) {
+    const size = bytesOf(item);
+    if (batch.length > 0 && bytes + size > limit) {
       yield batch;
       batch = [];
       bytes = 0;
     }
-    batch.push(file.path);
-    bytes += file.size;
+    batch.push(item);
+    bytes += size;
   }
   if (batch.length > 0) yield batch;
 }
 
+/** Text as Postgres can store it: no NUL byte anywhere (git's own test looks at the first 8 KB only). */
 function isText(buffer: Buffer): boolean {
-  return !buffer.subarray(0, 8192).includes(0);
-}
-
-/** A few lines around the first line that mentions a query term. */
-function snippetFor(content: string, query: string): string {
-  const terms = query
-    .toLowerCase()
-    .split(/\W+/)
-    .filter((t) => t.length > 1);
-  const lines = content.split("\n");
-  const hit = Math.max(
-    0,
-    lines.findIndex((line) => terms.some((t) => line.toLowerCase().includes(t))),
-  );
-  return lines
-    .slice(Math.max(0, hit - 2), hit + 3)
-    .map((line, i) => `${Math.max(0, hit - 2) + i + 1}: ${line.slice(0, 300)}`)
-    .join("\n");
+  return !buffer.includes(0);
 }
