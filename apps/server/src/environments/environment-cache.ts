@@ -209,11 +209,14 @@ export class EnvironmentCache {
   }
 
   /**
-   * Takes the staged tree of `entry` for one restore, or null when there is
-   * none ready (or it was unpacked from an earlier archive of the same key).
+   * Takes the staged tree of `entry` for one restore (waiting for the one
+   * this process is unpacking, if any), or null when there is none (or it was
+   * unpacked from an earlier archive of the same key).
    */
   async takeStaged(entry: CachedEnvironment): Promise<StagedTree | null> {
     await this.init();
+    // A tree this process is unpacking is nearer to done than a fresh extraction would be.
+    await this.staging.get(entry.key);
     const dir = join(this.tempDir, randomUUID());
     try {
       await rename(this.stagedPath(entry.key), dir);
