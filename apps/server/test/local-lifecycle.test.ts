@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { DiffResponse, MessageDto, TaskDto } from "@repo/types";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -269,5 +269,26 @@ describe.each(targets)("local mode end to end on $name", (target) => {
     expect((await t.api("DELETE", `/api/tasks/${task.id}`)).status).toBe(204);
     expect((await t.api("GET", `/api/tasks/${task.id}`)).status).toBe(404);
     expect(existsSync(join(t.dataDir, "workspaces", task.id))).toBe(false);
+  });
+  it("has the health sweep mark a warm task whose workspace vanished INACTIVE; the next follow-up re-initializes it", async () => {
+    gate.open(); // the first step is held only for the first test
+    const repo = createRepo();
+    const { task } = (await t.api<TaskBody>("POST", "/api/tasks", { repoUrl: repo, message: "echo kept > kept.txt" }))
+      .body;
+    recorder = new EventRecorder(t.url);
+    await recorder.join(task.id);
+    await recorder.waitForStatus("COMPLETED");
+    rmSync(join(t.dataDir, "workspaces", task.id), { recursive: true, force: true });
+
+    expect((await t.server.recovery.sweep()).deadWorkspaces).toEqual([task.id]);
+    const lost = (await t.api<TaskBody>("GET", `/api/tasks/${task.id}`)).body.task;
+    expect([lost.status, lost.initStatus]).toEqual(["COMPLETED", "INACTIVE"]);
+
+    // The next follow-up re-initializes, with the work saved before the workspace vanished.
+    recorder.clear();
+    expect((await t.api("POST", `/api/tasks/${task.id}/messages`, { message: "cat kept.txt" })).status).toBe(202);
+    await recorder.waitForStatus("COMPLETED");
+    const { messages } = (await t.api<{ messages: MessageDto[] }>("GET", `/api/tasks/${task.id}/messages`)).body;
+    expect(messages.at(-1)?.content).toBe("kept\n");
   });
 });
