@@ -44,8 +44,31 @@ describe("graceful shutdown", () => {
   });
 });
 
-describe.each(["local", "remote"])("graceful shutdown of a %s server while a repository fetch stalls", (mode) => {
-  it("does not wait for the stalled fetch: the initialization is ended and left for another server", async () => {
+describe.each(["local", "remote"])("a %s server whose repository remote stalls mid-fetch", (mode) => {
+  it("a user's stop of the initialization ends the fetch and answers STOPPED at once", async () => {
+    const gate = await serveGatedRepo(createRepo({ "README.md": "# gated\n" }));
+    const database = await openDatabase();
+    // The stalled remote is an HTTP server on 127.0.0.1: a loopback repository host, allowed here on purpose.
+    const t = await startTestServer({ database, env: { AGENT_MODE: mode, ALLOWED_REPO_HOSTS: "127.0.0.1" } });
+    try {
+      const { task } = (
+        await t.api<{ task: TaskDto }>("POST", "/api/tasks", { repoUrl: gate.url, message: "echo one > one.txt" })
+      ).body;
+      await gate.firstRequest;
+      const started = Date.now();
+      const reply = await t.api<{ task: TaskDto }>("POST", `/api/tasks/${task.id}/stop`);
+      expect(Date.now() - started).toBeLessThan(5000);
+      expect(reply.status).toBe(200);
+      expect([reply.body.task.status, reply.body.task.initStatus]).toEqual(["STOPPED", "INACTIVE"]);
+      expect(processesUnder(t.dataDir)).toEqual([]);
+    } finally {
+      await t.close();
+      await gate.close();
+      await database.close();
+    }
+  }, 60_000);
+
+  it("a graceful shutdown does not wait for the stalled fetch: the initialization is left for another server", async () => {
     const gate = await serveGatedRepo(createRepo({ "README.md": "# gated\n" }));
     const database = await openDatabase();
     // The stalled remote is an HTTP server on 127.0.0.1: a loopback repository host, allowed here on purpose.
