@@ -49,11 +49,11 @@ export class LocalWorkspaceManager implements WorkspaceManager {
     return join(this.workspacesDir, ".homes", taskId);
   }
 
-  async runStep(step: InitStatus, { task }: StepContext) {
+  async runStep(step: InitStatus, { task, signal }: StepContext) {
     if (step !== InitStatus.PREPARE_WORKSPACE) {
       throw new WorkspaceError(`local workspaces have no ${step} step`, step, false);
     }
-    const base = await resolveTaskBase(this.store, task);
+    const base = await resolveTaskBase(this.store, task, signal);
     const path = this.workspacePath(task.id);
     await this.store.addWorktree(task.repoUrl, base.branch, path, base.baseCommitSha);
     return { ...base.patch, workspacePath: path };
