@@ -2,6 +2,7 @@
 import { agentTurnSection } from "../sections/agent-turn";
 import { cleanupLagSection } from "../sections/cleanup-lag";
 import { concurrencySection } from "../sections/concurrency";
+import { crossServerStopSection } from "../sections/cross-server-stop";
 import { dueQuerySection } from "../sections/due-query";
 import { environmentCacheSection } from "../sections/environment-cache";
 import { followUpSection } from "../sections/follow-up";
@@ -24,4 +25,5 @@ export const SECTIONS: readonly Section[] = [
   agentTurnSection,
   environmentCacheSection,
   outputFloodSection,
+  crossServerStopSection,
 ];

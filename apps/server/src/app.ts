@@ -419,6 +419,7 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
         io.close();
         await fastify.close();
         await workspaces.close?.();
+        await environments.cache?.close();
         await replicas.close();
         if (ownsDatabase) await database.close();
         log.info("server.closed");

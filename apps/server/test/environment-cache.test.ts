@@ -1,5 +1,6 @@
+import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { tempDir } from "../../../test/support/git";
@@ -63,7 +64,8 @@ describe("environment cache", () => {
     const { cache: c, dir } = cache(100);
     expect(await store(c, "huge", 101)).toBeNull();
     expect(await c.lookup(key("huge"), "/w")).toBeNull();
-    expect(readdirSync(dir).filter((name) => name !== "tmp")).toEqual([]);
+    expect(readdirSync(dir).filter((name) => name !== "tmp" && name !== "staged")).toEqual([]);
+    expect(readdirSync(join(dir, "staged"))).toEqual([]);
   });
 
   it("gives an entry that names its workspace's path only to that same path, one per path", async () => {
@@ -97,5 +99,88 @@ describe("environment cache", () => {
     await second.init();
     expect([second.entries, second.bytes]).toEqual([1, 50]);
     expect(await second.lookup(key("kept"), "/w")).not.toBeNull();
+  });
+
+  describe("staged trees", () => {
+    /** Stores a real tar archive of `deps/` holding `files` files named after `name`. */
+    function storeTree(c: EnvironmentCache, name: string, files = 3) {
+      const source = tempDir("umbra-envcache-src-");
+      dirs.push(source);
+      mkdirSync(join(source, "deps", "nested"), { recursive: true });
+      for (let i = 0; i < files; i++)
+        writeFileSync(join(source, "deps", "nested", `${name}-${i}.js`), `${name} ${i}\n`);
+      return c.store(
+        { key: key(name), repoUrl: "/repo", paths: ["deps/"], boundTo: null, setupMs: 1000 },
+        async (file) => {
+          execFileSync("tar", ["-c", "-f", file, "-C", source, "./deps"]);
+          return statSync(file).size;
+        },
+      );
+    }
+
+    it("unpacks an entry ahead of time and gives the tree to one restore only", async () => {
+      const { cache: c } = cache(1_000_000);
+      const entry = await storeTree(c, "a");
+      expect(entry).not.toBeNull();
+      await c.stage(entry!);
+      // The staged tree counts as a second copy of the archive.
+      expect(c.bytes).toBe(2 * entry!.bytes);
+      const taken = await c.takeStaged(entry!);
+      expect(taken).not.toBeNull();
+      expect(readFileSync(join(taken!.dir, "deps", "nested", "a-2.js"), "utf8")).toBe("a 2\n");
+      expect(await c.takeStaged(entry!)).toBeNull();
+      await taken!.release();
+      expect(existsSync(taken!.dir)).toBe(false);
+    });
+
+    it("never gives a tree unpacked from an archive the key no longer has", async () => {
+      const { cache: c, clock } = cache(1_000_000);
+      const first = await storeTree(c, "a");
+      await c.stage(first!);
+      clock.advance(MINUTE);
+      const replaced = await storeTree(c, "a", 5);
+      expect(await c.takeStaged(first!)).toBeNull();
+      expect(await c.takeStaged(replaced!)).toBeNull();
+      await c.stage(replaced!);
+      const taken = await c.takeStaged(replaced!);
+      expect(readdirSync(join(taken!.dir, "deps", "nested"))).toHaveLength(5);
+      await taken!.release();
+    });
+
+    it("stages only when the second copy fits in the bound, and drops the tree with its entry", async () => {
+      const tight = cache(15_000);
+      const big = await storeTree(tight.cache, "big");
+      expect(big!.bytes).toBeGreaterThan(7_500);
+      await tight.cache.stage(big!);
+      expect(await tight.cache.takeStaged(big!)).toBeNull();
+
+      const roomy = cache(1_000_000);
+      const entry = await storeTree(roomy.cache, "b");
+      await roomy.cache.stage(entry!);
+      await roomy.cache.discard(entry!.key);
+      expect(readdirSync(join(roomy.dir, "staged"))).toEqual([]);
+      expect(roomy.cache.bytes).toBe(0);
+    });
+
+    it("logs a staging that fails and leaves no partial tree", async () => {
+      const { cache: c, dir } = cache(1_000_000);
+      const notTar = await store(c, "garbage", 2048);
+      await c.stage(notTar!);
+      expect(await c.takeStaged(notTar!)).toBeNull();
+      expect(readdirSync(join(dir, "staged"))).toEqual([]);
+      const scratch = readdirSync(join(dir, "tmp")).flatMap((d) => readdirSync(join(dir, "tmp", d)));
+      expect(scratch).toEqual([]);
+    });
+
+    it("ends a staging under way when closed", async () => {
+      const { cache: c, dir } = cache(100_000_000);
+      const entry = await storeTree(c, "many", 3000);
+      const staging = c.stage(entry!);
+      await c.close();
+      await staging;
+      expect(readdirSync(join(dir, "staged"))).toEqual([]);
+      expect(await c.stage(entry!)).toBeUndefined();
+      expect(readdirSync(join(dir, "staged"))).toEqual([]);
+    });
   });
 });

@@ -86,14 +86,21 @@ describe.each(["local", "remote"] as Mode[])("environment setup and its cache in
     expect(first.setupLog).toMatch(/Umbra: cached the environment \(\d+ kB: deps\/\)\.\n/);
     expect(first.output).toMatch(/^[0-9a-f]{16}\n$/);
 
-    await archive(first.task.id);
-    const again = await run(followUp(first.task.id, "cat deps/stamp"));
-    expect(again.output).toBe(first.output);
-    expect(again.setupLog).toMatch(
-      /^Umbra: restored the environment from the cache \(\d+ kB: deps\/\) in \d+ ms; setup not run/,
-    );
-    expect(again.setupLog).not.toContain("setup ran");
-    expect(await metric("umbra_environment_cache_hits_total")).toBe(hits + 1);
+    // Locally a copy is unpacked in the background after each store and restore, and the next restore moves it in.
+    const restoredAs = mode === "local" ? "moved into place, unpacked ahead of time" : "unpacked";
+    for (const round of [1, 2]) {
+      await t.server.environmentCache?.idle();
+      await archive(first.task.id);
+      const again = await run(followUp(first.task.id, "cat deps/stamp"));
+      expect(again.output).toBe(first.output);
+      expect(again.setupLog).toMatch(
+        new RegExp(
+          `^Umbra: restored the environment from the cache \\(\\d+ kB: deps/\\) in \\d+ ms \\(${restoredAs}\\); setup not run`,
+        ),
+      );
+      expect(again.setupLog).not.toContain("setup ran");
+      expect(await metric("umbra_environment_cache_hits_total")).toBe(hits + round);
+    }
     expect(await metric("umbra_environment_setups_succeeded_total")).toBe(setups + 1);
   });
 

@@ -62,39 +62,15 @@ async function cluster(count: number, env: Record<string, string> = {}, hostname
   return startCluster({ dataDirs, count, env: { ...ENV, ...env }, hostnames });
 }
 
-/**
- * Stops the cluster and asserts clean exits and nothing left running.
- * `uncleanStop: "known"` tolerates a server whose graceful stop had to be
- * forced: after taking over an initialization whose fetch the dead server
- * left behind, a server's SIGTERM does not finish (a known defect, see the
- * server README); nothing may be left running either way.
- */
-async function closeCluster(c: Cluster, options: { uncleanStop?: "known" } = {}): Promise<void> {
+/** Stops the cluster and asserts clean exits (the forced server's last lines, if one was forced) and nothing left running. */
+async function closeCluster(c: Cluster): Promise<void> {
   const running = c.servers.filter((s) => s.child.exitCode === null && s.child.signalCode === null);
-  // Where the defect is known every task is at rest by then: nothing to save, no reason to wait 90 s for it.
-  const { exitCodes, leaked } = await c.close(options.uncleanStop === "known" ? 20_000 : undefined);
+  const { exitCodes, leaked } = await c.close();
   const unclean = exitCodes.flatMap((code, i) =>
     code === 0 ? [] : [`exit ${code}:\n${running[i]!.output().split("\n").slice(-40).join("\n")}`],
   );
-  if (options.uncleanStop !== "known") {
-    expect(unclean, unclean.join("\n\n")).toEqual([]);
-    expect(leaked).toEqual([]);
-    return;
-  }
-  // Printed, so that a run which meets the defect leaves its evidence (the forced server's last lines).
-  if (unclean.length > 0)
-    console.warn(`forced stop (the known defect):\n${unclean.join("\n\n")}\nleft: ${leaked.join("; ")}`);
-  // The known defect's one leftover: the forced server's git fetch in the shared store. Ended here;
-  // anything else left running (a sandbox, an agent) still fails the test.
-  const fetches = leaked.filter((line) => /\bgit(-remote-http| remote-http| .* fetch )/.test(line));
-  for (const line of fetches) {
-    try {
-      process.kill(Number(line.split(" ")[0]), "SIGKILL");
-    } catch {
-      // already gone
-    }
-  }
-  expect(leaked.filter((line) => !fetches.includes(line))).toEqual([]);
+  expect(unclean, unclean.join("\n\n")).toEqual([]);
+  expect(leaked).toEqual([]);
 }
 
 function recorder(url: string): EventRecorder {
@@ -299,7 +275,7 @@ describe.runIf(await postgresAvailable())("several servers on one Postgres", () 
       const all = (await b!.api<{ tasks: TaskDto[] }>("GET", "/api/tasks")).body.tasks;
       expect(all.filter((t) => !resting(t))).toEqual([]);
     } finally {
-      await closeCluster(c, { uncleanStop: "known" });
+      await closeCluster(c);
     }
   }, 240_000);
 

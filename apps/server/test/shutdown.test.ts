@@ -3,8 +3,10 @@ import type { TaskDto } from "@repo/types";
 import { eq } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import { createRepo } from "../../../test/support/git";
+import { serveGatedRepo } from "../../../test/support/git-http";
 import { eventually } from "../../../test/support/lifecycle";
 import { startTestServer } from "../../../test/support/server";
+import { processesUnder } from "../../../test/support/server-process";
 
 describe("graceful shutdown", () => {
   it("ends a running turn STOPPED with the reason, keeps its work, and stops accepting requests", async () => {
@@ -40,4 +42,51 @@ describe("graceful shutdown", () => {
     await again.close();
     await database.close();
   });
+});
+
+describe.each(["local", "remote"])("a %s server whose repository remote stalls mid-fetch", (mode) => {
+  it("a user's stop of the initialization ends the fetch and answers STOPPED at once", async () => {
+    const gate = await serveGatedRepo(createRepo({ "README.md": "# gated\n" }));
+    const database = await openDatabase();
+    // The stalled remote is an HTTP server on 127.0.0.1: a loopback repository host, allowed here on purpose.
+    const t = await startTestServer({ database, env: { AGENT_MODE: mode, ALLOWED_REPO_HOSTS: "127.0.0.1" } });
+    try {
+      const { task } = (
+        await t.api<{ task: TaskDto }>("POST", "/api/tasks", { repoUrl: gate.url, message: "echo one > one.txt" })
+      ).body;
+      await gate.firstRequest;
+      const started = Date.now();
+      const reply = await t.api<{ task: TaskDto }>("POST", `/api/tasks/${task.id}/stop`);
+      expect(Date.now() - started).toBeLessThan(5000);
+      expect(reply.status).toBe(200);
+      expect([reply.body.task.status, reply.body.task.initStatus]).toEqual(["STOPPED", "INACTIVE"]);
+      expect(processesUnder(t.dataDir)).toEqual([]);
+    } finally {
+      await t.close();
+      await gate.close();
+      await database.close();
+    }
+  }, 60_000);
+
+  it("a graceful shutdown does not wait for the stalled fetch: the initialization is left for another server", async () => {
+    const gate = await serveGatedRepo(createRepo({ "README.md": "# gated\n" }));
+    const database = await openDatabase();
+    // The stalled remote is an HTTP server on 127.0.0.1: a loopback repository host, allowed here on purpose.
+    const t = await startTestServer({ database, env: { AGENT_MODE: mode, ALLOWED_REPO_HOSTS: "127.0.0.1" } });
+    try {
+      const { task } = (
+        await t.api<{ task: TaskDto }>("POST", "/api/tasks", { repoUrl: gate.url, message: "echo one > one.txt" })
+      ).body;
+      await gate.firstRequest;
+      const started = Date.now();
+      await t.server.close("server received SIGTERM");
+      expect(Date.now() - started).toBeLessThan(5000);
+      const [row] = await database.db.select().from(tasks).where(eq(tasks.id, task.id));
+      expect([row?.status, row?.initStatus, row?.ownerId]).toEqual(["INITIALIZING", "INACTIVE", null]);
+      expect(processesUnder(t.dataDir)).toEqual([]);
+    } finally {
+      await gate.close();
+      await database.close();
+    }
+  }, 60_000);
 });

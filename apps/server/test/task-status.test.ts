@@ -368,6 +368,34 @@ describe.each(targets)("task status machine on $name", (target) => {
     }
   }, 60_000);
 
+  it("marks a workspace lost only while the task is still warm, the way a health sweep saw it", async () => {
+    const s = store();
+    const reason = "workspace stopped answering";
+    for (const status of ["COMPLETED", "STOPPED", "FAILED"] as const) {
+      const warm = await insertTask({ status, initStatus: "ACTIVE" });
+      const lost = await s.setInitStatus(warm.id, "INACTIVE", { reason, whileWarm: true });
+      expect([lost?.status, lost?.initStatus], status).toEqual([status, "INACTIVE"]);
+    }
+    // What the task may have become between the sweep's read and its write: each is left exactly as it is.
+    const movedOn = [
+      await insertTask({ status: "INITIALIZING", initStatus: "PREPARE_WORKSPACE" }),
+      await insertTask({ status: "INITIALIZING", initStatus: "INACTIVE" }),
+      await insertTask({ status: "ARCHIVED", initStatus: "INACTIVE" }),
+      await insertTask({ status: "COMPLETED", initStatus: "INACTIVE" }),
+      await insertTask({
+        status: "COMPLETED",
+        initStatus: "ACTIVE",
+        cleanupClaimedBy: "cleanup:other",
+        cleanupLeaseUntil: new Date(clock.now().getTime() + 60_000),
+      }),
+    ];
+    for (const row of movedOn) {
+      const where = `${row.status}/${row.initStatus}${row.cleanupClaimedBy ? " claimed" : ""}`;
+      expect(await s.setInitStatus(row.id, "INACTIVE", { reason, whileWarm: true }), where).toBeNull();
+      expect(await readTask(row.id), where).toEqual(row);
+    }
+  });
+
   it("lets only the owner move an initialization along, and anyone once no live process owns it", async () => {
     const s = store();
     const others = await insertTask({

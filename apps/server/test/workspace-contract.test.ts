@@ -7,7 +7,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Database, openDatabase, type TaskRow } from "@repo/db";
@@ -254,6 +254,46 @@ describe.each(subjects)("workspace contract: $name", (subject) => {
     expect(await output(executor, "./deps/bin/tool && readlink deps/link")).toBe("tool ran\nlib.txt\n");
     await executor.runCommand("rm -rf deps extra.log");
     rmSync(file);
+  });
+
+  it("moves an unpacked tree in by renaming only where it lives on the server's own filesystem", async () => {
+    const executor = await manager.executor(task);
+    if (!isWorkspaceArchiver(executor)) throw new Error("the executor cannot move archives");
+    if (subject.name !== "local") {
+      // A sandbox cannot see the server's disk: it only unpacks archives.
+      expect(executor.adoptTree).toBeUndefined();
+      return;
+    }
+    const tree = (at: string) => {
+      mkdirSync(join(at, "deps", "bin"), { recursive: true });
+      writeFileSync(join(at, "deps", "bin", "tool"), "#!/bin/sh\necho tool ran\n", { mode: 0o755 });
+      mkdirSync(join(at, "nested", "cache"), { recursive: true });
+      writeFileSync(join(at, "nested", "cache", "entry"), "cached\n");
+      return at;
+    };
+    const staged = tree(mkdtempSync(join(dataDir, "staged-")));
+    expect(await executor.adoptTree!(staged, ["deps/", "nested/cache/"])).toBe(true);
+    expect(await output(executor, "./deps/bin/tool && cat nested/cache/entry")).toBe("tool ran\ncached\n");
+    expect(existsSync(join(staged, "deps"))).toBe(false);
+
+    // A path already in the workspace: nothing moves.
+    const second = tree(mkdtempSync(join(dataDir, "staged-")));
+    await executor.runCommand("rm -rf nested");
+    expect(await executor.adoptTree!(second, ["nested/cache/", "deps/"])).toBe(false);
+    expect(existsSync(join(second, "nested", "cache", "entry"))).toBe(true);
+    expect(await output(executor, "test -e nested && echo there || echo absent")).toBe("absent\n");
+
+    // Another filesystem (tmpfs): renaming cannot work there.
+    if (existsSync("/dev/shm") && statSync("/dev/shm").dev !== statSync(dataDir).dev) {
+      const elsewhere = tree(mkdtempSync(join("/dev/shm", "umbra-staged-")));
+      try {
+        expect(await executor.adoptTree!(elsewhere, ["nested/cache/"])).toBe(false);
+      } finally {
+        rmSync(elsewhere, { recursive: true, force: true });
+      }
+    }
+    await expect(executor.adoptTree!(second, ["../outside"])).rejects.toBeInstanceOf(WorkspacePathError);
+    await executor.runCommand("rm -rf deps nested");
   });
 
   it("refuses to pack a path outside the workspace, and an archive past its size limit", async () => {

@@ -12,9 +12,14 @@
  * - Unpacking writes under the root only (GNU tar strips leading `/` and
  *   refuses `..` members), owned by whoever unpacks.
  * - A pack stops at `limitBytes`: the partial archive is an error, never a result.
+ * - Adopting an unpacked tree moves only confined paths, and only into places
+ *   that are empty; a rename that fails part-way throws, and what it moved is
+ *   the archive's own content, so unpacking the archive over it completes it.
  */
 import { spawn } from "node:child_process";
 import { createReadStream, createWriteStream } from "node:fs";
+import { lstat, mkdir, rename, stat } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import { Readable, Transform, type Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { confinePath } from "./paths";
@@ -28,6 +33,14 @@ export interface WorkspaceArchiver {
   packPaths(paths: readonly string[], file: string, options?: { limitBytes?: number }): Promise<number>;
   /** Extracts the tar archive `file` (on this machine) into the workspace. */
   unpackArchive(file: string): Promise<void>;
+  /**
+   * Moves `paths` of `dir` — an archive already unpacked on this machine —
+   * into the workspace by renaming them, which costs nothing per file. False,
+   * with nothing moved, when it cannot: `dir` is on another filesystem, or a
+   * path is missing from `dir` or already in the workspace. Only an archiver
+   * on the server's own machine has it.
+   */
+  adoptTree?(dir: string, paths: readonly string[]): Promise<boolean>;
 }
 
 export function isWorkspaceArchiver(value: unknown): value is WorkspaceArchiver {
@@ -65,11 +78,20 @@ function tarFailure(stderr: string, code: number | null, signal: NodeJS.Signals 
  * `output` is ended only once tar has exited 0 — an archive tar gave up on
  * halfway is destroyed instead, so a reader never takes it for a whole one.
  */
-async function runTar(root: string, args: string[], input: Readable | Buffer, output: Writable | null): Promise<void> {
+async function runTar(
+  root: string,
+  args: string[],
+  input: Readable | Buffer,
+  output: Writable | null,
+  signal?: AbortSignal,
+): Promise<void> {
+  signal?.throwIfAborted();
   const child = spawn("tar", args, {
     cwd: root,
     stdio: ["pipe", output ? "pipe" : "ignore", "pipe"],
     env: { PATH: process.env.PATH ?? "/usr/bin:/bin", LANG: "C" },
+    signal,
+    killSignal: "SIGKILL",
   });
   let stderr = "";
   child.stderr!.setEncoding("utf8");
@@ -109,9 +131,9 @@ export function packListTo(root: string, list: Buffer, output: Writable): Promis
   return runTar(root, PACK_ARGS, list, output);
 }
 
-/** Extracts the tar archive read from `input` into `root`. */
-export async function unpackInto(root: string, input: Readable): Promise<void> {
-  await runTar(root, ["-x", "-f", "-", "--no-same-owner"], input, null);
+/** Extracts the tar archive read from `input` into `root`; `signal` ends tar. */
+export async function unpackInto(root: string, input: Readable, signal?: AbortSignal): Promise<void> {
+  await runTar(root, ["-x", "-f", "-", "--no-same-owner"], input, null, signal);
 }
 
 /** Packs `paths` under `root` into `file`; returns its size (LocalExecutor's WorkspaceArchiver). */
@@ -131,6 +153,42 @@ export async function packPathsToFile(
   return bytes;
 }
 
-export function unpackFileInto(root: string, file: string): Promise<void> {
-  return unpackInto(root, createReadStream(file));
+export function unpackFileInto(root: string, file: string, signal?: AbortSignal): Promise<void> {
+  return unpackInto(root, createReadStream(file), signal);
+}
+
+/** A product path as an archive lists it (`node_modules/`, `./x`) in the form path functions read. */
+function plainPath(path: string): string {
+  return path.replace(/^(\.\/)+/, "").replace(/\/+$/, "");
+}
+
+/** LocalExecutor's adoptTree: renames `paths` of `dir` into `root` (see WorkspaceArchiver). */
+export async function adoptTreeInto(root: string, dir: string, paths: readonly string[]): Promise<boolean> {
+  if (paths.length === 0) return false;
+  if ((await stat(dir)).dev !== (await stat(root)).dev) return false;
+  const moves: { from: string; to: string }[] = [];
+  for (const path of paths.map(plainPath)) {
+    const to = await confinePath(root, path);
+    const from = join(dir, path);
+    if (
+      !(await lstat(from).then(
+        () => true,
+        () => false,
+      ))
+    )
+      return false;
+    if (
+      await lstat(to).then(
+        () => true,
+        () => false,
+      )
+    )
+      return false;
+    moves.push({ from, to });
+  }
+  for (const { from, to } of moves) {
+    await mkdir(dirname(to), { recursive: true });
+    await rename(from, to);
+  }
+  return true;
 }

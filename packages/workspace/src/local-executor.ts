@@ -15,7 +15,7 @@ import { createHash } from "node:crypto";
 import { mkdir, readdir, readFile, stat, lstat as statLink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
-import { packPathsToFile, unpackFileInto, type WorkspaceArchiver } from "./archive";
+import { adoptTreeInto, packPathsToFile, unpackFileInto, type WorkspaceArchiver } from "./archive";
 import { confinedGitEnv, git, runGit, workspaceGitVariables } from "./git";
 import { byName, grepFiles } from "./grep";
 import { confinePath } from "./paths";
@@ -203,6 +203,10 @@ export class LocalExecutor implements ToolExecutor, WorkspaceArchiver {
 
   unpackArchive(file: string): Promise<void> {
     return unpackFileInto(this.root, file);
+  }
+
+  adoptTree(dir: string, paths: readonly string[]): Promise<boolean> {
+    return adoptTreeInto(this.root, dir, paths);
   }
 
   /** The environment of every command: minimal base, executor extras, then per-call extras. */

@@ -11,19 +11,33 @@
  * stored under a key derived from the environment's key and that root, so it
  * serves that workspace only and never replaces another workspace's.
  *
+ * Staged trees: a restore that can rename files into its workspace (local
+ * mode, same filesystem) takes `staged/<key>/`, the entry's archive already
+ * unpacked, and moves its paths in — ~10,000 files of node_modules in a few
+ * renames instead of a tar extraction whose cost grows with the files (and,
+ * on some filesystems, with the deletions before it). The next staged tree
+ * is unpacked in the background, off the restore's path. A staged tree counts
+ * towards `maxBytes` as its archive's size, and is made only when it fits.
+ *
  * Invariants:
+ * - A staged tree is visible only when whole (unpacked under `tmp/`, marked
+ *   with the archive it came from, renamed into place), is taken whole by
+ *   one rename (one restore gets it, the others unpack the archive), and is
+ *   used only if its mark matches the entry being restored.
  * - An entry is visible only when whole: the archive is written under
  *   `tmp/` and renamed into place, then its description; eviction removes
  *   the description first. A reader with the archive open keeps reading it
  *   even if it is evicted meanwhile.
  * - The cache never holds more than `maxBytes` after a store: the entry just
  *   stored is the last to go, and one larger than the whole cache is refused.
- * - Entries are files only; several servers sharing DATA_DIR see each
- *   other's entries (the byte count of each is its own last scan).
+ * - Entries are files and directories only; several servers sharing
+ *   DATA_DIR see each other's entries and staged trees (the byte count of
+ *   each is its own last scan).
  */
 import { createHash, randomUUID } from "node:crypto";
 import { mkdir, readdir, readFile, rename, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { unpackFileInto } from "@repo/workspace";
 import { z } from "zod";
 import { errorMessage } from "../errors";
 import type { Logger } from "../logger";
@@ -50,6 +64,15 @@ const KEY = /^[0-9a-f]{64}$/;
 function boundKey(key: string, root: string): string {
   return createHash("sha256").update(`${key}\0${root}`).digest("hex");
 }
+/** The file in a staged tree naming the archive it was unpacked from. */
+const STAGED_MARK = ".umbra-staged-from";
+
+/** A staged tree taken by one restore: `dir` holds the entry's paths; release() removes what is left. */
+export interface StagedTree {
+  dir: string;
+  release(): Promise<void>;
+}
+
 /** A temporary directory this old belongs to a process that died while storing. */
 const STALE_TEMP_MS = 24 * 60 * 60_000;
 
@@ -75,6 +98,10 @@ export class EnvironmentCache {
   private ready: Promise<void> | null = null;
   /** This process's own scratch directory: servers sharing DATA_DIR never touch each other's. */
   private readonly tempDir: string;
+  /** Staged trees being unpacked by this process, by key. */
+  private readonly staging = new Map<string, Promise<void>>();
+  /** Ends the background unpacking at close(). */
+  private readonly closing = new AbortController();
 
   constructor(private readonly options: EnvironmentCacheOptions) {
     this.tempDir = join(options.dir, "tmp", randomUUID());
@@ -98,6 +125,7 @@ export class EnvironmentCache {
     this.ready ??= (async () => {
       const tmp = join(this.options.dir, "tmp");
       await mkdir(this.options.dir, { recursive: true, mode: 0o700 });
+      await mkdir(join(this.options.dir, "staged"), { mode: 0o700 }).catch(() => undefined);
       await mkdir(this.tempDir, { recursive: true, mode: 0o700 });
       // File times are the system's: compare them with the system clock, not the injected one.
       const staleBefore = Date.now() - STALE_TEMP_MS;
@@ -161,6 +189,8 @@ export class EnvironmentCache {
       const descriptionTemp = join(this.tempDir, `${randomUUID()}.json`);
       await writeFile(descriptionTemp, JSON.stringify(saved), { mode: 0o600 });
       await rename(descriptionTemp, this.descriptionPath(key));
+      // A tree staged from the archive this one replaced is of no use any more.
+      await this.dropStaged(key);
       this.counters.stores++;
       await this.evict(key);
       return entry;
@@ -174,7 +204,112 @@ export class EnvironmentCache {
     if (!KEY.test(key)) return;
     await rm(this.descriptionPath(key), { force: true });
     await rm(this.archivePath(key), { force: true });
+    await this.dropStaged(key);
     await this.scan();
+  }
+
+  /**
+   * Takes the staged tree of `entry` for one restore (waiting for the one
+   * this process is unpacking, if any), or null when there is none (or it was
+   * unpacked from an earlier archive of the same key).
+   */
+  async takeStaged(entry: CachedEnvironment): Promise<StagedTree | null> {
+    await this.init();
+    // A tree this process is unpacking is nearer to done than a fresh extraction would be.
+    await this.staging.get(entry.key);
+    const dir = join(this.tempDir, randomUUID());
+    try {
+      await rename(this.stagedPath(entry.key), dir);
+    } catch {
+      return null;
+    }
+    const release = () => rm(dir, { recursive: true, force: true });
+    const mark = await readFile(join(dir, STAGED_MARK), "utf8").catch(() => null);
+    if (mark !== stagedMark(entry)) {
+      await release();
+      return null;
+    }
+    return { dir, release };
+  }
+
+  /**
+   * Unpacks the next staged tree of `entry` in the background, when there is
+   * room for it and none is ready or being made. Never fails: a staging that
+   * cannot be made is logged, and restores unpack the archive instead.
+   * Resolves once this staging (or the one already under way) is over.
+   */
+  stage(entry: CachedEnvironment): Promise<void> {
+    const running = this.staging.get(entry.key);
+    if (running) return running;
+    if (this.closing.signal.aborted) return Promise.resolve();
+    const run = this.unpackStaged(entry)
+      .catch((error) => {
+        if (!this.closing.signal.aborted) {
+          this.options.log.warn({ key: entry.key, err: errorMessage(error) }, "env.cache.stage.failed");
+        }
+      })
+      .finally(() => this.staging.delete(entry.key));
+    this.staging.set(entry.key, run);
+    return run;
+  }
+
+  /** Resolves once no staging is under way in this process. */
+  async idle(): Promise<void> {
+    while (this.staging.size > 0) await Promise.all(this.staging.values());
+  }
+
+  /** Ends background staging and waits for it. */
+  async close(): Promise<void> {
+    this.closing.abort();
+    await this.idle();
+  }
+
+  private async unpackStaged(entry: CachedEnvironment): Promise<void> {
+    await this.init();
+    const target = this.stagedPath(entry.key);
+    if (
+      await stat(target).then(
+        () => true,
+        () => false,
+      )
+    )
+      return;
+    if (this.knownBytes + entry.bytes > this.options.maxBytes) return;
+    const temp = join(this.tempDir, randomUUID());
+    await mkdir(temp, { mode: 0o700 });
+    try {
+      const started = Date.now();
+      await unpackFileInto(temp, entry.file, this.closing.signal);
+      await writeFile(join(temp, STAGED_MARK), stagedMark(entry), { mode: 0o600 });
+      // Another process may have staged it meanwhile: then this copy is dropped.
+      const placed = await rename(temp, target).then(
+        () => true,
+        () => false,
+      );
+      if (placed) {
+        this.knownBytes += entry.bytes;
+        this.options.log.info({ key: entry.key, ms: Date.now() - started }, "env.cache.staged");
+      }
+    } finally {
+      await rm(temp, { recursive: true, force: true });
+    }
+  }
+
+  /** Removes the staged tree of `key`: out of sight in one rename first, so no restore takes half of one. */
+  private async dropStaged(key: string): Promise<void> {
+    const dir = join(this.tempDir, randomUUID());
+    if (
+      await rename(this.stagedPath(key), dir).then(
+        () => true,
+        () => false,
+      )
+    ) {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  private stagedPath(key: string): string {
+    return join(this.options.dir, "staged", key);
   }
 
   private archivePath(key: string): string {
@@ -204,7 +339,12 @@ export class EnvironmentCache {
       const key = name.endsWith(".json") ? name.slice(0, -5) : null;
       if (!key || !KEY.test(key)) continue;
       const info = await stat(this.archivePath(key)).catch(() => null);
-      if (info) entries.push({ key, bytes: info.size, usedAt: info.mtimeMs });
+      if (!info) continue;
+      const staged = await stat(this.stagedPath(key)).then(
+        () => true,
+        () => false,
+      );
+      entries.push({ key, bytes: staged ? 2 * info.size : info.size, usedAt: info.mtimeMs });
     }
     entries.sort((a, b) => a.usedAt - b.usedAt);
     this.knownBytes = entries.reduce((sum, e) => sum + e.bytes, 0);
@@ -222,6 +362,7 @@ export class EnvironmentCache {
       try {
         await rm(this.descriptionPath(entry.key), { force: true });
         await rm(this.archivePath(entry.key), { force: true });
+        await this.dropStaged(entry.key);
         total -= entry.bytes;
         this.counters.evictions++;
         this.options.log.info({ key: entry.key, bytes: entry.bytes }, "env.cache.evicted");
@@ -231,4 +372,9 @@ export class EnvironmentCache {
     }
     await this.scan();
   }
+}
+
+/** What a staged tree of `entry` is marked with: its archive, as stored. */
+function stagedMark(entry: CachedEnvironment): string {
+  return `${entry.key} ${entry.createdAt} ${entry.bytes}`;
 }

@@ -32,16 +32,15 @@ import { shellQuote } from "../agent/command-agent";
 import { errorMessage, WorkspaceError } from "../errors";
 import type { StepContext } from "../execution/types";
 import { type RedactingStream, SecretRedactor } from "../utils/redaction";
-import type { EnvironmentCache } from "./environment-cache";
+import type { CachedEnvironment, EnvironmentCache } from "./environment-cache";
 import type { TaskEnvironment, TaskEnvironments } from "./task-environment";
 import {
   capture,
   environmentKey,
-  lockfileState,
   productContaining,
+  rootAndLockfiles,
   rootBoundProduct,
   setupProducts,
-  workspaceRoot,
 } from "./workspace-probe";
 
 const STEP: InitStatus = "INSTALL_DEPENDENCIES";
@@ -177,14 +176,14 @@ class Installation {
   ): Promise<{ key: string; root: string; restored: boolean } | null> {
     const { executor, script, taskEnv, context } = this;
     try {
-      const root = await workspaceRoot(executor, context.signal);
+      const { root, lockfiles } = await rootAndLockfiles(executor, script.text, context.signal);
       const key = environmentKey({
         repoUrl: taskEnv.environment?.repoUrl ?? context.task.repoUrl,
         platform: this.deps.platform,
         script: script.text,
         env: taskEnv.environment?.env ?? {},
         secretNames: taskEnv.secrets.map((s) => s.name),
-        lockfiles: await lockfileState(executor, script.text, context.signal),
+        lockfiles,
       });
       return { key, root, restored: await this.restore(cache, archiver, key, root) };
     } catch (error) {
@@ -200,8 +199,9 @@ class Installation {
     const entry = await cache.lookup(key, root);
     if (!entry) return false;
     const started = Date.now();
+    const how = (await this.adoptStaged(cache, archiver, entry)) ? "moved" : "unpacked";
     try {
-      await archiver.unpackArchive(entry.file);
+      if (how === "unpacked") await archiver.unpackArchive(entry.file);
     } catch (error) {
       signal.throwIfAborted();
       log.warn({ key, err: errorMessage(error) }, "env.cache.restore.failed");
@@ -214,12 +214,38 @@ class Installation {
       return false;
     }
     const ms = Date.now() - started;
-    log.info({ key, bytes: entry.bytes, ms, setupMs: entry.setupMs }, "env.cache.restored");
+    if (archiver.adoptTree) void cache.stage(entry);
+    log.info({ key, bytes: entry.bytes, ms, how, setupMs: entry.setupMs }, "env.cache.restored");
     this.setupLog.note(
       `restored the environment from the cache (${describeSize(entry.bytes)}: ${describePaths(entry.paths)}) ` +
-        `in ${ms} ms; setup not run (it took ${Math.round(entry.setupMs)} ms).`,
+        `in ${ms} ms (${how === "moved" ? "moved into place, unpacked ahead of time" : "unpacked"}); ` +
+        `setup not run (it took ${Math.round(entry.setupMs)} ms).`,
     );
     return true;
+  }
+
+  /**
+   * Moves a staged tree of `entry` into the workspace when the archiver can
+   * (local mode). False when there is none, or it could not be moved here
+   * (whatever moved is the archive's own content: unpacking completes it).
+   */
+  private async adoptStaged(
+    cache: EnvironmentCache,
+    archiver: WorkspaceArchiver,
+    entry: CachedEnvironment,
+  ): Promise<boolean> {
+    if (!archiver.adoptTree) return false;
+    const staged = await cache.takeStaged(entry);
+    if (!staged) return false;
+    try {
+      return await archiver.adoptTree(staged.dir, entry.paths);
+    } catch (error) {
+      this.context.signal.throwIfAborted();
+      this.context.log.warn({ key: entry.key, err: errorMessage(error) }, "env.cache.adopt.failed");
+      return false;
+    } finally {
+      await staged.release();
+    }
   }
 
   /** Runs the setup script; returns how long it took. Throws a WorkspaceError naming the exit and the log's tail. */
@@ -281,6 +307,7 @@ class Installation {
         return;
       }
       log.info({ key, bytes: entry.bytes, ms: Date.now() - started, bound: bound !== null }, "env.cache.stored");
+      if (archiver.adoptTree) void cache.stage(entry);
       setupLog.note(
         `cached the environment (${describeSize(entry.bytes)}: ${describePaths(entry.paths)})` +
           (bound ? `; ${bound} names this workspace's path, so only this workspace can reuse it.` : "."),

@@ -96,20 +96,32 @@ function namedFiles(script: string): string[] {
 }
 
 /**
- * The tracked lockfiles (anywhere) and the tracked files the script names,
- * with their blob ids: `git ls-files -s` records, sorted. Two workspaces
- * agree on it exactly when those files agree.
+ * The workspace root as its commands see it (symlinks resolved) and its
+ * tracked lockfiles (anywhere) with the tracked files the script names, with
+ * their blob ids: `git ls-files -s` records, sorted. Two workspaces agree on
+ * the lockfiles exactly when those files agree. One command, because in a
+ * sandbox each command pays for a sandbox of its own.
  */
-export async function lockfileState(executor: ToolExecutor, script: string, signal: AbortSignal): Promise<string> {
+export async function rootAndLockfiles(
+  executor: ToolExecutor,
+  script: string,
+  signal: AbortSignal,
+): Promise<{ root: string; lockfiles: string }> {
   const named = namedFiles(script);
   const specs = [...LOCKFILES.map((name) => `:(glob)**/${name}`), ...named.map((file) => `:(literal)${file}`)];
-  const out = await captureOk(executor, `git ls-files -s -z -- ${specs.map(shellQuote).join(" ")}`, signal);
+  const out = await captureOk(
+    executor,
+    `printf '%s\\0' "$(pwd -P)" && git ls-files -s -z -- ${specs.map(shellQuote).join(" ")}`,
+    signal,
+  );
+  const [root = "", ...records] = out.split("\0");
+  if (!root.startsWith("/"))
+    throw new WorkspaceError(`the workspace gave no root: ${JSON.stringify(root.slice(0, 200))}`, null, false);
   const namedSet = new Set(named);
   const lockfilePattern = new RegExp(
     `(^|/)(${LOCKFILES.map((n) => n.replace(/[.+]/g, "\\$&").replace("*", "[^/]*")).join("|")})$`,
   );
-  return out
-    .split("\0")
+  const lockfiles = records
     .filter((record) => {
       const path = record.slice(record.indexOf("\t") + 1);
       // A literal pathspec also matches everything under a directory of that name: keep exact files only.
@@ -117,6 +129,7 @@ export async function lockfileState(executor: ToolExecutor, script: string, sign
     })
     .sort()
     .join("\n");
+  return { root, lockfiles };
 }
 
 export interface KeyInput {

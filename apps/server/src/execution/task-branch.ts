@@ -15,12 +15,13 @@ export interface TaskBase {
   patch: TaskFieldsPatch;
 }
 
-export async function resolveTaskBase(store: RepositoryStore, task: TaskRow): Promise<TaskBase> {
+/** `signal` ends a fetch from the repository's remote that is still running (the initialization was stopped). */
+export async function resolveTaskBase(store: RepositoryStore, task: TaskRow, signal?: AbortSignal): Promise<TaskBase> {
   const branch = task.branch ?? RepositoryStore.branchFor(task.id);
   if (task.baseCommitSha && task.baseBranch && (await store.hasBranch(task.repoUrl, branch))) {
     return { branch, baseBranch: task.baseBranch, baseCommitSha: task.baseCommitSha, patch: {} };
   }
-  const base = await store.prepareBase(task.repoUrl, task.baseBranch);
+  const base = await store.prepareBase(task.repoUrl, task.baseBranch, signal);
   const baseCommitSha = task.baseCommitSha ?? base.baseCommitSha;
   return {
     branch,

@@ -23,6 +23,7 @@ import { existsSync } from "node:fs";
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
+import { setTimeout as delay } from "node:timers/promises";
 import type { PackStats } from "@repo/workspace";
 import { WorkspaceError, WorkspaceSaveError } from "../errors";
 import { KeyedMutex } from "../utils/keyed-mutex";
@@ -130,12 +131,16 @@ export class RepositoryStore {
 
   /**
    * Makes sure the mirror exists and is fetched, then resolves the base
-   * branch (default: the repository's default branch) to a commit.
+   * branch (default: the repository's default branch) to a commit. An
+   * aborted `signal` ends the transfers with the remote (a stalled remote
+   * must not hold the stop of an initialization, or a server's shutdown).
    */
-  async prepareBase(repoUrl: string, baseBranch: string | null): Promise<PreparedBase> {
+  async prepareBase(repoUrl: string, baseBranch: string | null, signal?: AbortSignal): Promise<PreparedBase> {
     const mirror = this.mirrorPath(repoUrl);
     return this.mutex.run(mirror, async () => {
-      await this.fetchMirror(repoUrl, mirror);
+      signal?.throwIfAborted();
+      await this.fetchMirror(repoUrl, mirror, signal);
+      signal?.throwIfAborted();
       const branch = baseBranch ?? (await this.defaultBranch(mirror));
       const sha = await runGit(["rev-parse", "--verify", "--quiet", `refs/remotes/origin/${branch}^{commit}`], {
         cwd: mirror,
@@ -427,7 +432,8 @@ export class RepositoryStore {
     return contents;
   }
 
-  private async fetchMirror(repoUrl: string, mirror: string): Promise<void> {
+  /** Fetches the mirror from its remote; every git here that talks to the remote ends when `signal` aborts. */
+  private async fetchMirror(repoUrl: string, mirror: string, signal?: AbortSignal): Promise<void> {
     if (!existsSync(join(mirror, "HEAD"))) {
       await mkdir(this.root, { recursive: true });
       await rm(mirror, { recursive: true, force: true });
@@ -438,16 +444,22 @@ export class RepositoryStore {
     }
     const fetch = () =>
       this.auth(repoUrl, (configArgs) =>
-        runGit([...configArgs, "fetch", "--prune", "--quiet", "origin"], { cwd: mirror, timeoutMs: 10 * 60_000 }),
+        runGit([...configArgs, "fetch", "--prune", "--quiet", "origin"], {
+          cwd: mirror,
+          timeoutMs: 10 * 60_000,
+          signal,
+        }),
       );
     try {
       // Once more after a failure: a fetch of a server process that died mid-fetch (on another host, out of
       // reach of this one's locks) can still be writing into the mirror and make the first attempt fail.
-      await fetch().catch(async () => {
-        await new Promise((resolve) => setTimeout(resolve, FETCH_RETRY_DELAY_MS));
+      await fetch().catch(async (error) => {
+        if (signal?.aborted) throw error;
+        await delay(FETCH_RETRY_DELAY_MS, undefined, { signal });
         await fetch();
       });
-      await runGit(["remote", "set-head", "origin", "--auto"], { cwd: mirror }).catch(() => undefined);
+      // Asks the remote again (for its HEAD): it can stall as the fetch can.
+      await runGit(["remote", "set-head", "origin", "--auto"], { cwd: mirror, signal }).catch(() => undefined);
     } catch (error) {
       throw new WorkspaceError(`cannot fetch ${repoUrl}: ${gitReason(error)}`, null, true, { cause: error });
     }

@@ -287,8 +287,15 @@ export class TaskRecovery {
           throw error;
         }
       }
-      await workspaces.teardown(task);
-      if (await status.setInitStatus(task.id, InitStatus.INACTIVE, { reason: "workspace stopped answering" })) {
+      // INACTIVE first, and only if the task is still the warm one probed: a follow-up may have started
+      // re-initializing it since the read above, and its new workspace must be neither marked nor torn down.
+      if (
+        await status.setInitStatus(task.id, InitStatus.INACTIVE, {
+          reason: "workspace stopped answering",
+          whileWarm: true,
+        })
+      ) {
+        await workspaces.teardown(task);
         dead.push(task.id);
         log.warn({ taskId: task.id, workspace: probe.state }, "recovery.workspace.dead");
       }

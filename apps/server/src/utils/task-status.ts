@@ -249,10 +249,18 @@ export function createTaskStatusStore(deps: TaskStatusDeps) {
      * The seed's InitStatus entry point: the next provisioning step (or ACTIVE)
      * of an INITIALIZING task, in the mode's order; or INACTIVE (no workspace),
      * refused while an agent runs, which also clears any cleanup schedule.
+     * `whileWarm`: INACTIVE only if the task is still at rest on an ACTIVE
+     * workspace that no cleanup holds — what a health sweep probed; a task
+     * that moved on since (re-initializing, claimed) is left alone.
      */
-    setInitStatus(taskId: string, to: InitStatus, options: { reason?: string } = {}): Promise<TaskRow | null> {
+    setInitStatus(
+      taskId: string,
+      to: InitStatus,
+      options: { reason?: string; whileWarm?: boolean } = {},
+    ): Promise<TaskRow | null> {
       return write(taskId, options.reason, (row) => {
-        const refused = initStatusRefusal(row, to, ownerId);
+        const refused =
+          options.whileWarm && !isWarm(row) ? "no longer a warm task" : initStatusRefusal(row, to, ownerId);
         if (refused) return { refused };
         const update: TaskUpdate = { initStatus: to };
         if (isInitStep(to) || to === InitStatus.ACTIVE) {
@@ -266,6 +274,14 @@ export function createTaskStatusStore(deps: TaskStatusDeps) {
           };
         }
         clearCleanup(update);
+        if (options.whileWarm) {
+          const warm = and(
+            inArray(tasks.status, CLEANUP_SCHEDULABLE_STATUSES as TaskStatus[]),
+            eq(tasks.initStatus, InitStatus.ACTIVE),
+            isNull(tasks.cleanupClaimedBy),
+          );
+          return { update, guard: warm };
+        }
         const ownInitialization = or(ne(tasks.status, TaskStatus.INITIALIZING), eq(tasks.ownerId, ownerId));
         return { update, guard: and(inArray(tasks.status, NOT_RUNNING), ownInitialization) };
       });
@@ -332,6 +348,15 @@ const NOT_RUNNING = [
   TaskStatus.FAILED,
   TaskStatus.ARCHIVED,
 ];
+
+/** At rest on an ACTIVE workspace, and no cleanup holds it. */
+function isWarm(row: TaskRow): boolean {
+  return (
+    CLEANUP_SCHEDULABLE_STATUSES.includes(row.status as TaskStatus) &&
+    row.initStatus === InitStatus.ACTIVE &&
+    row.cleanupClaimedBy === null
+  );
+}
 
 function clearCleanup(update: TaskUpdate): void {
   update.scheduledCleanupAt = null;

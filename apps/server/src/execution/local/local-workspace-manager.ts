@@ -6,9 +6,12 @@
  * algorithm the sidecar runs) and records the result as the branch's last
  * saved commit. A save that cannot complete is one WorkspaceSaveError.
  * The agent's state directory is used where it is
- * (DATA_DIR/agent-state/<task-id>, beside the workspaces).
+ * (DATA_DIR/agent-state/<task-id>, beside the workspaces). Commands get a
+ * home of their own, `<DATA_DIR>/workspaces/.homes/<task-id>`, outside the
+ * worktree (nothing of it is committed) and removed with it.
  */
 import { existsSync } from "node:fs";
+import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { TaskRow } from "@repo/db";
 import { InitStatus } from "@repo/types";
@@ -41,11 +44,16 @@ export class LocalWorkspaceManager implements WorkspaceManager {
     return join(this.workspacesDir, taskId);
   }
 
-  async runStep(step: InitStatus, { task }: StepContext) {
+  /** The HOME of the task's commands (dotfiles, tool caches); made on first use. */
+  private homePath(taskId: string): string {
+    return join(this.workspacesDir, ".homes", taskId);
+  }
+
+  async runStep(step: InitStatus, { task, signal }: StepContext) {
     if (step !== InitStatus.PREPARE_WORKSPACE) {
       throw new WorkspaceError(`local workspaces have no ${step} step`, step, false);
     }
-    const base = await resolveTaskBase(this.store, task);
+    const base = await resolveTaskBase(this.store, task, signal);
     const path = this.workspacePath(task.id);
     await this.store.addWorktree(task.repoUrl, base.branch, path, base.baseCommitSha);
     return { ...base.patch, workspacePath: path };
@@ -59,11 +67,11 @@ export class LocalWorkspaceManager implements WorkspaceManager {
     if (!task.workspacePath || !existsSync(task.workspacePath)) {
       throw new WorkspaceError(`task ${task.id} has no workspace`, null, true);
     }
-    return new LocalExecutor(task.workspacePath);
+    return new LocalExecutor(task.workspacePath, { home: this.homePath(task.id) });
   }
 
   async attach(task: TaskRow): Promise<ToolExecutor | null> {
-    return (await this.isAlive(task)) ? new LocalExecutor(task.workspacePath!) : null;
+    return (await this.isAlive(task)) ? new LocalExecutor(task.workspacePath!, { home: this.homePath(task.id) }) : null;
   }
 
   async saveWork(task: TaskRow, message: string): Promise<string> {
@@ -123,6 +131,7 @@ export class LocalWorkspaceManager implements WorkspaceManager {
 
   async teardown(task: TaskRow): Promise<void> {
     await this.store.removeWorktree(task.repoUrl, task.workspacePath ?? this.workspacePath(task.id));
+    await rm(this.homePath(task.id), { recursive: true, force: true });
   }
 
   async isAlive(task: TaskRow): Promise<boolean> {

@@ -107,9 +107,9 @@ export class RemoteWorkspaceManager implements WorkspaceManager {
     }
   }
 
-  private async createVm({ task, log, network }: StepContext) {
+  private async createVm({ task, log, network, signal }: StepContext) {
     const { store, provider, db, clock } = this.options;
-    const base = await resolveTaskBase(store, task);
+    const base = await resolveTaskBase(store, task, signal);
     await store.ensureBranch(task.repoUrl, base.branch, base.baseCommitSha);
     await this.teardown(task); // a sandbox left over from an earlier attempt
     const token = randomBytes(32).toString("base64url");
