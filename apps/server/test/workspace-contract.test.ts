@@ -256,6 +256,20 @@ describe.each(subjects)("workspace contract: $name", (subject) => {
     rmSync(file);
   });
 
+  it("lists tracked files matching pathspecs with their blob ids, and its root as commands see it, without a command", async () => {
+    const executor = await manager.executor(task);
+    if (!isWorkspaceArchiver(executor)) throw new Error("the executor cannot move archives");
+    await executor.runCommand(
+      "mkdir -p web && printf 'lock one\\n' > web/package-lock.json && printf 'lock two\\n' > package-lock.json" +
+        " && git add web/package-lock.json && printf 'untracked\\n' > yarn.lock",
+    );
+    const { root, records } = await executor.trackedFiles([":(glob)**/package-lock.json", ":(glob)**/yarn.lock"]);
+    expect(root).toBe((await output(executor, "pwd -P")).trim());
+    // `git hash-object` of "lock one\n": only the tracked file is listed, from the index.
+    expect(records).toBe("100644 d177639a358feb0608b2024ce5f0a76f74861c53 0\tweb/package-lock.json\0");
+    await executor.runCommand("git rm -q --cached web/package-lock.json && rm -rf web package-lock.json yarn.lock");
+  });
+
   it("moves an unpacked tree in by renaming only where it lives on the server's own filesystem", async () => {
     const executor = await manager.executor(task);
     if (!isWorkspaceArchiver(executor)) throw new Error("the executor cannot move archives");

@@ -13,6 +13,7 @@ import {
   readHead,
   saveWorkspace,
   tarFileList,
+  trackedFilesIn,
   unpackInto,
 } from "@repo/workspace";
 import type { AgentBox } from "./agent-box";
@@ -142,6 +143,11 @@ async function gitHaves({ res, executor }: RouteContext) {
   sendJson(res, 200, { commits: await workspaceHaves(executor.root) });
 }
 
+async function gitTracked({ req, res, executor }: RouteContext) {
+  const { pathspecs } = await readJson(req, protocol.TrackedFilesRequest, JSON_LIMIT);
+  sendJson(res, 200, await trackedFilesIn(executor.root, pathspecs));
+}
+
 async function gitReceive({ req, res, url, executor }: RouteContext) {
   try {
     const query = protocol.ReceiveQuery.safeParse(Object.fromEntries(url.searchParams));
@@ -266,6 +272,7 @@ export const routes: ReadonlyMap<string, Route> = new Map<string, Route>([
   ],
   ["POST /exec", exec],
   ["GET /git/haves", gitHaves],
+  ["POST /git/tracked", gitTracked],
   ["POST /git/receive", gitReceive],
   ["POST /git/commit", gitCommit],
   ["POST /git/save", gitSave],

@@ -18,10 +18,11 @@
  */
 import { spawn } from "node:child_process";
 import { createReadStream, createWriteStream } from "node:fs";
-import { lstat, mkdir, rename, stat } from "node:fs/promises";
+import { lstat, mkdir, realpath, rename, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { Readable, Transform, type Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import { confinedGitEnv, runGit } from "./git";
 import { confinePath } from "./paths";
 import { WorkspaceOperationError } from "./types";
 
@@ -41,11 +42,22 @@ export interface WorkspaceArchiver {
    * on the server's own machine has it.
    */
   adoptTree?(dir: string, paths: readonly string[]): Promise<boolean>;
+  /**
+   * The workspace's root as its commands see it (symlinks resolved) and the
+   * `git ls-files -s -z` records of its tracked files matching `pathspecs`:
+   * what decides whether a cached environment fits, read without starting a
+   * command (in a sandbox, each command pays for a sandbox of its own).
+   */
+  trackedFiles(pathspecs: readonly string[]): Promise<{ root: string; records: string }>;
 }
 
 export function isWorkspaceArchiver(value: unknown): value is WorkspaceArchiver {
   const candidate = value as Partial<WorkspaceArchiver> | null;
-  return typeof candidate?.packPaths === "function" && typeof candidate.unpackArchive === "function";
+  return (
+    typeof candidate?.packPaths === "function" &&
+    typeof candidate.unpackArchive === "function" &&
+    typeof candidate.trackedFiles === "function"
+  );
 }
 
 /** Checks every path (see confinePath) and gives them in the form tar reads: `./`-prefixed, NUL-separated. */
@@ -191,4 +203,24 @@ export async function adoptTreeInto(root: string, dir: string, paths: readonly s
     await rename(from, to);
   }
   return true;
+}
+
+/** WorkspaceArchiver.trackedFiles for a workspace on this machine (LocalExecutor, the sidecar). */
+export async function trackedFilesIn(
+  root: string,
+  pathspecs: readonly string[],
+): Promise<{ root: string; records: string }> {
+  const result = await runGit(["ls-files", "-s", "-z", "--", ...pathspecs], {
+    cwd: root,
+    env: confinedGitEnv(root),
+    maxOutputBytes: 64 * 1024 * 1024,
+  });
+  if (result.exitCode !== 0) {
+    const why = result.stderr.trim().slice(-500);
+    throw new WorkspaceOperationError(
+      "INVALID",
+      `git ls-files failed in the workspace: ${why || `exit ${result.exitCode}`}`,
+    );
+  }
+  return { root: await realpath(root), records: result.stdout.toString("utf8") };
 }

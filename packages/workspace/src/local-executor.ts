@@ -15,7 +15,7 @@ import { createHash } from "node:crypto";
 import { mkdir, readdir, readFile, stat, lstat as statLink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
-import { adoptTreeInto, packPathsToFile, unpackFileInto, type WorkspaceArchiver } from "./archive";
+import { adoptTreeInto, packPathsToFile, trackedFilesIn, unpackFileInto, type WorkspaceArchiver } from "./archive";
 import { confinedGitEnv, git, runGit, workspaceGitVariables } from "./git";
 import { byName, grepFiles } from "./grep";
 import { confinePath } from "./paths";
@@ -207,6 +207,10 @@ export class LocalExecutor implements ToolExecutor, WorkspaceArchiver {
 
   adoptTree(dir: string, paths: readonly string[]): Promise<boolean> {
     return adoptTreeInto(this.root, dir, paths);
+  }
+
+  trackedFiles(pathspecs: readonly string[]): Promise<{ root: string; records: string }> {
+    return trackedFilesIn(this.root, pathspecs);
   }
 
   /** The environment of every command: minimal base, executor extras, then per-call extras. */

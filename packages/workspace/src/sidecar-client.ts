@@ -41,6 +41,7 @@ import {
   ReceiveReply,
   SaveReply,
   type SidecarHealth,
+  TrackedFilesReply,
 } from "./sidecar-protocol";
 import type { CommandResult, CommitResult, DirEntry, GrepMatch, RunCommandOptions, ToolExecutor } from "./types";
 import { WORKSPACE_OPERATION_ERROR_CODES, WorkspaceOperationError, WorkspacePathError } from "./types";
@@ -263,6 +264,11 @@ export class SidecarClient implements ToolExecutor, WorkspaceArchiver {
       deadline.done();
       throw error;
     }
+  }
+
+  /** The workspace's root and its tracked files matching `pathspecs` (see WorkspaceArchiver). */
+  trackedFiles(pathspecs: readonly string[]): Promise<{ root: string; records: string }> {
+    return this.call("POST", "/git/tracked", { pathspecs }, TrackedFilesReply);
   }
 
   /** Writes the tar archive of `paths` in the workspace to `file` on this machine; returns its size. */

@@ -50,6 +50,21 @@ export const PackRequest = z.object({ tip: Sha, exclude: z.array(Sha).max(MAX_HA
 /** Paths (relative to the workspace) whose tar archive /archive/pack answers with. */
 export const ArchivePackRequest = z.object({ paths: z.array(WorkspacePath).min(1).max(100_000) });
 
+/** /git/tracked: pathspecs (git's own syntax, magic included) of the tracked files to list. */
+export const TrackedFilesRequest = z.object({
+  pathspecs: z
+    .array(
+      z
+        .string()
+        .min(1)
+        .max(1024)
+        .refine((spec) => !spec.includes("\0")),
+    )
+    .min(1)
+    .max(1000),
+});
+export const TrackedFilesReply = z.object({ root: z.string(), records: z.string() });
+
 export const OkReply = z.object({ ok: z.literal(true) });
 export const ReadFileReply = z.object({ content: z.string() });
 export const EditFileReply = z.object({ replacements: z.number().int().nonnegative() });

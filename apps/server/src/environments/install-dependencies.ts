@@ -174,9 +174,10 @@ class Installation {
     cache: EnvironmentCache,
     archiver: WorkspaceArchiver,
   ): Promise<{ key: string; root: string; restored: boolean } | null> {
-    const { executor, script, taskEnv, context } = this;
+    const { script, taskEnv, context } = this;
     try {
-      const { root, lockfiles } = await rootAndLockfiles(executor, script.text, context.signal);
+      const { root, lockfiles } = await rootAndLockfiles(archiver, script.text);
+      context.signal.throwIfAborted();
       const key = environmentKey({
         repoUrl: taskEnv.environment?.repoUrl ?? context.task.repoUrl,
         platform: this.deps.platform,

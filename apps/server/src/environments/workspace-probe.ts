@@ -1,12 +1,12 @@
 /**
  * What INSTALL_DEPENDENCIES asks a workspace, through its ToolExecutor (so
- * in remote mode inside the sandbox): where its root is, which lockfiles it
- * tracks, and what a setup left behind. Every answer is command output, read
- * as data: nothing here runs a path or a name it got back.
+ * in remote mode inside the sandbox): where its root is and which lockfiles
+ * it tracks (git's listing, through its archiver), and what a setup left
+ * behind (command output). Every answer is read as data: nothing here runs
+ * a path or a name it got back.
  */
 import { createHash } from "node:crypto";
-import type { ToolExecutor } from "@repo/workspace";
-import { shellQuote } from "../agent/command-agent";
+import type { ToolExecutor, WorkspaceArchiver } from "@repo/workspace";
 import { WorkspaceError } from "../errors";
 
 /** Files whose content decides what a setup installs, wherever they are in the repository. */
@@ -99,29 +99,25 @@ function namedFiles(script: string): string[] {
  * The workspace root as its commands see it (symlinks resolved) and its
  * tracked lockfiles (anywhere) with the tracked files the script names, with
  * their blob ids: `git ls-files -s` records, sorted. Two workspaces agree on
- * the lockfiles exactly when those files agree. One command, because in a
- * sandbox each command pays for a sandbox of its own.
+ * the lockfiles exactly when those files agree. Read through the archiver,
+ * without a command: in a sandbox each command pays for a sandbox of its own.
  */
 export async function rootAndLockfiles(
-  executor: ToolExecutor,
+  archiver: WorkspaceArchiver,
   script: string,
-  signal: AbortSignal,
 ): Promise<{ root: string; lockfiles: string }> {
   const named = namedFiles(script);
   const specs = [...LOCKFILES.map((name) => `:(glob)**/${name}`), ...named.map((file) => `:(literal)${file}`)];
-  const out = await captureOk(
-    executor,
-    `printf '%s\\0' "$(pwd -P)" && git ls-files -s -z -- ${specs.map(shellQuote).join(" ")}`,
-    signal,
-  );
-  const [root = "", ...records] = out.split("\0");
-  if (!root.startsWith("/"))
+  const { root, records } = await archiver.trackedFiles(specs);
+  if (!root.startsWith("/")) {
     throw new WorkspaceError(`the workspace gave no root: ${JSON.stringify(root.slice(0, 200))}`, null, false);
+  }
   const namedSet = new Set(named);
   const lockfilePattern = new RegExp(
     `(^|/)(${LOCKFILES.map((n) => n.replace(/[.+]/g, "\\$&").replace("*", "[^/]*")).join("|")})$`,
   );
   const lockfiles = records
+    .split("\0")
     .filter((record) => {
       const path = record.slice(record.indexOf("\t") + 1);
       // A literal pathspec also matches everything under a directory of that name: keep exact files only.
