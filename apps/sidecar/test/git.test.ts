@@ -1,7 +1,7 @@
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Readable } from "node:stream";
-import { gitBuffer, SidecarError } from "@repo/workspace";
+import { gitBuffer, SidecarClient, SidecarError } from "@repo/workspace";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { initRepo, type RunningSidecar, removeTempDirs, startSidecar, TEST_GIT_ENV, tempDir, testGit } from "./helpers";
 
@@ -109,6 +109,17 @@ describe("moving a branch through the sidecar", () => {
     await sidecar.client.receiveBranch(branch, head, streamOf(pack));
     expect(await sidecar.client.saveBranch(branch, head, "nothing")).toMatchObject({ head, committed: false });
   });
+
+  it("gives a save's commit as long as a transfer, not the limit of a short request", async () => {
+    const sidecar = await sidecarOnEmptyWorkspace();
+    const { head, branch, pack } = await sourceBranch();
+    await sidecar.client.receiveBranch(branch, head, streamOf(pack));
+    // Committing 64 MiB of random bytes takes far longer than 100 ms.
+    expect((await sidecar.client.runCommand("head -c 67108864 /dev/urandom > big.bin")).exitCode).toBe(0);
+    const impatient = new SidecarClient({ endpoint: sidecar.endpoint, token: sidecar.token, timeoutMs: 100 });
+    const saved = await impatient.saveBranch(branch, head, "large file");
+    expect(saved).toMatchObject({ base: head, committed: true });
+  }, 60_000);
 
   it("saves an agent's own branch onto the task branch and leaves the workspace on the task branch", async () => {
     const sidecar = await sidecarOnEmptyWorkspace();

@@ -56,7 +56,7 @@ export interface SidecarClientOptions {
    * For git transfers it is the longest time without progress.
    */
   timeoutMs?: number;
-  /** Limit for moving an archive in or out (/archive/*), in milliseconds. Default 600000. */
+  /** Limit for moving an archive in or out (/archive/*) and for a save's commit (/git/save), in milliseconds. Default 600000. */
   transferTimeoutMs?: number;
 }
 
@@ -239,8 +239,15 @@ export class SidecarClient implements ToolExecutor, WorkspaceArchiver {
    * Saves whatever the workspace holds onto `branch`, descending from `base`
    * (the last saved commit; see saveWorkspace), and leaves the workspace on it.
    */
-  saveBranch(branch: string, base: string, message: string): Promise<SaveReply> {
-    return this.call("POST", "/git/save", { branch, base, message }, SaveReply);
+  async saveBranch(branch: string, base: string, message: string): Promise<SaveReply> {
+    // Committing hashes and compresses every new file in the sandbox, a large one for as long as a transfer takes.
+    const response = await this.send(
+      "POST",
+      "/git/save",
+      { json: { branch, base, message } },
+      AbortSignal.timeout(this.transferTimeoutMs),
+    );
+    return this.parseJson(response, SaveReply);
   }
 
   /**

@@ -267,13 +267,7 @@ export class EnvironmentCache {
   private async unpackStaged(entry: CachedEnvironment): Promise<void> {
     await this.init();
     const target = this.stagedPath(entry.key);
-    if (
-      await stat(target).then(
-        () => true,
-        () => false,
-      )
-    )
-      return;
+    if (await exists(target)) return;
     if (this.knownBytes + entry.bytes > this.options.maxBytes) return;
     const temp = join(this.tempDir, randomUUID());
     await mkdir(temp, { mode: 0o700 });
@@ -340,10 +334,7 @@ export class EnvironmentCache {
       if (!key || !KEY.test(key)) continue;
       const info = await stat(this.archivePath(key)).catch(() => null);
       if (!info) continue;
-      const staged = await stat(this.stagedPath(key)).then(
-        () => true,
-        () => false,
-      );
+      const staged = await exists(this.stagedPath(key));
       entries.push({ key, bytes: staged ? 2 * info.size : info.size, usedAt: info.mtimeMs });
     }
     entries.sort((a, b) => a.usedAt - b.usedAt);
@@ -372,6 +363,13 @@ export class EnvironmentCache {
     }
     await this.scan();
   }
+}
+
+function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
 }
 
 /** What a staged tree of `entry` is marked with: its archive, as stored. */

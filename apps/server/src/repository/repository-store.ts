@@ -395,43 +395,6 @@ export class RepositoryStore {
     return { type: "file", path, size, binary, truncated: false, content: binary ? "" : bytes.toString("utf8") };
   }
 
-  /** Every text file of a commit, for the full-text index. */
-  async listFiles(repoUrl: string, sha: string): Promise<{ path: string; size: number }[]> {
-    const out = await runGit(["ls-tree", "-r", "-z", "--long", sha], {
-      cwd: this.mirrorPath(repoUrl),
-      maxOutputBytes: 256 * 1024 * 1024,
-    });
-    const files: { path: string; size: number }[] = [];
-    for (const entry of out.split("\0")) {
-      const match = /^\d+ blob [0-9a-f]+\s+(\d+)\t(.*)$/s.exec(entry);
-      if (match) files.push({ size: Number(match[1]), path: match[2]! });
-    }
-    return files;
-  }
-
-  /** Streams `git cat-file --batch` contents of the given paths at `sha`. */
-  async readFiles(repoUrl: string, sha: string, paths: string[]): Promise<Map<string, Buffer>> {
-    const input = paths.map((p) => `${sha}:${p}`).join("\n");
-    const out = await runGitBuffer(["cat-file", "--batch"], {
-      cwd: this.mirrorPath(repoUrl),
-      input: `${input}\n`,
-      maxOutputBytes: 1024 * 1024 * 1024,
-    });
-    const contents = new Map<string, Buffer>();
-    let offset = 0;
-    for (const path of paths) {
-      const headerEnd = out.indexOf(10, offset);
-      if (headerEnd < 0) break;
-      const header = out.subarray(offset, headerEnd).toString();
-      offset = headerEnd + 1;
-      const size = Number(header.split(" ")[2]);
-      if (header.endsWith("missing") || !Number.isFinite(size)) continue;
-      contents.set(path, out.subarray(offset, offset + size));
-      offset += size + 1;
-    }
-    return contents;
-  }
-
   /** Fetches the mirror from its remote; every git here that talks to the remote ends when `signal` aborts. */
   private async fetchMirror(repoUrl: string, mirror: string, signal?: AbortSignal): Promise<void> {
     if (!existsSync(join(mirror, "HEAD"))) {
