@@ -44,17 +44,23 @@ describe("graceful shutdown", () => {
   });
 });
 
+/** A server of `mode` with a new task whose initialization waits mid-fetch at a repository remote that never answers. */
+async function initializationStalledAtFetch(mode: string) {
+  const gate = await serveGatedRepo(createRepo({ "README.md": "# gated\n" }));
+  const database = await openDatabase();
+  // The stalled remote is an HTTP server on 127.0.0.1: a loopback repository host, allowed here on purpose.
+  const t = await startTestServer({ database, env: { AGENT_MODE: mode, ALLOWED_REPO_HOSTS: "127.0.0.1" } });
+  const { task } = (
+    await t.api<{ task: TaskDto }>("POST", "/api/tasks", { repoUrl: gate.url, message: "echo one > one.txt" })
+  ).body;
+  await gate.firstRequest;
+  return { gate, database, t, task };
+}
+
 describe.each(["local", "remote"])("a %s server whose repository remote stalls mid-fetch", (mode) => {
   it("a user's stop of the initialization ends the fetch and answers STOPPED at once", async () => {
-    const gate = await serveGatedRepo(createRepo({ "README.md": "# gated\n" }));
-    const database = await openDatabase();
-    // The stalled remote is an HTTP server on 127.0.0.1: a loopback repository host, allowed here on purpose.
-    const t = await startTestServer({ database, env: { AGENT_MODE: mode, ALLOWED_REPO_HOSTS: "127.0.0.1" } });
+    const { gate, database, t, task } = await initializationStalledAtFetch(mode);
     try {
-      const { task } = (
-        await t.api<{ task: TaskDto }>("POST", "/api/tasks", { repoUrl: gate.url, message: "echo one > one.txt" })
-      ).body;
-      await gate.firstRequest;
       const started = Date.now();
       const reply = await t.api<{ task: TaskDto }>("POST", `/api/tasks/${task.id}/stop`);
       expect(Date.now() - started).toBeLessThan(5000);
@@ -69,15 +75,8 @@ describe.each(["local", "remote"])("a %s server whose repository remote stalls m
   }, 60_000);
 
   it("a graceful shutdown does not wait for the stalled fetch: the initialization is left for another server", async () => {
-    const gate = await serveGatedRepo(createRepo({ "README.md": "# gated\n" }));
-    const database = await openDatabase();
-    // The stalled remote is an HTTP server on 127.0.0.1: a loopback repository host, allowed here on purpose.
-    const t = await startTestServer({ database, env: { AGENT_MODE: mode, ALLOWED_REPO_HOSTS: "127.0.0.1" } });
+    const { gate, database, t, task } = await initializationStalledAtFetch(mode);
     try {
-      const { task } = (
-        await t.api<{ task: TaskDto }>("POST", "/api/tasks", { repoUrl: gate.url, message: "echo one > one.txt" })
-      ).body;
-      await gate.firstRequest;
       const started = Date.now();
       await t.server.close("server received SIGTERM");
       expect(Date.now() - started).toBeLessThan(5000);

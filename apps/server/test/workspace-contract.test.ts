@@ -12,7 +12,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Database, openDatabase, type TaskRow } from "@repo/db";
 import { getStepsForMode, type InitStatus, type TaskMode } from "@repo/types";
-import { isWorkspaceArchiver, type ToolExecutor, WorkspaceOperationError, WorkspacePathError } from "@repo/workspace";
+import {
+  isWorkspaceArchiver,
+  type ToolExecutor,
+  type WorkspaceArchiver,
+  WorkspaceOperationError,
+  WorkspacePathError,
+} from "@repo/workspace";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type FakeKubernetes, type RunContainer, startFakeKubernetes } from "../../../test/support/fake-kubernetes";
 import { createRepo, git, tempDir } from "../../../test/support/git";
@@ -158,6 +164,13 @@ describe.each(subjects)("workspace contract: $name", (subject) => {
     return task;
   }
 
+  /** The task's executor, which every backend makes an archiver as well. */
+  async function archiver(): Promise<ToolExecutor & WorkspaceArchiver> {
+    const executor = await manager.executor(task);
+    if (!isWorkspaceArchiver(executor)) throw new Error("the executor cannot move archives");
+    return executor;
+  }
+
   beforeAll(async () => {
     database = await openDatabase();
     status = createTaskStatusStore({ db: database.db, clock: systemClock, cleanupDelayMs: 600_000 });
@@ -238,8 +251,7 @@ describe.each(subjects)("workspace contract: $name", (subject) => {
   });
 
   it("packs workspace paths into an archive on this machine and unpacks it back, files, modes and links", async () => {
-    const executor = await manager.executor(task);
-    if (!isWorkspaceArchiver(executor)) throw new Error("the executor cannot move archives");
+    const executor = await archiver();
     await executor.runCommand(
       "mkdir -p deps/bin && printf 'lib\\n' > deps/lib.txt && printf '#!/bin/sh\\necho tool ran\\n' > deps/bin/tool" +
         " && chmod +x deps/bin/tool && ln -s lib.txt deps/link && printf 'one\\n' > extra.log",
@@ -257,8 +269,7 @@ describe.each(subjects)("workspace contract: $name", (subject) => {
   });
 
   it("lists tracked files matching pathspecs with their blob ids, and its root as commands see it, without a command", async () => {
-    const executor = await manager.executor(task);
-    if (!isWorkspaceArchiver(executor)) throw new Error("the executor cannot move archives");
+    const executor = await archiver();
     await executor.runCommand(
       "mkdir -p web && printf 'lock one\\n' > web/package-lock.json && printf 'lock two\\n' > package-lock.json" +
         " && git add web/package-lock.json && printf 'untracked\\n' > yarn.lock",
@@ -271,8 +282,7 @@ describe.each(subjects)("workspace contract: $name", (subject) => {
   });
 
   it("moves an unpacked tree in by renaming only where it lives on the server's own filesystem", async () => {
-    const executor = await manager.executor(task);
-    if (!isWorkspaceArchiver(executor)) throw new Error("the executor cannot move archives");
+    const executor = await archiver();
     if (subject.name !== "local") {
       // A sandbox cannot see the server's disk: it only unpacks archives.
       expect(executor.adoptTree).toBeUndefined();
@@ -311,8 +321,7 @@ describe.each(subjects)("workspace contract: $name", (subject) => {
   });
 
   it("refuses to pack a path outside the workspace, and an archive past its size limit", async () => {
-    const executor = await manager.executor(task);
-    if (!isWorkspaceArchiver(executor)) throw new Error("the executor cannot move archives");
+    const executor = await archiver();
     const file = join(dataDir, `refused-${subject.name.replace("/", "-")}.tar`);
     await expect(executor.packPaths(["../outside"], file)).rejects.toBeInstanceOf(WorkspacePathError);
     await executor.runCommand("ln -s /etc escape && head -c 50000 /dev/zero > big.bin");
