@@ -174,6 +174,14 @@ function plainPath(path: string): string {
   return path.replace(/^(\.\/)+/, "").replace(/\/+$/, "");
 }
 
+/** True when something (a dangling symlink too) is at `path`. */
+function present(path: string): Promise<boolean> {
+  return lstat(path).then(
+    () => true,
+    () => false,
+  );
+}
+
 /** LocalExecutor's adoptTree: renames `paths` of `dir` into `root` (see WorkspaceArchiver). */
 export async function adoptTreeInto(root: string, dir: string, paths: readonly string[]): Promise<boolean> {
   if (paths.length === 0) return false;
@@ -182,20 +190,7 @@ export async function adoptTreeInto(root: string, dir: string, paths: readonly s
   for (const path of paths.map(plainPath)) {
     const to = await confinePath(root, path);
     const from = join(dir, path);
-    if (
-      !(await lstat(from).then(
-        () => true,
-        () => false,
-      ))
-    )
-      return false;
-    if (
-      await lstat(to).then(
-        () => true,
-        () => false,
-      )
-    )
-      return false;
+    if (!(await present(from)) || (await present(to))) return false;
     moves.push({ from, to });
   }
   for (const { from, to } of moves) {

@@ -297,7 +297,7 @@ class Installation {
         setupLog.note(`not cached: ${holdsSecret} holds the value of a secret.`);
         return;
       }
-      const bound = await rootBoundProduct(executor, signal);
+      const bound = await rootBoundProduct(executor, root, signal);
       const started = Date.now();
       const entry = await cache.store(
         { key, repoUrl: task.repoUrl, paths: products.paths, boundTo: bound ? root : null, setupMs },

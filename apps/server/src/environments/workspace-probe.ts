@@ -79,11 +79,6 @@ async function captureOk(executor: ToolExecutor, command: string, signal: AbortS
   return result.stdout;
 }
 
-/** The workspace root as its commands see it (symlinks resolved). */
-export async function workspaceRoot(executor: ToolExecutor, signal: AbortSignal): Promise<string> {
-  return (await captureOk(executor, "pwd -P", signal)).trim();
-}
-
 /** Words of the setup script that may name files (`requirements-dev.txt`, `tools/deps.lock`). */
 function namedFiles(script: string): string[] {
   const words = script.match(/[A-Za-z0-9._@+/-]+/g) ?? [];
@@ -205,10 +200,14 @@ export async function productContaining(
 /**
  * A product that names the workspace's own root (a venv's scripts, an
  * absolute symlink into the workspace) breaks when restored under another
- * root: the first such file, or null when the products can go anywhere.
+ * root (`root`, symlinks resolved, as rootAndLockfiles gave it): the first
+ * such file, or null when the products can go anywhere.
  */
-export async function rootBoundProduct(executor: ToolExecutor, signal: AbortSignal): Promise<string | null> {
-  const root = await workspaceRoot(executor, signal);
+export async function rootBoundProduct(
+  executor: ToolExecutor,
+  root: string,
+  signal: AbortSignal,
+): Promise<string | null> {
   const logical = (await captureOk(executor, 'printf %s "$PWD"', signal)).trim();
   const mentioning = await productContaining(executor, [...new Set([root, logical])], signal);
   if (mentioning) return mentioning;
