@@ -11,6 +11,7 @@ import { fileURLToPath } from "node:url";
 import fastifyStatic from "@fastify/static";
 import { type Database, openDatabase, PgAdvisoryLocks, PgPubSub, type TaskRow } from "@repo/db";
 import { type AgentKind, getStepsForMode } from "@repo/types";
+import { startSpawnHost } from "@repo/workspace";
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import { type AgentCatalog, configuredAgents, singleAgent } from "./agent/catalog";
 import type { AgentRunner } from "./agent/types";
@@ -112,6 +113,10 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
   const { config } = options;
   const log = options.logger ?? createLogger(config.logLevel);
   const clock = options.clock ?? systemClock;
+  // Before the database grows this process: every process the server starts is forked from the host.
+  await startSpawnHost().catch((error: unknown) =>
+    log.warn({ err: error }, "spawn_host.unavailable: processes start from the server itself (slower)"),
+  );
   const ownsDatabase = !options.database;
   const database =
     options.database ??

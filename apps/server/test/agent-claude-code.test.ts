@@ -4,7 +4,7 @@
  * 127.0.0.1 as the only fake.
  */
 import { existsSync } from "node:fs";
-import { readFile } from "node:fs/promises";
+import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import {
@@ -19,6 +19,7 @@ import {
 import { type AnthropicReply, type FakeAnthropic, startFakeAnthropic } from "../../../test/support/fake-anthropic";
 import type { RecordedRequest } from "../../../test/support/fake-model-server";
 import { git } from "../../../test/support/git";
+import { eventually } from "../../../test/support/lifecycle";
 import { ClaudeCodeAgentRunner } from "../src/agent/claude-code-agent";
 
 const KEY = "sk-ant-test-5f0c2e9a7d41b3";
@@ -55,6 +56,18 @@ async function fakeModel(
 
 function runner(overrides: { apiKey?: string; binary?: string } = {}): ClaudeCodeAgentRunner {
   return new ClaudeCodeAgentRunner({ binary: binary!, apiKey: KEY, baseUrl: fake?.baseUrl, ...overrides });
+}
+
+/** Resolves once Claude Code has written `text` into a session transcript under its HOME. */
+async function transcriptHolds(text: string): Promise<void> {
+  const projects = join(fixture.home, ".claude", "projects");
+  await eventually(async () => {
+    const names = await readdir(projects, { recursive: true }).catch(() => [] as string[]);
+    for (const name of names.filter((n) => n.endsWith(".jsonl"))) {
+      if ((await readFile(join(projects, name), "utf8")).includes(text)) return true;
+    }
+    return false;
+  });
 }
 
 /** The text of the user turns a Messages request sent, oldest first. */
@@ -273,8 +286,11 @@ describe("Claude Code CLI", () => {
     it("stops the CLI promptly when the turn is stopped, keeping the session for the next turn", async () => {
       const controller = new AbortController();
       await fakeModel([{ text: "too late" }, { text: "Resumed." }], {
-        beforeReply: (_request, index) => {
+        beforeReply: async (_request, index) => {
           if (index > 0) return;
+          // The stop comes once the CLI has saved the conversation so far (it writes its transcript
+          // on its own schedule, later on a busy machine): what the stop must then not lose.
+          await transcriptHolds("Plan the refactoring.");
           controller.abort();
           // Hold the answer back: the CLI must be ended, not finish.
           return new Promise(() => {});

@@ -42,6 +42,9 @@ describe("cgroup detection", () => {
       pids: { version: 1, parent: join(root, "pids", "umbra-sandboxes") },
       cpu: { version: 1, parent: join(root, "cpu,cpuacct", "job", "7", "umbra-sandboxes") },
     });
+    // All sandboxes together weigh a quarter of the server's own group (1024) on a busy CPU.
+    expect(readFileSync(join(root, "cpu,cpuacct", "job", "7", "umbra-sandboxes", "cpu.shares"), "utf8")).toBe("256");
+    expect(support.weightProblem).toBeUndefined();
   });
 
   it("delegates cgroup v2 controllers to a child of this process's cgroup", async () => {
@@ -60,6 +63,19 @@ describe("cgroup detection", () => {
     });
     expect(readFileSync(join(root, "server.scope", "cgroup.subtree_control"), "utf8")).toBe("+memory +pids +cpu");
     expect(readFileSync(join(parent, "cgroup.subtree_control"), "utf8")).toBe("+memory +pids +cpu");
+    expect(readFileSync(join(parent, "cpu.weight"), "utf8")).toBe("25");
+  });
+
+  it("says why the sandboxes' CPU weight could not be lowered, and still uses the controller", async () => {
+    const root = await fakeRoot();
+    // A directory where the weight file should be: writing it fails as a read-only file would.
+    mkdirSync(join(root, "cpu", "umbra-sandboxes", "cpu.shares"), { recursive: true });
+    const support = detectCgroups({
+      mountinfo: `32 25 0:28 / ${join(root, "cpu")} rw,nosuid - cgroup cgroup rw,cpu`,
+      procCgroup: "2:cpu:/\n0::/\n",
+    });
+    expect(support.controllers.cpu).toEqual({ version: 1, parent: join(root, "cpu", "umbra-sandboxes") });
+    expect(support.weightProblem).toMatch(/^cannot write .*umbra-sandboxes\/cpu\.shares: EISDIR$/);
   });
 
   it("says why a limit cannot be enforced when no hierarchy offers its controller", () => {
@@ -79,6 +95,17 @@ describe("cgroup detection", () => {
       expect(support.controllers.pids).toEqual({ version: 1, parent: expect.stringMatching(/umbra-sandboxes$/) });
     },
   );
+
+  it.runIf(existsSync("/sys/fs/cgroup/cpu/cpu.shares") && process.getuid?.() === 0)(
+    "lowers the sandboxes' weight in this machine's v1 cpu hierarchy",
+    () => {
+      const support = detectCgroups();
+      const parent = support.controllers.cpu?.parent ?? "";
+      expect(parent).toMatch(/umbra-sandboxes$/);
+      expect(readFileSync(join(parent, "cpu.shares"), "utf8").trim()).toBe("256");
+      expect(support.weightProblem).toBeUndefined();
+    },
+  );
 });
 
 describe("start-up report", () => {
@@ -95,7 +122,11 @@ describe("start-up report", () => {
       setpriv: "/usr/bin/setpriv",
       unshare: "/usr/bin/unshare",
       seccomp: true,
-      cgroups: { controllers: {}, missing: { memory: "no memory controller", pids: "no pids controller" } },
+      cgroups: {
+        controllers: {},
+        missing: { memory: "no memory controller", pids: "no pids controller" },
+        weightProblem: "cannot write /sys/fs/cgroup/cpu/umbra-sandboxes/cpu.shares: EACCES",
+      },
       volume: { enforced: false, reason: "no /dev/loop-control (loop devices)" },
     };
     reportHostSupport(host, log);
@@ -103,6 +134,7 @@ describe("start-up report", () => {
     expect(warnings).toEqual([
       "LIMIT NOT ENFORCED: SANDBOX_MEMORY_MB (memory cgroup): no memory controller",
       "LIMIT NOT ENFORCED: SANDBOX_PIDS (pids cgroup): no pids controller",
+      "SANDBOX CPU PRIORITY NOT LOWERED: busy sandboxes compete with the server on equal terms (cannot write /sys/fs/cgroup/cpu/umbra-sandboxes/cpu.shares: EACCES)",
       "LIMIT NOT ENFORCED: SANDBOX_DISK_MB: no /dev/loop-control (loop devices); /tmp and the workspace share the host's disk",
     ]);
   });

@@ -130,15 +130,21 @@ describe("pushing over git smart HTTP with basic auth", () => {
   /** A second git server, closed by the test that needs an unreachable remote. */
   let gone: SmartGitServer;
   let t: TestServer;
+  let logs: CapturedLogs;
 
   beforeAll(async () => {
+    logs = captureLogs();
     git_ = await startSmartGitServer({ username: "umbra-bot", password });
     gone = await startSmartGitServer({ username: "umbra-bot", password });
     const credentials = join(tempDir("umbra-credentials-"), "git-credentials");
     const line = (origin: string) => `${origin.replace("://", `://umbra-bot:${password}@`)}\n`;
     writeFileSync(credentials, line(git_.origin) + line(gone.origin), { mode: 0o600 });
     // The git server listens on loopback, which repository URLs may name only when allowed.
-    t = await startTestServer({ clock, env: { GIT_CREDENTIALS_FILE: credentials, ALLOWED_REPO_HOSTS: "127.0.0.1" } });
+    t = await startTestServer({
+      clock,
+      logger: logs.logger,
+      env: { GIT_CREDENTIALS_FILE: credentials, ALLOWED_REPO_HOSTS: "127.0.0.1" },
+    });
   }, SERVER_START_MS);
   afterEach(() => git_.setCredentials("umbra-bot", password));
   afterAll(async () => {
@@ -210,5 +216,21 @@ describe("pushing over git smart HTTP with basic auth", () => {
     expect(failed.error).toMatch(/Failed to connect|Connection refused|Could not connect/i);
     expect((await deliveryRow(t, task.id)).nextAttemptAt).not.toBeNull();
     expect((await getTask(t, task.id)).status).toBe("COMPLETED");
+  });
+
+  it("lets a push finish quietly when its task is deleted meanwhile", async () => {
+    const remoteDir = git_.addRepo("acme/deleted", createRepo());
+    const held = heldCommand("echo deleted > deleted.txt");
+    const task = await createTask(t, { repoUrl: git_.urlOf("acme/deleted"), message: held.command });
+    await eventually(async () => (await getTask(t, task.id)).status === "RUNNING");
+    const gate = git_.hold();
+    held.open();
+    await gate.held; // the push has reached the remote
+    expect((await t.api("DELETE", `/api/tasks/${task.id}`)).status).toBe(204);
+    gate.release();
+    await eventually(async () => logs.events("delivery.task-deleted").some((e) => e.taskId === task.id));
+    expect(logs.events("delivery.failed").filter((e) => e.taskId === task.id)).toEqual([]);
+    // What had been pushed is on the remote: deleting the task does not undo a delivery.
+    expect(refIn(remoteDir, `refs/heads/umbra/${task.id}`)).toMatch(/^[0-9a-f]{40}$/);
   });
 });

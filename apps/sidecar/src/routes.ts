@@ -57,6 +57,11 @@ async function health({ res, executor }: RouteContext) {
   sendJson(res, 200, { ok: true, workspace: executor.root, head, branch });
 }
 
+/** Liveness without git: the server's probe before a warm follow-up (the handler has already ensured the sandbox runs). */
+async function alive({ res }: RouteContext) {
+  sendJson(res, 200, { ok: true });
+}
+
 type Counters = Awaited<ReturnType<LimitWatch["counters"]>>;
 
 /**
@@ -234,6 +239,7 @@ async function agentStateRestore({ req, res, agentHome }: RouteContext) {
 
 export const routes: ReadonlyMap<string, Route> = new Map<string, Route>([
   ["GET /health", health],
+  ["GET /alive", alive],
   [
     "POST /files/read",
     async ({ req, res, executor }) => {

@@ -4,6 +4,7 @@ import { type RunningSidecar, removeTempDirs, startSidecar, tempDir } from "./he
 
 const ROUTES: Array<[method: string, path: string]> = [
   ["GET", "/health"],
+  ["GET", "/alive"],
   ["POST", "/files/read"],
   ["POST", "/files/write"],
   ["POST", "/files/edit"],

@@ -1,7 +1,15 @@
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Readable } from "node:stream";
-import { gitBuffer, SidecarClient, SidecarError } from "@repo/workspace";
+import {
+  FeedError,
+  gitBuffer,
+  runGit,
+  SidecarClient,
+  SidecarError,
+  startSpawnHost,
+  stopSpawnHost,
+} from "@repo/workspace";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { initRepo, type RunningSidecar, removeTempDirs, startSidecar, TEST_GIT_ENV, tempDir, testGit } from "./helpers";
 
@@ -187,6 +195,52 @@ describe("moving a branch through the sidecar", () => {
       status: 409,
       code: "UNKNOWN_COMMIT",
     });
+  });
+
+  it("packs straight into the caller's git through a stdin feed; a refused or unanswered feed fails as the client's request does", async () => {
+    await startSpawnHost();
+    try {
+      const sidecar = await sidecarOnEmptyWorkspace();
+      const { source, head, branch, pack } = await sourceBranch();
+      await sidecar.client.receiveBranch(branch, head, streamOf(pack));
+      await sidecar.client.writeFile("fed.txt", "through the feed\n");
+      const saved = await sidecar.client.saveBranch(branch, head, "Agent turn 2");
+
+      const indexed = await runGit(["index-pack", "--stdin", "--fix-thin"], {
+        cwd: source,
+        env: TEST_GIT_ENV,
+        stdinFeed: sidecar.client.packObjectsFeed(saved.head, [head]),
+      });
+      expect(indexed.exitCode).toBe(0);
+      expect(indexed.feed?.failure).toBeNull();
+      // The header of a pack of the new commit, its root tree and the new file.
+      expect(indexed.feed?.head.subarray(0, 12)).toEqual(Buffer.from([...Buffer.from("PACK"), 0, 0, 0, 2, 0, 0, 0, 3]));
+      expect(await testGit(source, ["show", `${saved.head}:fed.txt`])).toBe("through the feed");
+
+      const unknown = "1234567890123456789012345678901234567890";
+      const refused = await runGit(["index-pack", "--stdin"], {
+        cwd: source,
+        env: TEST_GIT_ENV,
+        stdinFeed: sidecar.client.packObjectsFeed(unknown, []),
+      });
+      expect(refused.inputError).toBeInstanceOf(FeedError);
+      expect(sidecar.client.feedError(refused.inputError as FeedError)).toMatchObject({
+        status: 409,
+        code: "UNKNOWN_COMMIT",
+      });
+
+      const gone = new SidecarClient({ endpoint: `unix:${join(source, "no-sidecar.sock")}`, token: "t" });
+      const unanswered = await runGit(["index-pack", "--stdin"], {
+        cwd: source,
+        env: TEST_GIT_ENV,
+        stdinFeed: gone.packObjectsFeed(head, []),
+      });
+      const error = gone.feedError(unanswered.inputError as FeedError);
+      expect(error).toBeInstanceOf(SidecarError);
+      expect(error).toMatchObject({ status: 0, code: "UNREACHABLE" });
+    } finally {
+      await stopSpawnHost();
+    }
   });
 
   it("refuses to save onto a name git does not accept as a branch, leaving the workspace as it was", async () => {

@@ -51,8 +51,8 @@ function waitForListening(child: ChildProcess): Promise<number> {
   });
 }
 
-/** Starts the real bundled sidecar on an ephemeral port with a fresh token. */
-export async function startSidecar(workspace: string): Promise<RunningSidecar> {
+/** Starts the real bundled sidecar on an ephemeral port with a fresh token; `env` adds to or replaces its variables. */
+export async function startSidecar(workspace: string, env: Record<string, string> = {}): Promise<RunningSidecar> {
   const bundle = await ensureSidecarBundle();
   const token = randomBytes(24).toString("hex");
   const child = spawn(process.execPath, [bundle], {
@@ -62,6 +62,7 @@ export async function startSidecar(workspace: string): Promise<RunningSidecar> {
       TMPDIR: await tempDir("umbra-sidecar-tmp-"),
       SIDECAR_WORKSPACE: workspace,
       SIDECAR_TOKEN: token,
+      ...env,
     },
     stdio: ["ignore", "pipe", "pipe"],
   });

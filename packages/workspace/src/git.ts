@@ -22,9 +22,9 @@
  *   controlled by whoever can write the workspace, so git must run where they
  *   already are, never with more rights than theirs.
  */
-import { spawn } from "node:child_process";
 import { dirname, resolve } from "node:path";
 import { PassThrough, type Readable, type Writable } from "node:stream";
+import { type FeedResult, type StdinFeed, spawnProcess, whenStarted } from "./spawn-host";
 
 /** Most stderr kept for an error message, bytes (the end is kept: git says what failed last). */
 const STDERR_LIMIT = 64 * 1024;
@@ -77,6 +77,13 @@ export interface GitRunOptions {
    * is drained when git exits (destroy the stream to stop its producer).
    */
   stdin?: Readable;
+  /**
+   * Fed to git's stdin by the spawn host instead, straight from an HTTP reply
+   * (see StdinFeed): the bytes never pass through this process. A feed that
+   * stops short ends git's input; the run then fails with `inputError`
+   * unless git exited 0 anyway. Needs a running spawn host.
+   */
+  stdinFeed?: StdinFeed;
   /** Aborting kills git (exit code null, `aborted`). */
   signal?: AbortSignal;
   /** The environment of the git process. Default: this process's environment. */
@@ -87,6 +94,12 @@ export interface GitRunOptions {
   maxOutputBytes?: number;
   /** Stream stdout here instead of keeping it (the result's stdout is then empty). */
   stdout?: Writable;
+  /**
+   * Run git below this process's CPU priority (nice +10): a long transfer
+   * then leaves the core to the caller's own work when the two contend, and
+   * takes all of it when they do not.
+   */
+  lowPriority?: boolean;
 }
 
 export interface GitRunResult {
@@ -96,8 +109,24 @@ export interface GitRunResult {
   timedOut: boolean;
   outputLimited: boolean;
   aborted: boolean;
-  /** The `stdin` stream failed before git had read it all. */
+  /** The `stdin` stream or the `stdinFeed` failed before git had read it all. */
   inputError: Error | null;
+  /** What the `stdinFeed` moved, when there was one. */
+  feed: FeedResult | null;
+}
+
+/** A stdin feed that stopped short (see FeedResult's failure), with how much of the body had come. */
+export class FeedError extends Error {
+  constructor(
+    readonly status: number,
+    readonly reply: string,
+    message: string,
+    readonly bytes: number,
+    readonly byProcess: boolean,
+  ) {
+    super(message);
+    this.name = "FeedError";
+  }
 }
 
 /** How git is started; `args` are git's own arguments. */
@@ -121,25 +150,34 @@ function gitEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   };
 }
 
+/** How much nicer than this process a low-priority git runs. */
+const LOW_PRIORITY_STEP = 10;
+
 /** Runs git and reports how it ended; only a failure to start it at all throws. */
 export function runGit(args: readonly string[], options: GitRunOptions): Promise<GitRunResult> {
   const limit = options.maxOutputBytes ?? DEFAULT_GIT_OUTPUT_LIMIT;
   return new Promise((resolvePromise, reject) => {
     // In a process group of its own, so a limit ends git's helpers (ssh, remote-https, hooks) with it.
     const launch = gitLauncher(args, options.cwd);
-    const child = spawn(launch.file, launch.args, {
+    const child = spawnProcess(launch.file, launch.args, {
       cwd: options.cwd,
       env: gitEnv(options.env ?? process.env),
-      stdio: ["pipe", "pipe", "pipe"],
+      stdio: [options.stdinFeed ? "ignore" : "pipe", "pipe", "pipe"],
       detached: true,
+      lowerPriorityBy: options.lowPriority ? LOW_PRIORITY_STEP : 0,
+      ...(options.stdinFeed ? { stdinFeed: options.stdinFeed } : {}),
     });
-    const kill = () => {
-      try {
-        process.kill(-child.pid!, "SIGKILL");
-      } catch {
-        // already gone
-      }
-    };
+    const stdin = child.stdin;
+    const stdoutStream = child.stdout!;
+    const stderrStream = child.stderr!;
+    const kill = () =>
+      whenStarted(child, (pid) => {
+        try {
+          process.kill(-pid, "SIGKILL");
+        } catch {
+          // already gone
+        }
+      });
     const stdout: Buffer[] = [];
     let stdoutBytes = 0;
     let stderr = "";
@@ -161,9 +199,9 @@ export function runGit(args: readonly string[], options: GitRunOptions): Promise
     if (options.signal?.aborted) onAbort();
     else options.signal?.addEventListener("abort", onAbort, { once: true });
     if (options.stdout) {
-      child.stdout.pipe(options.stdout, { end: false });
+      stdoutStream.pipe(options.stdout, { end: false });
     } else {
-      child.stdout.on("data", (chunk: Buffer) => {
+      stdoutStream.on("data", (chunk: Buffer) => {
         stdoutBytes += chunk.length;
         if (stdoutBytes > limit) {
           outputLimited = true;
@@ -173,16 +211,16 @@ export function runGit(args: readonly string[], options: GitRunOptions): Promise
         stdout.push(chunk);
       });
     }
-    child.stderr.on("data", (chunk: Buffer) => {
+    stderrStream.on("data", (chunk: Buffer) => {
       stderr = (stderr + chunk.toString("utf8")).slice(-STDERR_LIMIT);
     });
     const finish = () => {
       if (timer) clearTimeout(timer);
       options.signal?.removeEventListener("abort", onAbort);
-      if (options.stdout) child.stdout.unpipe(options.stdout);
+      if (options.stdout) stdoutStream.unpipe(options.stdout);
       const input = options.stdin;
-      if (input && !input.readableEnded) {
-        input.unpipe(child.stdin);
+      if (input && stdin && !input.readableEnded) {
+        input.unpipe(stdin);
         input.resume();
       }
     };
@@ -192,6 +230,11 @@ export function runGit(args: readonly string[], options: GitRunOptions): Promise
     });
     child.on("close", (exitCode) => {
       finish();
+      const feed = child.feedResult ?? null;
+      if (feed?.failure && exitCode !== 0) {
+        const { status, reply, message, byProcess } = feed.failure;
+        inputError = new FeedError(status, reply, message, feed.bytes, byProcess);
+      }
       const killed = timedOut || outputLimited || aborted || inputError !== null;
       resolvePromise({
         exitCode: killed ? null : exitCode,
@@ -201,24 +244,26 @@ export function runGit(args: readonly string[], options: GitRunOptions): Promise
         outputLimited,
         aborted,
         inputError,
+        feed,
       });
     });
+    if (!stdin) return;
     // git may exit before reading its input (e.g. on a bad argument); that is reported by its exit code.
-    child.stdin.on("error", () => {});
+    stdin.on("error", () => {});
     if (options.stdin) {
       options.stdin.once("error", (error) => {
         inputError = error;
         kill();
       });
-      options.stdin.pipe(child.stdin);
+      options.stdin.pipe(stdin);
     } else {
-      child.stdin.end(options.input);
+      stdin.end(options.input);
     }
   });
 }
 
 /** The GitError for a run that did not exit 0. */
-function failure(args: readonly string[], result: GitRunResult): GitError {
+export function gitFailure(args: readonly string[], result: GitRunResult): GitError {
   const stderr = result.inputError
     ? `${result.stderr}\ninput stream failed: ${result.inputError.message}`
     : result.stderr;
@@ -233,7 +278,7 @@ function failure(args: readonly string[], result: GitRunResult): GitError {
 /** Runs git and returns its stdout as bytes; throws GitError unless it exits 0. */
 export async function gitBuffer(args: readonly string[], options: GitRunOptions): Promise<Buffer> {
   const result = await runGit(args, options);
-  if (result.exitCode !== 0) throw failure(args, result);
+  if (result.exitCode !== 0) throw gitFailure(args, result);
   return result.stdout;
 }
 
@@ -257,7 +302,7 @@ export function gitOutputStream(
     (result) => {
       settled = true;
       if (result.exitCode === 0) output.end();
-      else output.destroy(failure(args, result));
+      else output.destroy(gitFailure(args, result));
     },
     (error: unknown) => {
       settled = true;

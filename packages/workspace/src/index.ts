@@ -15,5 +15,13 @@ export * from "./save-workspace";
 export * from "./sidecar-client";
 export type { SidecarHealth } from "./sidecar-protocol";
 export * as sidecarProtocol from "./sidecar-protocol";
+export {
+  type FeedResult,
+  runProgram,
+  type StdinFeed,
+  spawnHostRunning,
+  startSpawnHost,
+  stopSpawnHost,
+} from "./spawn-host";
 export { tokenMatches } from "./token";
 export * from "./types";

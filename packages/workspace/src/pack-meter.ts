@@ -16,6 +16,12 @@ export interface PackStats {
   bytes: number;
 }
 
+/** A pack's object count from its first 12 bytes (`PACK`, version, count), or null when they are not a pack header. */
+export function packObjectCount(head: Buffer): number | null {
+  if (head.length < HEADER_BYTES || head.toString("latin1", 0, 4) !== "PACK") return null;
+  return head.readUInt32BE(8);
+}
+
 export class PackMeter extends Transform {
   private moved = 0;
   private header = Buffer.alloc(0);
@@ -34,9 +40,7 @@ export class PackMeter extends Transform {
     this.moved += chunk.length;
     if (this.count === null && this.header.length < HEADER_BYTES) {
       this.header = Buffer.concat([this.header, chunk.subarray(0, HEADER_BYTES - this.header.length)]);
-      if (this.header.length === HEADER_BYTES && this.header.toString("latin1", 0, 4) === "PACK") {
-        this.count = this.header.readUInt32BE(8);
-      }
+      if (this.header.length === HEADER_BYTES) this.count = packObjectCount(this.header);
     }
     this.onChunk?.();
     callback(null, chunk);

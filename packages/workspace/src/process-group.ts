@@ -17,9 +17,9 @@
  *   open, the result is returned after `exitSettleMs` anyway; the child is
  *   left running (an agent may start a server on purpose).
  */
-import { spawn } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import { StringDecoder } from "node:string_decoder";
+import { spawnProcess, whenStarted } from "./spawn-host";
 import type { CommandResult, RunCommandOptions } from "./types";
 import { AGENT_GIT_IDENTITY, WorkspaceOperationError } from "./types";
 
@@ -116,12 +116,14 @@ export function runInProcessGroup(command: string, options: ProcessGroupOptions)
 
   return new Promise((resolve, reject) => {
     const { file, args } = (options.launcher ?? directLauncher)(command, options.cwd);
-    const child = spawn(file, args, {
+    const child = spawnProcess(file, args, {
       cwd: options.cwd,
       env: options.env,
       detached: true,
       stdio: ["ignore", "pipe", "pipe"],
     });
+    const stdout = child.stdout!;
+    const stderr = child.stderr!;
     const decoders = { stdout: new StringDecoder("utf8"), stderr: new StringDecoder("utf8") };
     const timers: NodeJS.Timeout[] = [];
     let stopReason: StopReason | null = null;
@@ -142,18 +144,18 @@ export function runInProcessGroup(command: string, options: ProcessGroupOptions)
       const ready = onOutput?.(stream, text);
       if (!ready) return;
       waiting++;
-      child.stdout.pause();
-      child.stderr.pause();
+      stdout.pause();
+      stderr.pause();
       const resume = () => {
         if (--waiting > 0 || settled) return;
-        child.stdout.resume();
-        child.stderr.resume();
+        stdout.resume();
+        stderr.resume();
         if (exit && !stopReason) settleAfterExit();
       };
       ready.then(resume, resume);
     };
-    child.stdout.on("data", (chunk: Buffer) => emit("stdout", decoders.stdout.write(chunk)));
-    child.stderr.on("data", (chunk: Buffer) => emit("stderr", decoders.stderr.write(chunk)));
+    stdout.on("data", (chunk: Buffer) => emit("stdout", decoders.stdout.write(chunk)));
+    stderr.on("data", (chunk: Buffer) => emit("stderr", decoders.stderr.write(chunk)));
 
     const finish = () => {
       if (settled) return;
@@ -162,8 +164,8 @@ export function runInProcessGroup(command: string, options: ProcessGroupOptions)
       settled = true;
       for (const timer of timers) clearTimeout(timer);
       signal?.removeEventListener("abort", onAbort);
-      child.stdout.destroy();
-      child.stderr.destroy();
+      stdout.destroy();
+      stderr.destroy();
       resolve({
         exitCode: exit?.code ?? null,
         signal: exit?.signal ?? (stopReason && !exit ? "SIGTERM" : null),
@@ -173,16 +175,18 @@ export function runInProcessGroup(command: string, options: ProcessGroupOptions)
     };
 
     const stop = (reason: StopReason) => {
-      if (settled || stopReason || child.pid === undefined) return;
+      if (settled || stopReason) return;
       stopReason = reason;
-      const pgid = child.pid;
-      killProcessGroup(pgid, "SIGTERM");
-      // Not cleared by finish(): the group must die even after the caller has its answer.
-      const killTimer = setTimeout(() => killProcessGroup(pgid, "SIGKILL"), killGraceMs);
-      // Once the output has closed and the group is empty, there is nothing left to kill;
-      // dropping the timer lets a stopping process exit without waiting out the grace period.
-      child.once("close", () => {
-        if (!processGroupAlive(pgid)) clearTimeout(killTimer);
+      // A stop asked while the process is still being started reaches it once it has started.
+      whenStarted(child, (pgid) => {
+        killProcessGroup(pgid, "SIGTERM");
+        // Not cleared by finish(): the group must die even after the caller has its answer.
+        const killTimer = setTimeout(() => killProcessGroup(pgid, "SIGKILL"), killGraceMs);
+        // Once the output has closed and the group is empty, there is nothing left to kill;
+        // dropping the timer lets a stopping process exit without waiting out the grace period.
+        child.once("close", () => {
+          if (!processGroupAlive(pgid)) clearTimeout(killTimer);
+        });
       });
       if (exit) finish();
       else timers.push(setTimeout(finish, options.stopSettleMs ?? 500));

@@ -26,6 +26,7 @@ import type { ReadableStream as WebReadableStream } from "node:stream/web";
 import { Agent, fetch as undiciFetch } from "undici";
 import type { z } from "zod";
 import { byteLimit, type WorkspaceArchiver } from "./archive";
+import type { FeedError } from "./git";
 import {
   CommitReply,
   EditFileReply,
@@ -43,6 +44,7 @@ import {
   type SidecarHealth,
   TrackedFilesReply,
 } from "./sidecar-protocol";
+import type { StdinFeed } from "./spawn-host";
 import type { CommandResult, CommitResult, DirEntry, GrepMatch, RunCommandOptions, ToolExecutor } from "./types";
 import { WORKSPACE_OPERATION_ERROR_CODES, WorkspaceOperationError, WorkspacePathError } from "./types";
 
@@ -78,19 +80,22 @@ const ABORTED: CommandResult = { exitCode: null, signal: null, timedOut: false, 
 const OPERATION_CODES: ReadonlySet<string> = new Set(WORKSPACE_OPERATION_ERROR_CODES);
 
 async function errorFromResponse(response: Response, path?: string): Promise<Error> {
-  const text = await response.text().catch(() => "");
+  return errorFromReply(response.status, await response.text().catch(() => ""), path);
+}
+
+function errorFromReply(status: number, text: string, path?: string): Error {
   let body: ErrorReply | undefined;
   try {
     body = ErrorReply.parse(JSON.parse(text));
   } catch {
-    return new SidecarError(response.status, "BAD_REPLY", `sidecar answered ${response.status}: ${text.slice(0, 200)}`);
+    return new SidecarError(status, "BAD_REPLY", `sidecar answered ${status}: ${text.slice(0, 200)}`);
   }
   const { code, message, reason } = body.error;
   if (code === "PATH_REFUSED") return new WorkspacePathError(path ?? "", reason ?? message);
   if (OPERATION_CODES.has(code)) {
     return new WorkspaceOperationError(code as WorkspaceOperationError["code"], message);
   }
-  return new SidecarError(response.status, code, message);
+  return new SidecarError(status, code, message);
 }
 
 async function* ndjsonLines(body: ReadableStream<Uint8Array>): AsyncGenerator<string> {
@@ -182,6 +187,22 @@ export class SidecarClient implements ToolExecutor, WorkspaceArchiver {
     return this.call("GET", "/health", undefined, HealthReply);
   }
 
+  /**
+   * Whether the sidecar answers (and its agent's sandbox runs), without
+   * reading the workspace: no git, so a warm follow-up's probe costs one round
+   * trip. A sidecar older than this route answers NOT_FOUND ("no route");
+   * /health answers for it.
+   */
+  async alive(): Promise<{ ok: true }> {
+    try {
+      return await this.call("GET", "/alive", undefined, OkReply);
+    } catch (error) {
+      // The sidecar's 404 code is NOT_FOUND, which the client reads as a WorkspaceOperationError.
+      if (error instanceof WorkspaceOperationError && error.code === "NOT_FOUND") return this.health();
+      throw error;
+    }
+  }
+
   async readFile(path: string): Promise<string> {
     return (await this.call("POST", "/files/read", { path }, ReadFileReply, path)).content;
   }
@@ -271,6 +292,30 @@ export class SidecarClient implements ToolExecutor, WorkspaceArchiver {
       deadline.done();
       throw error;
     }
+  }
+
+  /**
+   * packObjects as a StdinFeed: the same request, for the spawn host to pipe
+   * straight into a process (git index-pack), so that the pack never passes
+   * through this process. It fails when nothing moved for the request limit.
+   */
+  packObjectsFeed(tip: string, exclude: readonly string[]): StdinFeed {
+    // The URL this client's own request would use; a unix socket's host part is never resolved.
+    const url = new URL(`${this.transport.baseUrl}/git/pack`);
+    return {
+      endpoint: this.endpoint.startsWith(UNIX_PREFIX) ? this.endpoint : url.origin,
+      method: "POST",
+      path: url.pathname,
+      headers: { authorization: `Bearer ${this.token}`, "content-type": "application/json" },
+      body: JSON.stringify({ tip, exclude }),
+      idleTimeoutMs: this.timeoutMs,
+    };
+  }
+
+  /** The error this client would have thrown for the request a feed made (see packObjectsFeed). */
+  feedError(error: FeedError): Error {
+    if (error.status !== 0) return errorFromReply(error.status, error.reply);
+    return new SidecarError(0, "UNREACHABLE", `sidecar at ${this.endpoint}: ${error.message}`, { cause: error });
   }
 
   /** The workspace's root and its tracked files matching `pathspecs` (see WorkspaceArchiver). */

@@ -1,3 +1,4 @@
+import { getPriority } from "node:os";
 import { PassThrough, Readable } from "node:stream";
 import { describe, expect, it } from "vitest";
 import { GitError, git, gitBuffer, gitOutputStream, runGit } from "../src/git";
@@ -38,6 +39,23 @@ describe("the git runner", () => {
     });
     expect(result.timedOut).toBe(true);
     expect(result.exitCode).toBeNull();
+  });
+
+  it("runs git below the caller's CPU priority when asked to, children it starts at once included", async () => {
+    const dir = await tempDir();
+    // `nice` without arguments prints the niceness it runs at; an alias's shell is git's first
+    // child, started before a priority lowered after the start could have reached git.
+    const niceness = async (lowPriority: boolean) => {
+      const result = await runGit(["-c", "alias.niceness=!nice", "niceness"], {
+        cwd: dir,
+        env: TEST_GIT_ENV,
+        lowPriority,
+      });
+      expect(result.exitCode).toBe(0);
+      return Number(result.stdout.toString().trim());
+    };
+    expect(await niceness(false)).toBe(getPriority());
+    expect(await niceness(true)).toBe(Math.min(19, getPriority() + 10));
   });
 
   it("kills git when it writes more than the output limit, and streams when asked to", async () => {

@@ -73,6 +73,14 @@ export interface TaskOrigin {
 
 type DeliverReason = "turn" | "archive" | "retry";
 
+/** The task, and its delivery with it, was deleted while the delivery was under way. */
+class DeliveryGoneError extends Error {
+  constructor(taskId: string) {
+    super(`task ${taskId} has no delivery`);
+    this.name = "DeliveryGoneError";
+  }
+}
+
 export class DeliveryService {
   private readonly lock = new KeyedMutex();
   private readonly inFlight = new Set<Promise<unknown>>();
@@ -227,7 +235,11 @@ export class DeliveryService {
 
   private background(taskId: string, work: Promise<void>): void {
     const tracked = work
-      .catch((error) => this.log(taskId).error({ reason: this.reason(error) }, "delivery.failed"))
+      .catch((error) => {
+        // A task deleted during its push: nothing is left to record the result on.
+        if (error instanceof DeliveryGoneError) this.log(taskId).info("delivery.task-deleted");
+        else this.log(taskId).error({ reason: this.reason(error) }, "delivery.failed");
+      })
       .finally(() => this.inFlight.delete(tracked));
     this.inFlight.add(tracked);
   }
@@ -407,7 +419,7 @@ export class DeliveryService {
 
   private async write(taskId: string, patch: DeliveryPatch): Promise<TaskDeliveryRow> {
     const row = await this.deps.deliveries.update(taskId, patch);
-    if (!row) throw new Error(`task ${taskId} has no delivery`);
+    if (!row) throw new DeliveryGoneError(taskId);
     this.deps.emit(taskId, toDeliveryDto(row));
     return row;
   }

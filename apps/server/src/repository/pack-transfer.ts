@@ -4,7 +4,11 @@
  *
  * Invariants:
  * - Nothing of a pack is held in this process's memory: packs go from git's
- *   stdout to the caller's stream, and from the caller's stream to git's stdin.
+ *   stdout to the caller's stream, and from the caller's stream to git's
+ *   stdin; a pack fetched over HTTP goes into git without passing through
+ *   this process at all (a StdinFeed, read by the spawn host).
+ * - Transfers run below the server's CPU priority: indexing a 1 GiB pack
+ *   must not keep the API waiting for a core.
  * - Out: only the objects the receiver lacks (a thin pack of the tip's
  *   history beyond the commits the receiver reported having and the mirror
  *   knows). In: a pack is indexed, completed from the mirror's own objects
@@ -13,8 +17,8 @@
  */
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
-import type { Readable } from "node:stream";
-import { PackMeter, type PackStats } from "@repo/workspace";
+import { Readable } from "node:stream";
+import { gitFailure, PackMeter, type PackStats, packObjectCount, type StdinFeed } from "@repo/workspace";
 import { storeGit, storeGitRun, storeGitStream, TRANSFER_TIMEOUT_MS } from "./store-git";
 
 /** More packs than this in a mirror and a save rolls the small ones together. */
@@ -45,17 +49,35 @@ export function packHistory(mirror: string, tip: string, exclude: readonly strin
     cwd: mirror,
     input: `${revisions.join("\n")}\n`,
     timeoutMs: TRANSFER_TIMEOUT_MS,
+    lowPriority: true,
   });
 }
 
-/** Indexes the streamed pack into the mirror, completing a thin pack from the mirror's objects. */
-export async function indexPack(mirror: string, pack: Readable): Promise<PackStats> {
+/**
+ * Indexes the pack into the mirror, completing a thin pack from the mirror's
+ * objects. A StdinFeed is read by the spawn host straight into git (a large
+ * pack then costs this process nothing); a stream passes through here.
+ */
+export async function indexPack(mirror: string, pack: Readable | StdinFeed): Promise<PackStats> {
+  const args = ["index-pack", "--stdin", "--fix-thin"];
+  if (!(pack instanceof Readable)) {
+    const result = await storeGitRun(args, {
+      cwd: mirror,
+      stdinFeed: pack,
+      timeoutMs: TRANSFER_TIMEOUT_MS,
+      lowPriority: true,
+    });
+    if (result.exitCode !== 0) throw gitFailure(args, result);
+    const fed = result.feed ?? { bytes: 0, head: Buffer.alloc(0) };
+    return { objects: packObjectCount(fed.head), bytes: fed.bytes };
+  }
   const meter = new PackMeter();
   pack.once("error", (error) => meter.destroy(error));
-  await storeGit(["index-pack", "--stdin", "--fix-thin"], {
+  await storeGit(args, {
     cwd: mirror,
     stdin: pack.pipe(meter),
     timeoutMs: TRANSFER_TIMEOUT_MS,
+    lowPriority: true,
   });
   return meter.stats;
 }
@@ -65,6 +87,7 @@ export async function isComplete(mirror: string, tip: string, base: string): Pro
   const walk = await storeGitRun(["rev-list", "--objects", "--quiet", tip, `^${base}`], {
     cwd: mirror,
     timeoutMs: TRANSFER_TIMEOUT_MS,
+    lowPriority: true,
   });
   return walk.exitCode === 0;
 }
@@ -81,5 +104,9 @@ export async function isAncestor(mirror: string, ancestor: string, descendant: s
 export async function consolidatePacks(mirror: string): Promise<void> {
   const names = await readdir(join(mirror, "objects", "pack")).catch(() => [] as string[]);
   if (names.filter((name) => name.endsWith(".pack")).length <= MAX_PACKS) return;
-  await storeGit(["repack", "-d", "-q", "--geometric=2"], { cwd: mirror, timeoutMs: TRANSFER_TIMEOUT_MS });
+  await storeGit(["repack", "-d", "-q", "--geometric=2"], {
+    cwd: mirror,
+    timeoutMs: TRANSFER_TIMEOUT_MS,
+    lowPriority: true,
+  });
 }

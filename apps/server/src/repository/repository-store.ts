@@ -24,7 +24,7 @@ import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { setTimeout as delay } from "node:timers/promises";
-import type { PackStats } from "@repo/workspace";
+import type { PackStats, StdinFeed } from "@repo/workspace";
 import { WorkspaceError, WorkspaceSaveError } from "../errors";
 import { KeyedMutex } from "../utils/keyed-mutex";
 import { consolidatePacks, indexPack, isAncestor, isComplete, knownCommits, packHistory } from "./pack-transfer";
@@ -279,7 +279,7 @@ export class RepositoryStore {
   async receivePack(
     repoUrl: string,
     branch: string,
-    pack: Readable,
+    pack: Readable | StdinFeed,
     { base, head }: { base: string; head: string },
   ): Promise<PackStats> {
     const mirror = this.mirrorPath(repoUrl);

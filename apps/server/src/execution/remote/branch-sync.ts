@@ -10,19 +10,23 @@
  *   saved commit, and streams back only the objects of the new commits.
  *
  * Nothing of a pack passes through this process's memory: HTTP bodies are
- * piped to and from git processes. Every failure of a save is one
+ * piped to and from git processes, and a saved pack goes from the sidecar
+ * into the store's git through the spawn host without passing through this
+ * process at all. Every failure of a save is one
  * WorkspaceSaveError with its reason.
  */
 import type { Readable } from "node:stream";
 import type { TaskRow } from "@repo/db";
 import { InitStatus } from "@repo/types";
 import {
+  FeedError,
   GitError,
   PackMeter,
   type PackStats,
   SaveRefusedError,
   type SidecarClient,
   SidecarError,
+  spawnHostRunning,
 } from "@repo/workspace";
 import { errorMessage, WorkspaceError, WorkspaceSaveError } from "../../errors";
 import type { Logger } from "../../logger";
@@ -97,8 +101,11 @@ export async function saveBranch(
   try {
     const saved = await client.saveBranch(branch, base, message);
     if (saved.head !== base) {
-      pack = await client.packObjects(saved.head, [base]);
-      sent = await store.receivePack(task.repoUrl, branch, pack, { base, head: saved.head });
+      // Through the spawn host the pack goes from the sidecar into git without passing through
+      // this process: a 1 GiB save then costs the server's event loop nothing.
+      if (!spawnHostRunning()) pack = await client.packObjects(saved.head, [base]);
+      const source = pack ?? client.packObjectsFeed(saved.head, [base]);
+      sent = await store.receivePack(task.repoUrl, branch, source, { base, head: saved.head });
     }
     log.info(
       {
@@ -116,8 +123,18 @@ export async function saveBranch(
     return { head: saved.head, sent };
   } catch (error) {
     pack?.destroy();
-    throw toSaveError(error);
+    // A pack request the sidecar refused or never answered fails as the same request made here would have.
+    const fed = feedErrorIn(error);
+    const refused = fed && !fed.byProcess && (fed.status !== 0 || fed.bytes === 0);
+    throw toSaveError(refused ? client.feedError(fed) : error);
   }
+}
+
+function feedErrorIn(error: unknown): FeedError | null {
+  for (let cause = error; cause instanceof Error; cause = cause.cause) {
+    if (cause instanceof FeedError) return cause;
+  }
+  return null;
 }
 
 /** The one error a failed save becomes, with its reason. */

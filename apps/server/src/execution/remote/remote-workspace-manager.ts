@@ -31,7 +31,11 @@
  * probe() tells a sandbox that answers from one that is gone (nothing left
  * to save) and from one that is silent (its process runs but does not
  * answer, or its token cannot be opened): a silent sandbox may still hold
- * unsaved work and is never destroyed here on that ground.
+ * unsaved work and is never destroyed here on that ground. "Answers" is the
+ * sidecar's /alive, which reads nothing of the workspace: a warm follow-up
+ * pays one round trip for it, not the two git processes in the agent's
+ * sandbox that /health (the head and branch, for WAIT_VM_READY and
+ * VERIFY_VM_WORKSPACE) costs.
  */
 import { randomBytes, randomUUID } from "node:crypto";
 import { type Db, type TaskRow, vmSessions } from "@repo/db";
@@ -297,7 +301,7 @@ export class RemoteWorkspaceManager implements WorkspaceManager {
 
   private async answers(vm: LiveVm): Promise<boolean> {
     try {
-      return (await vm.probe.health()).ok === true;
+      return (await vm.probe.alive()).ok === true;
     } catch {
       return false;
     }

@@ -16,6 +16,11 @@
  *   launcher writes its own pid, then becomes bubblewrap; launch.ts).
  * - remove() ends whatever is still in the cgroup and deletes it; it is
  *   idempotent.
+ * - All sandboxes together weigh a quarter of the server when the CPU is
+ *   contended (the parent's cpu.shares / cpu.weight): a sandbox that keeps
+ *   every core busy cannot keep the API, the status events or the store's git
+ *   waiting. The weight only orders contended time: an idle server leaves
+ *   every core to the sandboxes, up to each one's SANDBOX_CPUS quota.
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { readFile, rmdir, writeFile } from "node:fs/promises";
@@ -27,6 +32,8 @@ export type Controller = "memory" | "pids" | "cpu";
 const CONTROLLERS: readonly Controller[] = ["memory", "pids", "cpu"];
 const PARENT = "umbra-sandboxes";
 const CPU_PERIOD_US = 100_000;
+/** The sandboxes' parent's CPU weight: a quarter of a default group's (v1 cpu.shares 1024, v2 cpu.weight 100). */
+const SANDBOXES_CPU_WEIGHT = { 1: ["cpu.shares", "256"], 2: ["cpu.weight", "25"] } as const;
 
 export interface CgroupLimits {
   /** Memory limit, MB. */
@@ -48,6 +55,8 @@ export interface CgroupSupport {
   controllers: Partial<Record<Controller, ControllerHome>>;
   /** Why a controller cannot be used. */
   missing: Partial<Record<Controller, string>>;
+  /** Why the sandboxes' CPU weight could not be lowered below the server's. */
+  weightProblem?: string;
 }
 
 /** One sandbox's cgroups, as recorded in vm.json. */
@@ -115,6 +124,16 @@ function enableV2(dir: string, controllers: Controller[]): string | null {
   }
 }
 
+/** Gives the sandboxes' parent cgroup its lowered CPU weight; notes why not in `support`. */
+function lowerWeight(support: CgroupSupport, parent: string, version: 1 | 2): void {
+  const [file, value] = SANDBOXES_CPU_WEIGHT[version];
+  try {
+    writeFileSync(join(parent, file), value);
+  } catch (error) {
+    support.weightProblem = `cannot write ${join(parent, file)}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`;
+  }
+}
+
 export interface DetectOptions {
   /** Contents of /proc/self/mountinfo and /proc/self/cgroup (injected by tests). */
   mountinfo?: string;
@@ -143,6 +162,7 @@ export function detectCgroups(options: DetectOptions = {}): CgroupSupport {
       const problem = tryMkdir(parent);
       if (problem) support.missing[controller] = problem;
       else support.controllers[controller] = { version: 1, parent };
+      if (!problem && controller === "cpu") lowerWeight(support, parent, 1);
       continue;
     }
     v2Wanted.push(controller);
@@ -167,6 +187,7 @@ export function detectCgroups(options: DetectOptions = {}): CgroupSupport {
   if (usable.length === 0) return support;
   const parent = join(ownDir, PARENT);
   const problem = enableV2(ownDir, usable) ?? tryMkdir(parent) ?? enableV2(parent, usable);
+  if (!problem && usable.includes("cpu")) lowerWeight(support, parent, 2);
   for (const c of usable) {
     if (problem) support.missing[c] = problem;
     else support.controllers[c] = { version: 2, parent };

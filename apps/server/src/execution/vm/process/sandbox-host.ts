@@ -101,6 +101,14 @@ export function reportHostSupport(host: HostSupport, log: ProviderLogger): void 
       `LIMIT NOT ENFORCED: ${SETTING[controller]} (${controller} cgroup): ${reason}`,
     );
   }
+  if (host.cgroups.weightProblem) {
+    warnOnce(
+      log,
+      "cpu-weight",
+      { reason: host.cgroups.weightProblem },
+      `SANDBOX CPU PRIORITY NOT LOWERED: busy sandboxes compete with the server on equal terms (${host.cgroups.weightProblem})`,
+    );
+  }
   if (!host.volume.enforced) {
     warnOnce(
       log,

@@ -16,14 +16,11 @@
  * - unmountVolume() is idempotent and runs before the sandbox's directory is
  *   removed (removing through a mount would fail on the mount point).
  */
-import { execFile } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { chown, mkdir, open, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { promisify } from "node:util";
+import { runProgram } from "@repo/workspace";
 import { findOnPath } from "./bubblewrap";
-
-const run = promisify(execFile);
 
 export interface VolumeSupport {
   enforced: boolean;
@@ -72,7 +69,7 @@ export async function createVolume(
     }
     // -m 0: no blocks reserved for root (nothing runs as root inside); the lazy options skip
     // zeroing metadata an empty sparse file already holds as zeros.
-    await run(tool("mkfs.ext4"), [
+    await runProgram(tool("mkfs.ext4"), [
       "-q",
       "-F",
       "-m",
@@ -81,7 +78,7 @@ export async function createVolume(
       `lazy_itable_init=1,lazy_journal_init=1,root_owner=${owner.uid}:${owner.gid}`,
       image,
     ]);
-    await run(tool("mount"), ["-o", "loop,nosuid,nodev,noatime,discard,noinit_itable", image, mountPoint]);
+    await runProgram(tool("mount"), ["-o", "loop,nosuid,nodev,noatime,discard,noinit_itable", image, mountPoint]);
   }
   await chown(mountPoint, owner.uid, owner.gid);
   for (const name of ["workspace", "tmp"]) {
@@ -109,10 +106,10 @@ export async function unmountVolume(dir: string): Promise<void> {
   const mountPoint = join(dir, "volume");
   if (isMounted(mountPoint)) {
     try {
-      await run(tool("umount"), [mountPoint]);
+      await runProgram(tool("umount"), [mountPoint]);
     } catch {
       // Busy (a process that is still exiting): detach now, the kernel frees it when unused.
-      await run(tool("umount"), ["-l", mountPoint]);
+      await runProgram(tool("umount"), ["-l", mountPoint]);
     }
   }
   await rm(join(dir, "volume.img"), { force: true });
