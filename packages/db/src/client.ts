@@ -6,8 +6,8 @@
  */
 import { execFile } from "node:child_process";
 import { existsSync, mkdirSync } from "node:fs";
-import { join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
 import { PGlite } from "@electric-sql/pglite";
 import type { SQL } from "drizzle-orm";
 import { drizzle as drizzlePg } from "drizzle-orm/node-postgres";
@@ -22,7 +22,14 @@ import * as schema from "./schema";
 export type Schema = typeof schema;
 export type Db = PgDatabase<PgQueryResultHKT, Schema>;
 
-export const MIGRATIONS_FOLDER = fileURLToPath(new URL("../drizzle", import.meta.url));
+/**
+ * This package's directory, found through its name rather than this file's
+ * location: in the bundled server (scripts/build-server.mjs) this code runs
+ * from apps/server/dist, where a path relative to the file would miss.
+ */
+const PACKAGE_DIR = dirname(createRequire(import.meta.url).resolve("@repo/db/package.json"));
+
+export const MIGRATIONS_FOLDER = join(PACKAGE_DIR, "drizzle");
 
 /** Any Postgres advisory-lock key; held while migrating so concurrent servers don't race. */
 const MIGRATION_LOCK_KEY = 7_426_113;
@@ -98,7 +105,7 @@ async function openPglite(dataDir: string | undefined): Promise<Database> {
  * process instead of staying in this one (a worker thread gave back too little).
  */
 function initializePglite(path: string): Promise<void> {
-  const script = fileURLToPath(new URL("./pglite-init.mjs", import.meta.url));
+  const script = join(PACKAGE_DIR, "src", "pglite-init.mjs");
   const args = JSON.stringify({ path, startParams: PGLITE_START_PARAMS, migrationsFolder: MIGRATIONS_FOLDER });
   return new Promise((resolve, reject) => {
     execFile(process.execPath, [script, args], { maxBuffer: 1024 * 1024 }, (error, _stdout, stderr) => {
@@ -116,6 +123,7 @@ async function openPostgres(url: string, options: OpenDatabaseOptions): Promise<
   // ends the process. Every client gets a listener; the statement in flight fails on its own.
   pool.on("connect", (client) => client.on("error", (error) => options.onPoolError?.(error)));
   pool.on("error", () => {}); // an idle client's error, already reported by its own listener
+  returnEndedConnections(pool);
   const db = drizzlePg(pool, { schema });
   let closed = false;
   return {
@@ -128,6 +136,37 @@ async function openPostgres(url: string, options: OpenDatabaseOptions): Promise<
       await pool.end();
     },
   };
+}
+
+/**
+ * A checked-out connection that ends (terminated by the server, the network
+ * gone) goes back to the pool at once, as broken, and a later release of it
+ * does nothing. Without this a holder that never releases a dead connection
+ * keeps it counted forever, and `pool.end()` never returns: drizzle's
+ * transaction sends BEGIN before its try/finally, so a connection that dies
+ * between the checkout and BEGIN is never released.
+ */
+function returnEndedConnections(pool: pg.Pool): void {
+  const connect = pool.connect.bind(pool) as (...args: unknown[]) => unknown;
+  const connectReturning = async (): Promise<pg.PoolClient> => {
+    const client = (await connect()) as pg.PoolClient;
+    const release = client.release;
+    let released = false;
+    const onEnd = () => giveBack(new Error("the connection ended while it was checked out"));
+    const giveBack = (error?: Error | boolean) => {
+      if (released) return;
+      released = true;
+      client.removeListener("end", onEnd);
+      release(error);
+    };
+    client.release = giveBack;
+    client.once("end", onEnd);
+    return client;
+  };
+  // pool.query checks out through the callback form and releases on its own; only the promise
+  // form hands a connection to a holder.
+  pool.connect = ((...args: unknown[]) =>
+    args.length > 0 ? connect(...args) : connectReturning()) as typeof pool.connect;
 }
 
 async function migratePostgres(url: string): Promise<void> {

@@ -4,8 +4,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { openDatabase, queryRows, tasks } from "@repo/db";
 import { eq, sql } from "drizzle-orm";
+import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
-import { createScratchPostgres, databaseTargets } from "../../../test/support/databases";
+import { createScratchPostgres, databaseTargets, POSTGRES_ADMIN_URL } from "../../../test/support/databases";
 
 const targets = await databaseTargets();
 
@@ -92,5 +93,34 @@ describe.each(targets)("schema constraints on $name", (target) => {
     const count = await db.select({ n: sql<number>`count(*)::int` }).from(tasks);
     expect(count[0]?.n).toBe(1);
     await database.close();
+  });
+});
+
+describe.runIf(targets.some((t) => t.name === "postgres"))("Postgres connections", () => {
+  it("give a checked-out connection that ends back to the pool, so closing never waits on it", async () => {
+    const scratch = await createScratchPostgres();
+    const admin = new pg.Client({ connectionString: POSTGRES_ADMIN_URL });
+    await admin.connect();
+    try {
+      const database = await openDatabase({ databaseUrl: scratch.url });
+      const pool = (database.db as unknown as { $client: pg.Pool }).$client;
+      // Checked out as a transaction checks out, then ended by the server before its holder releases it
+      // (as when a transaction's BEGIN fails on a connection terminated a moment before).
+      const client = await pool.connect();
+      const backend = (await client.query<{ pid: number }>("SELECT pg_backend_pid() AS pid")).rows[0]!.pid;
+      const ended = new Promise((resolve) => client.once("end", resolve));
+      await admin.query("SELECT pg_terminate_backend($1)", [backend]);
+      await ended;
+      expect(pool.totalCount).toBe(0);
+      const closed = await Promise.race([
+        database.close().then(() => "closed"),
+        new Promise((resolve) => setTimeout(() => resolve("still waiting after 5 s"), 5_000)),
+      ]);
+      expect(closed).toBe("closed");
+      expect(() => client.release()).not.toThrow(); // the holder's own release, later, does nothing
+    } finally {
+      await admin.end();
+      await scratch.drop();
+    }
   });
 });
