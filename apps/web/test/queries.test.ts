@@ -1,6 +1,6 @@
 import { QueryClient } from "@tanstack/react-query";
 import { describe, expect, it } from "vitest";
-import { applyStatusEvent, mergeTask, queryKeys, storeTask } from "../src/api/queries";
+import { applyStatusEvent, lacksPreparedWorkspace, mergeTask, queryKeys, storeTask } from "../src/api/queries";
 import type { Task } from "../src/api/schemas";
 import { searchTasks } from "../src/pages/task-list-page";
 
@@ -42,6 +42,37 @@ describe("the query cache", () => {
     };
     expect(applyStatusEvent(TASK, event)).toMatchObject({ status: "COMPLETED", updatedAt: event.timestamp });
     expect(applyStatusEvent(TASK, { ...event, timestamp: "2030-01-01T00:00:01.000Z" })).toBe(TASK);
+  });
+
+  it("reads the task again while a status event leaves it without its prepared workspace", () => {
+    const opened = {
+      ...TASK,
+      status: "INITIALIZING" as const,
+      initStatus: "PREPARE_WORKSPACE" as const,
+      baseCommitSha: null,
+    };
+    const event = {
+      taskId: "t1",
+      status: "INITIALIZING" as const,
+      initStatus: "INDEX_REPOSITORY" as const,
+      scheduledCleanupAt: null,
+      errorMessage: null,
+      initializationError: null,
+      timestamp: "2030-01-01T00:00:30.000Z",
+    };
+    const after = applyStatusEvent(opened, event);
+    expect(after.baseCommitSha).toBeNull();
+    expect(lacksPreparedWorkspace(opened, after)).toBe(true);
+    expect(
+      lacksPreparedWorkspace(opened, applyStatusEvent(opened, { ...event, initStatus: "ACTIVE", status: "RUNNING" })),
+    ).toBe(true);
+    // Once the snapshot has it, or when nothing moved, no read.
+    expect(
+      lacksPreparedWorkspace(TASK, applyStatusEvent(TASK, { ...event, status: "COMPLETED", initStatus: "ACTIVE" })),
+    ).toBe(false);
+    expect(
+      lacksPreparedWorkspace(opened, applyStatusEvent(opened, { ...event, initStatus: "PREPARE_WORKSPACE" })),
+    ).toBe(false);
   });
 
   it("writes a snapshot into the task's entry and into the list", () => {

@@ -69,6 +69,16 @@ export function applyStatusEvent(current: Task, event: TaskStatusUpdateEvent): T
   });
 }
 
+/**
+ * Whether a status event left the snapshot short of what only a full read
+ * has: the base commit (and with it the Files tab) is set while the workspace
+ * is first prepared, and status events do not carry it. A page opened before
+ * that reads the task again at each step until it has it.
+ */
+export function lacksPreparedWorkspace(before: Task, after: Task): boolean {
+  return after.baseCommitSha === null && after.initStatus !== before.initStatus;
+}
+
 /** Writes a task snapshot into the task's own entry and into the list. */
 export function storeTask(client: QueryClient, task: Task): void {
   client.setQueryData<Task>(queryKeys.task(task.id), (current) => mergeTask(current, task));

@@ -21,6 +21,7 @@ import {
   applyStatusEvent,
   forgetTask,
   invalidateTurnResults,
+  lacksPreparedWorkspace,
   queryKeys,
   storeTask,
   useDiffQuery,
@@ -111,6 +112,7 @@ export function useTaskLive(taskId: string): TaskLive {
       const after = applyStatusEvent(before, event);
       store(after);
       if (!isBusy(before) && isBusy(after)) void client.invalidateQueries({ queryKey: queryKeys.messages(taskId) });
+      if (lacksPreparedWorkspace(before, after)) void client.invalidateQueries({ queryKey: queryKeys.task(taskId) });
     },
     onInitProgress: (event) => dispatch({ type: "init-progress", event }),
     onStreamChunk: onChunk,
