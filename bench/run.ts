@@ -7,6 +7,7 @@
  *   npm run bench                        every section, full counts
  *   npm run bench -- --quick             smaller counts, to try it out
  *   npm run bench -- --only due-query    one section (repeatable)
+ *   npm run bench -- --only save-memory/remote-postgres   one variant of one
  *   npm run bench -- --out file.json     write the figures elsewhere
  *
  * Runs with --quick or --only write bench/results/scratch.json unless --out
@@ -38,12 +39,16 @@ const { values } = parseArgs({
 });
 const quick = values.quick ?? false;
 const only = values.only ?? [];
-const unknown = only.filter((name) => !SECTIONS.some((s) => s.name === name));
+/** Whether `--only` asks for this section's variant (`name` takes them all, `name/variant` one). */
+const wanted = (name: string, variant: string | undefined) =>
+  only.length === 0 || only.includes(name) || (variant !== undefined && only.includes(`${name}/${variant}`));
+const keys = SECTIONS.flatMap((s) => [s.name, ...(s.variants ?? []).map((v) => `${s.name}/${v}`)]);
+const unknown = only.filter((key) => !keys.includes(key));
 if (unknown.length > 0) {
-  console.error(`unknown section(s): ${unknown.join(", ")}; sections: ${SECTIONS.map((s) => s.name).join(", ")}`);
+  console.error(`unknown section(s): ${unknown.join(", ")}; sections: ${keys.join(", ")}`);
   process.exit(2);
 }
-const selected = only.length > 0 ? SECTIONS.filter((s) => only.includes(s.name)) : SECTIONS;
+const selected = SECTIONS.filter((s) => (s.variants ?? [undefined]).some((v) => wanted(s.name, v)));
 const out = resolve(values.out ?? join(RESULTS_DIR, quick || only.length > 0 ? "scratch.json" : "latest.json"));
 
 function runSection(name: string, variant: string | undefined): Promise<SectionMessage> {
@@ -75,6 +80,7 @@ const results: Record<string, unknown> = {};
 let failed = false;
 for (const section of selected) {
   for (const variant of section.variants ?? [undefined]) {
+    if (!wanted(section.name, variant)) continue;
     const sectionStarted = performance.now();
     const key = variant ? `${section.name}/${variant}` : section.name;
     console.log(`\n== ${section.title}${variant ? `, ${variant}` : ""} (${key})`);

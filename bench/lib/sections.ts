@@ -10,7 +10,9 @@ import { outputFloodSection } from "../sections/output-flood";
 import { reinitLargeSection } from "../sections/reinit-large";
 import { saveCostSection } from "../sections/save-cost";
 import { saveMemorySection } from "../sections/save-memory";
+import { serverMemorySection } from "../sections/server-memory";
 import { timeToActiveSection } from "../sections/time-to-active";
+import { warmSandboxesSection } from "../sections/warm-sandboxes";
 import type { Section } from "./section";
 
 export const SECTIONS: readonly Section[] = [
@@ -26,4 +28,6 @@ export const SECTIONS: readonly Section[] = [
   environmentCacheSection,
   outputFloodSection,
   crossServerStopSection,
+  serverMemorySection,
+  warmSandboxesSection,
 ];

@@ -18,7 +18,7 @@
 import { type Database, openDatabase } from "@repo/db";
 import { createScratchPostgres, postgresAvailable } from "../../test/support/databases";
 import { StatusClient } from "../lib/client";
-import { peakRss, RssSampler, resetPeakRss, type SandboxMemory, sandboxMemory } from "../lib/memory";
+import { peakRss, RssSampler, resetPeakRss, type SandboxMemory, sandboxMemory, settleMemory } from "../lib/memory";
 import { createSmallRepo, settleDisk } from "../lib/repos";
 import type { Row, Section, SectionResult } from "../lib/section";
 import { type Mode, startBenchServer } from "../lib/server";
@@ -40,11 +40,7 @@ async function runConcurrent(mode: Mode, count: number, log: (m: string) => void
 
     for (let i = 0; i < count; i++) clients.push(await StatusClient.connect(s.t.url));
     settleDisk();
-    // A collection gives its pages back to the system over the next moments; let that finish before the baseline.
-    for (let i = 0; i < 2; i++) {
-      globalThis.gc?.();
-      await new Promise((resolve) => setTimeout(resolve, 400));
-    }
+    await settleMemory();
     const baselineRss = process.memoryUsage.rss();
     const hwmReset = resetPeakRss();
     const sampler = new RssSampler(50);

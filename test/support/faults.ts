@@ -1,4 +1,4 @@
-import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { TaskDto } from "@repo/types";
 import { ProcessVmProvider } from "../../apps/server/src/execution/vm/process/process-provider";
@@ -110,7 +110,12 @@ export function freezeSandbox(record: SandboxRecordView): void {
   process.kill(-record.pid, "SIGSTOP");
 }
 
-/** Destroys a data directory's remaining sandboxes with the provider's own records, as an operator would. */
+/**
+ * Destroys a data directory's remaining sandboxes with the provider's own
+ * records, as an operator would; returns those that still ran. Dead ones are
+ * destroyed too: a sandbox killed with its server still has its cgroups, its
+ * volume and its uid to give back.
+ */
 export async function destroySandboxes(dataDir: string): Promise<string[]> {
   const provider = new ProcessVmProvider({
     dataDir,
@@ -118,7 +123,14 @@ export async function destroySandboxes(dataDir: string): Promise<string[]> {
     logger: createLogger("silent"),
   });
   const listed = await provider.list({ [UMBRA_LABELS.managedBy]: UMBRA_MANAGED_BY });
-  for (const vm of listed) await provider.destroy(vm.externalId);
+  let recorded: string[] = [];
+  try {
+    recorded = readdirSync(join(dataDir, "vms"));
+  } catch {
+    // no sandbox was ever made here
+  }
+  // destroy() ignores a name that is not a task id.
+  for (const id of new Set([...listed.map((vm) => vm.externalId), ...recorded])) await provider.destroy(id);
   return listed.map((vm) => vm.externalId);
 }
 

@@ -16,7 +16,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { ServerProcess } from "./server-process";
+import { type ServerProcess, taskRequest } from "./server-process";
 
 const LOOP_PROBE = fileURLToPath(new URL("./loop-probe.mjs", import.meta.url));
 
@@ -47,6 +47,20 @@ export function rssMb(pid: number): number {
   return match ? Number(match[1]) / 1024 : Number.NaN;
 }
 
+/** The server's RSS; a server that has exited fails the measurement with what it printed last. */
+function serverRssMb(server: ServerProcess): number {
+  if (server.child.exitCode === null && server.child.signalCode === null) {
+    try {
+      return rssMb(server.pid);
+    } catch {
+      // It exited between the check and the read.
+    }
+  }
+  throw new Error(
+    `the server exited during the turn (${server.child.exitCode ?? server.child.signalCode ?? "status unknown"}):\n${server.output().slice(-4000)}`,
+  );
+}
+
 /**
  * Creates the flooding task and probes health every `intervalMs` from the
  * moment it runs until its turn has ended (or `timeoutMs` passed).
@@ -55,21 +69,39 @@ export async function floodTask(
   server: ServerProcess,
   repoUrl: string,
   bytes: number,
+  options: { intervalMs?: number; timeoutMs?: number } = {},
+): Promise<FloodResult> {
+  return measureTurn(
+    server,
+    async () => {
+      const created = await server.api<{ task: { id: string } }>("POST", "/api/tasks", {
+        repoUrl,
+        message: `head -c ${bytes} /dev/urandom | base64`,
+      });
+      if (created.status !== 201) throw new Error(`POST /api/tasks answered ${created.status}: ${created.text}`);
+      return created.body.task.id;
+    },
+    options,
+  );
+}
+
+/**
+ * Starts a turn (`start` sends the request and gives the task's id) and
+ * probes health every `intervalMs` from the moment the turn runs until it
+ * has ended (or `timeoutMs` passed), reading the server's RSS each time.
+ */
+export async function measureTurn(
+  server: ServerProcess,
+  start: () => Promise<string>,
   { intervalMs = 20, timeoutMs = 300_000 } = {},
 ): Promise<FloodResult> {
-  const rssBeforeMb = rssMb(server.pid);
-  const created = await server.api<{ task: { id: string } }>("POST", "/api/tasks", {
-    repoUrl,
-    message: `head -c ${bytes} /dev/urandom | base64`,
-  });
-  if (created.status !== 201) throw new Error(`POST /api/tasks answered ${created.status}: ${created.text}`);
-  const taskId = created.body.task.id;
-  const status = async () =>
-    (await server.api<{ task: { status: string } }>("GET", `/api/tasks/${taskId}`)).body.task.status;
+  const rssBeforeMb = serverRssMb(server);
+  const taskId = await start();
+  const status = async (): Promise<string> => (await taskRequest(server, "GET", `/api/tasks/${taskId}`)).status;
   const deadline = Date.now() + timeoutMs;
   let current = await status();
   while (current === "INITIALIZING") {
-    if (Date.now() > deadline) throw new Error("the flooding task never started its turn");
+    if (Date.now() > deadline) throw new Error("the task never started its turn");
     await new Promise((resolve) => setTimeout(resolve, intervalMs));
     current = await status();
   }
@@ -86,13 +118,13 @@ export async function floodTask(
     const reply = await fetch(`${server.url}/api/health`, { signal: AbortSignal.timeout(timeoutMs) });
     await reply.text();
     healthMs.push(performance.now() - asked);
-    rssMaxMb = Math.max(rssMaxMb, rssMb(server.pid));
+    rssMaxMb = Math.max(rssMaxMb, serverRssMb(server));
     if (probe % 5 === 0) current = await status();
     await new Promise((resolve) => setTimeout(resolve, intervalMs));
   }
   const turnMs = performance.now() - started;
   const endedAt = Date.now();
-  const rssAfterMb = rssMb(server.pid);
+  const rssAfterMb = serverRssMb(server);
   return { taskId, status: current, turnMs, startedAt, endedAt, healthMs, rssBeforeMb, rssMaxMb, rssAfterMb };
 }
 
@@ -103,7 +135,7 @@ export function loopProbeEnv(file: string): Record<string, string> {
 
 /** Main-thread CPU per event-loop tick (ms) between `from` and `to` (epoch ms), from the probe's file. */
 export function loopHolds(file: string, from: number, to: number): number[] {
-  const samples = JSON.parse(readFileSync(file, "utf8")) as [number, number, number][];
+  const samples = JSON.parse(readFileSync(file, "utf8")) as [number, number, number, number][];
   return samples.filter(([at]) => at >= from && at <= to).map(([, , cpuMs]) => cpuMs);
 }
 

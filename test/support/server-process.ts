@@ -13,9 +13,12 @@ import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import type { TaskDto } from "@repo/types";
 
 const REPO_ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const MAIN = join(REPO_ROOT, "apps/server/src/main.ts");
+/** What `npm start` runs, once `npm run build:server` has written it. */
+export const SERVER_BUNDLE = join(REPO_ROOT, "apps/server/dist/main.mjs");
 
 const running = new Set<ChildProcess>();
 
@@ -36,6 +39,11 @@ export interface ServerProcessOptions {
    * other servers of this machine it then looks like a server on another host.
    */
   hostname?: string;
+  /**
+   * Run the bundled server as `npm start` does (SERVER_BUNDLE, built by the caller) instead of the
+   * sources through tsx. Default false.
+   */
+  bundled?: boolean;
 }
 
 export interface ServerProcess {
@@ -86,7 +94,7 @@ export async function spawnServer(options: ServerProcessOptions): Promise<Server
     LOG_LEVEL: "info",
     ...options.env,
   };
-  const node = [process.execPath, "--import", "tsx", MAIN];
+  const node = options.bundled ? [process.execPath, SERVER_BUNDLE] : [process.execPath, "--import", "tsx", MAIN];
   const [command, args] = options.hostname
     ? ["unshare", ["--uts", "--", "sh", "-c", 'hostname "$0" && exec "$@"', options.hostname, ...node]]
     : [node[0]!, node.slice(1)];
@@ -148,6 +156,36 @@ export async function spawnServer(options: ServerProcessOptions): Promise<Server
       await server.kill();
       throw new Error(`server not healthy after ${timeoutMs / 1000} s:\n${output.slice(-3000)}`);
     }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** A request to a route that answers a task; throws with the answer unless it is 2xx. */
+export async function taskRequest(
+  server: ServerProcess,
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<TaskDto> {
+  const reply = await server.api<{ task: TaskDto }>(method, path, body);
+  if (reply.status >= 300) throw new Error(`${method} ${path} answered ${reply.status}: ${reply.text}`);
+  return reply.body.task;
+}
+
+/** Polls the task until it is `status`; throws if it ends otherwise (FAILED, STOPPED, COMPLETED) or `timeoutMs` passes. */
+export async function waitForTaskStatus(
+  server: ServerProcess,
+  taskId: string,
+  status: TaskDto["status"],
+  timeoutMs = 60_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const task = await taskRequest(server, "GET", `/api/tasks/${taskId}`);
+    if (task.status === status) return;
+    if (["COMPLETED", "FAILED", "STOPPED"].includes(task.status))
+      throw new Error(`task ended ${task.status}, not ${status}`);
+    if (Date.now() > deadline) throw new Error(`task still ${task.status} after ${timeoutMs / 1000} s, not ${status}`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }
