@@ -173,7 +173,7 @@ async function gitCommit({ req, res, executor }: RouteContext) {
 
 async function gitSave({ req, res, executor }: RouteContext) {
   const body = await readJson(req, protocol.SaveRequest, JSON_LIMIT);
-  await assertBranchName(body.branch);
+  assertBranchName(body.branch);
   sendJson(res, 200, await saveWorkspace(executor.root, body));
 }
 

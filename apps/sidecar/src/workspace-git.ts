@@ -34,8 +34,8 @@ const INCOMING_REF = "refs/umbra/incoming";
 /** Objects above this size are neither deltified nor held whole in memory by git. */
 const BIG_FILE_CONFIG = ["-c", "core.bigFileThreshold=64m"];
 
-export async function assertBranchName(branch: string): Promise<void> {
-  if (!(await isValidBranchName(branch))) {
+export function assertBranchName(branch: string): void {
+  if (!isValidBranchName(branch)) {
     throw new HttpError(400, "VALIDATION_ERROR", `${JSON.stringify(branch)} is not a valid branch name`);
   }
 }
@@ -115,7 +115,7 @@ async function indexPack(root: string, tip: string, pack: Readable): Promise<voi
 
 /** Makes `root` a checkout of `branch` at `tip`, with the objects the streamed `pack` brings. */
 export async function receiveBranch(root: string, branch: string, tip: string, pack: Readable) {
-  await assertBranchName(branch);
+  assertBranchName(branch);
   const { run, probe } = workspaceGit(root);
   const hadRepository = await prepareForReceive(root, branch);
   await indexPack(root, tip, pack);

@@ -364,9 +364,19 @@ export async function isWorkingTreeClean(cwd: string, env?: NodeJS.ProcessEnv): 
   return status.length === 0;
 }
 
-/** True when `name` is a valid branch name for git. */
-export async function isValidBranchName(name: string): Promise<boolean> {
-  if (name.startsWith("-")) return false;
-  const result = await runGit(["check-ref-format", `refs/heads/${name}`], { cwd: "/" });
-  return result.exitCode === 0;
+/**
+ * True when `name` is a valid branch name for git: `git check-ref-format`'s
+ * rules for refs/heads/<name>, and `git branch`'s refusal of a leading "-"
+ * and of "HEAD". Checked here rather than by running git, so that a git that
+ * fails to run (a busy sandbox) can never turn a valid name into "not valid".
+ */
+export function isValidBranchName(name: string): boolean {
+  if (name === "" || name === "HEAD" || name.startsWith("-")) return false;
+  if (name.startsWith("/") || name.endsWith("/") || name.endsWith(".") || name.includes("//")) return false;
+  if (name.includes("..") || name.includes("@{") || /[ ~^:?*[\\]/.test(name)) return false;
+  for (let i = 0; i < name.length; i++) {
+    const code = name.charCodeAt(i);
+    if (code < 0x20 || code === 0x7f) return false; // control characters and DEL
+  }
+  return name.split("/").every((part) => !part.startsWith(".") && !part.endsWith(".lock"));
 }

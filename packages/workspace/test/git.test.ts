@@ -1,7 +1,8 @@
+import { spawnSync } from "node:child_process";
 import { getPriority } from "node:os";
 import { PassThrough, Readable } from "node:stream";
 import { describe, expect, it } from "vitest";
-import { GitError, git, gitBuffer, gitOutputStream, runGit } from "../src/git";
+import { GitError, git, gitBuffer, gitOutputStream, isValidBranchName, runGit } from "../src/git";
 import { initRepo, TEST_GIT_ENV, tempDir } from "./helpers";
 
 describe("the git runner", () => {
@@ -145,5 +146,85 @@ describe("the git runner", () => {
     stream.destroy();
     await new Promise((resolve) => stream.once("close", resolve));
     expect(Date.now() - started).toBeLessThan(5000);
+  });
+});
+
+describe("isValidBranchName", () => {
+  /** git's own answer: check-ref-format on the branch's ref, and `git branch`'s refusal of "-…" and "HEAD". */
+  function gitSays(name: string): boolean {
+    if (name.startsWith("-") || name === "HEAD") return false;
+    return spawnSync("git", ["check-ref-format", `refs/heads/${name}`]).status === 0;
+  }
+
+  it("agrees with git on hand-picked names and on random ones", () => {
+    const picked = [
+      "main",
+      "umbra/eb406447-9160-4e07-aaad-bdb69b936d2c",
+      "feature/a.b",
+      "release-1.2",
+      "a@b",
+      "v1.0_rc+1",
+      "",
+      "@",
+      "HEAD",
+      "-x",
+      "/a",
+      "a/",
+      "a//b",
+      "a..b",
+      "a.",
+      ".a",
+      "a/.b",
+      "a.lock",
+      "a/b.lock/c",
+      "a@{1}",
+      "a b",
+      "a\tb",
+      "a~1",
+      "a^",
+      "a:b",
+      "a?",
+      "a*",
+      "a[b",
+      "a\\b",
+      "a\u007fb",
+      "ü/ñ",
+    ];
+    const alphabet = [
+      "a",
+      "b",
+      "/",
+      ".",
+      "-",
+      "@",
+      "{",
+      "~",
+      "^",
+      ":",
+      "?",
+      "*",
+      "[",
+      "\\",
+      " ",
+      "l",
+      "o",
+      "c",
+      "k",
+      "\u0001",
+      "é",
+    ];
+    let seed = 7;
+    const random = () => {
+      seed = (seed * 1103515245 + 12345) % 2147483648;
+      return seed / 2147483648;
+    };
+    const generated = Array.from({ length: 400 }, () =>
+      Array.from({ length: 1 + Math.floor(random() * 8) }, () => alphabet[Math.floor(random() * alphabet.length)]).join(
+        "",
+      ),
+    );
+    const disagreements = [...picked, ...generated].filter((name) => isValidBranchName(name) !== gitSays(name));
+    expect(disagreements).toEqual([]);
+    expect(isValidBranchName("umbra/eb406447-9160-4e07-aaad-bdb69b936d2c")).toBe(true);
   });
 });
