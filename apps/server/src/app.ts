@@ -97,6 +97,8 @@ export interface UmbraServer {
   capacity: WorkspaceCapacity;
   /** Null when ENVIRONMENT_CACHE_MAX_MB is 0. */
   environmentCache: EnvironmentCache | null;
+  /** The full-text index INDEX_REPOSITORY builds in the background. */
+  indexer: RepositoryIndexer;
   ownership: TaskOwnership;
   /** Messages to and from the other server processes sharing the database (a local no-op with PGlite). */
   bus: ReplicaBus;
@@ -177,7 +179,10 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
     locks: replicas.locks ?? undefined,
     auth: (repoUrl, transfer) => credentials.withCredentials(repoUrl, transfer),
   });
-  const indexer = new RepositoryIndexer(db, store, clock, { locks: replicas.locks ?? undefined });
+  const indexer = new RepositoryIndexer(db, store, clock, {
+    locks: replicas.locks ?? undefined,
+    log: log.child({ component: "index" }),
+  });
   const secretBox = await SecretBox.load({ secretsKey: config.secretsKey, dataDir: config.dataDir });
   const agentState = new AgentStateDirs(join(config.dataDir, "agent-state"));
   const outputs = new OutputLogs(join(config.dataDir, "logs"), config.output.logMaxBytes, clock, log);
@@ -391,6 +396,7 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
     recovery: taskRecovery,
     capacity,
     environmentCache: environments.cache,
+    indexer,
     ownership,
     bus,
     workspaces,
@@ -419,6 +425,7 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
         await cleanup?.stop();
         await delivery.stopIntake();
         await lifecycle.shutdown(reason);
+        await indexer.close();
         await ownership.stop();
         await delivery.drain();
         io.close();

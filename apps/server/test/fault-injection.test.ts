@@ -90,10 +90,13 @@ describe("local mode: SIGKILL of the server", () => {
       "started its command",
     );
 
-    // INDEX_REPOSITORY: killed the moment the API reports it.
-    const indexing = await createTask(first, createLargeRepo(), "echo indexed > indexed.txt");
-    await pollUntilStep(first, indexing.id, "INDEX_REPOSITORY", LOCAL_STEPS);
+    // The index of a 3,000-file repository, built in the background once the workspace is ready (INDEX_REPOSITORY
+    // does not wait for it): killed the moment the API reports the workspace ACTIVE, while the index is written.
+    const indexedRepo = createLargeRepo(3000);
+    const indexing = await createTask(first, indexedRepo, "echo indexed > indexed.txt");
+    await pollUntilStep(first, indexing.id, "ACTIVE", LOCAL_STEPS);
     await first.kill();
+    const indexBuiltBeforeKill = logEvents(first, "index.built").some((line) => line.repoUrl === indexedRepo);
 
     const second = await spawnServer({ dataDir, port: first.port, env: { ALLOWED_REPO_HOSTS: "127.0.0.1" } });
     try {
@@ -123,12 +126,23 @@ describe("local mode: SIGKILL of the server", () => {
       await reliabilityCase(
         "fault-injection",
         FILE,
-        "local: SIGKILL during INDEX_REPOSITORY (1500-file repository)",
+        "local: SIGKILL while the index of a 3,000-file repository is built in the background",
         async (observe) => {
+          observe(
+            indexBuiltBeforeKill
+              ? "the index was already complete at the kill (this run did not catch it under way)"
+              : "killed with the index under way, the workspace ACTIVE and its first turn starting",
+          );
           const task = await waitForTask(second, indexing.id, resting, "came to rest");
-          observe(`initialization restarted from scratch; task ended ${task.status}/${task.initStatus}`);
-          expect([task.status, task.initStatus]).toEqual(["COMPLETED", "ACTIVE"]);
-          expect(branchFiles(dataDir, indexing.id)).toContain("indexed.txt");
+          observe(`task at rest ${task.status}/${task.initStatus}`);
+          // The turn had ended before the kill, or was interrupted and stopped with its work saved.
+          expect(["COMPLETED", "STOPPED"]).toContain(task.status);
+          if (task.status === "COMPLETED") expect(branchFiles(dataDir, indexing.id)).toContain("indexed.txt");
+          await followUp(second, indexing.id, "echo after > after.txt");
+          const after = await waitForTask(second, indexing.id, resting, "finished the follow-up");
+          expect(after.status).toBe("COMPLETED");
+          expect(branchFiles(dataDir, indexing.id)).toContain("after.txt");
+          observe("the database opened again after the kill, and a follow-up ran and was saved");
         },
       );
       await reliabilityCase(
@@ -271,9 +285,11 @@ describe("remote mode: SIGKILL of the server, and of a sidecar", () => {
     expect((await getTask(first, verifying.id)).initStatus).toBe("VERIFY_VM_WORKSPACE");
     expect((await getTask(first, launching.id)).initStatus).toBe("CREATE_VM");
 
-    // INDEX_REPOSITORY: the kill itself, the moment the API reports the step.
-    await pollUntilStep(first, indexing.id, "INDEX_REPOSITORY", REMOTE_STEPS);
+    // The kill itself, the moment the API reports the 1500-file workspace ACTIVE: its index is being built in the
+    // background (INDEX_REPOSITORY does not wait for it) and its first turn starts.
+    await pollUntilStep(first, indexing.id, "ACTIVE", REMOTE_STEPS);
     await first.kill();
+    const indexBuiltBeforeKill = logEvents(first, "index.built").some((line) => line.repoUrl === largeRepo);
     const deadSandboxes = [...[turningRecord, waitingRecord, cleaningRecord].map((r) => r.pid), launchingPid];
     const sandboxNames = ["mid-turn", "frozen waiting", "frozen cleaning", "half-started"];
 
@@ -288,7 +304,6 @@ describe("remote mode: SIGKILL of the server, and of a sidecar", () => {
         [launching, "remote: SIGKILL during CREATE_VM while the sandbox starts (no vm.json yet)", "launched.txt"],
         [waiting, "remote: SIGKILL during WAIT_VM_READY (sandbox frozen)", "waited.txt"],
         [verifying, "remote: SIGKILL during VERIFY_VM_WORKSPACE (sandbox frozen mid-transfer)", "verified.txt"],
-        [indexing, "remote: SIGKILL during INDEX_REPOSITORY (1500-file repository)", "indexed.txt"],
       ];
       for (const [task, fault, file] of initCases) {
         await reliabilityCase("fault-injection", FILE, fault, async (observe) => {
@@ -305,6 +320,27 @@ describe("remote mode: SIGKILL of the server, and of a sidecar", () => {
           observe(`its message ran in a fresh sandbox (${file} saved)`);
         });
       }
+      await reliabilityCase(
+        "fault-injection",
+        FILE,
+        "remote: SIGKILL while the index of a 1500-file repository is built in the background",
+        async (observe) => {
+          observe(
+            indexBuiltBeforeKill
+              ? "the index was already complete at the kill (this run did not catch it under way)"
+              : "killed with the index under way, the sandbox ACTIVE and its first turn starting",
+          );
+          const task = await waitForTask(second, indexing.id, resting, "came to rest", 45_000);
+          observe(`task at rest ${task.status}/${task.initStatus}`);
+          // Its turn had ended (then archived by the 5 s warm window, or not yet), or was interrupted and stopped.
+          expect(["COMPLETED", "ARCHIVED", "STOPPED"]).toContain(task.status);
+          await followUp(second, indexing.id, "echo after > after.txt");
+          const after = await waitForTask(second, indexing.id, resting, "finished the follow-up", 45_000);
+          expect(after.status).toBe("COMPLETED");
+          expect(branchFiles(dataDir, indexing.id)).toContain("after.txt");
+          observe("a follow-up ran and was saved");
+        },
+      );
       await reliabilityCase(
         "fault-injection",
         FILE,

@@ -10,6 +10,7 @@ import { sql } from "drizzle-orm";
 import { afterAll, describe, expect, it } from "vitest";
 import { type DatabaseTarget, databaseTargets, type TestDatabase } from "../../../test/support/databases";
 import { createRepo, git, tempDir } from "../../../test/support/git";
+import { createLogger } from "../src/logger";
 import { RepositoryIndexer } from "../src/repository/indexer";
 import { RepositoryStore } from "../src/repository/repository-store";
 import { systemClock } from "../src/utils/clock";
@@ -238,6 +239,64 @@ describe.each(targets)("the full-text index on $name", (target) => {
       expect(results.map((result) => result.fileCount)).toEqual([10, 10, 10, 10]);
       expect(results.reduce((sum, result) => sum + result.newBlobs, 0)).toBe(10);
       expect(await countRows(database, "repo_index_blobs")).toBe(10);
+    });
+  }, 120_000);
+});
+
+describe.each(targets)("indexing in the background on $name (INDEX_REPOSITORY)", (target) => {
+  it("returns at once, runs one index per commit, and says when the commit is indexed", async () => {
+    const repo = repositoryOfLargeTextFiles();
+    const store = newStore();
+    const sha = await headOf(store, repo);
+    await withDatabase(target, async (database) => {
+      const indexer = new RepositoryIndexer(database.db, store, systemClock);
+      expect(await indexer.indexInBackground(repo, sha)).toBe("started");
+      // 10 MB of text takes many statements: the first call has returned long before the commit row exists.
+      expect(await indexer.isIndexed(repo, sha)).toBe(false);
+      expect(await indexer.indexInBackground(repo, sha)).toBe("under way");
+      await indexer.settled();
+      expect(await indexer.isIndexed(repo, sha)).toBe(true);
+      expect(await paths(indexer, repo, sha, "marker7")).toEqual(["text/file-7.txt"]);
+      expect(await indexer.indexInBackground(repo, sha)).toBe("indexed");
+      expect(await countRows(database, "repo_index_paths")).toBe(20);
+    });
+  }, 300_000);
+
+  it("close() ends a run under way between statements, and the next run completes the commit", async () => {
+    const repo = repositoryOfLargeTextFiles();
+    const store = newStore();
+    const sha = await headOf(store, repo);
+    await withDatabase(target, async (database) => {
+      const first = new RepositoryIndexer(database.db, store, systemClock);
+      expect(await first.indexInBackground(repo, sha)).toBe("started");
+      await first.close();
+      expect(await first.isIndexed(repo, sha)).toBe(false);
+      await expect(first.indexInBackground(repo, sha)).rejects.toThrow(/shutting down/);
+      // What the ended run wrote is reused; the commit row comes last, so nothing half-done is taken for an index.
+      const next = new RepositoryIndexer(database.db, store, systemClock);
+      const result = await next.indexCommit(repo, sha);
+      expect(result).toMatchObject({ indexed: true, fileCount: 20 });
+      expect(result.newBlobs).toBeLessThanOrEqual(21);
+      expect(await paths(next, repo, sha, "marker19")).toEqual(["text/file-19.txt"]);
+    });
+  }, 300_000);
+
+  it("logs a failed run and starts again on the next call", async () => {
+    const repo = repository(tenFiles());
+    const store = newStore();
+    const sha = await headOf(store, repo);
+    await withDatabase(target, async (database) => {
+      const lines: Array<Record<string, unknown>> = [];
+      const log = createLogger("info", { write: (line: string) => lines.push(JSON.parse(line)) });
+      const indexer = new RepositoryIndexer(database.db, store, systemClock, { log });
+      const missing = "0".repeat(40);
+      expect(await indexer.indexInBackground(repo, missing)).toBe("started");
+      await indexer.settled();
+      expect(lines.find((line) => String(line.msg).startsWith("index.failed"))).toMatchObject({ commitSha: missing });
+      expect(await indexer.isIndexed(repo, missing)).toBe(false);
+      expect(await indexer.indexInBackground(repo, sha)).toBe("started");
+      await indexer.settled();
+      expect(lines.find((line) => line.msg === "index.built")).toMatchObject({ commitSha: sha, files: 10 });
     });
   }, 120_000);
 });

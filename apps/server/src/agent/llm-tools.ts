@@ -125,7 +125,7 @@ export function createLlmTools(context: LlmToolContext) {
 
     search_code: tool({
       description:
-        "Full-text search over the repository as it was indexed when the workspace was prepared (it does not see changes made in this task). Good for finding where a concept, identifier or message lives.",
+        "Full-text search over the repository as it was when the workspace was prepared (it does not see changes made in this task); while that index is still being built, a plain text search of the workspace's files answers instead. Every word must appear in a file. Good for finding where a concept, identifier or message lives.",
       inputSchema: z.object({
         query: z.string().min(1).describe("Words to search for"),
         limit: z.number().int().min(1).max(SEARCH_MAX_LIMIT).optional().describe("Maximum number of hits"),

@@ -75,8 +75,9 @@ export const STEP_DEFINITIONS: Record<ProvisionStep, StepDefinition> = {
   INDEX_REPOSITORY: {
     name: STEP_DISPLAY_NAMES.INDEX_REPOSITORY,
     async run({ task }, { indexer, store }) {
+      // The workspace is ready without its index: search_code answers from a text search until it is built.
       const head = await store.branchHead(task.repoUrl, task.branch!);
-      await indexer.indexCommit(task.repoUrl, head);
+      await indexer.indexInBackground(task.repoUrl, head);
       return { indexedCommitSha: head };
     },
   },

@@ -28,9 +28,16 @@
  * - Forgetting a commit removes its path list only: blobs stay, other commits
  *   may share them. Blobs no commit refers to are not collected (the index is
  *   a cache, bounded by the repository's distinct file contents).
+ * - INDEX_REPOSITORY does not wait for a commit's index (indexInBackground):
+ *   a workspace is ready to work in before its repository is indexed, and
+ *   search_code answers from a plain text search of the workspace until the
+ *   commit row exists (see code-search.ts). A background run that fails is
+ *   logged and started again by the next initialization of that commit;
+ *   close() ends the runs under way between two statements.
  */
 import { type Db, queryRows, repoIndexBlobs, repoIndexCommits, repoIndexPaths } from "@repo/db";
 import { and, eq, sql } from "drizzle-orm";
+import type { Logger } from "../logger";
 import type { Clock } from "../utils/clock";
 import { KeyedMutex } from "../utils/keyed-mutex";
 import { searchCommit } from "./index-search";
@@ -65,6 +72,8 @@ export interface IndexResult {
 export interface RepositoryIndexerOptions {
   /** Serializes indexing per commit; with several server processes, locks that hold across them. Default: this process only. */
   locks?: KeyedLock;
+  /** Where a background run's end and failure are told. */
+  log?: Logger;
 }
 
 interface CommitFile {
@@ -75,6 +84,10 @@ interface CommitFile {
 
 export class RepositoryIndexer {
   private readonly locks: KeyedLock;
+  private readonly log: Logger | undefined;
+  /** Background runs under way in this process, by repository key and commit. */
+  private readonly running = new Map<string, Promise<void>>();
+  private readonly closing = new AbortController();
 
   constructor(
     private readonly db: Db,
@@ -83,6 +96,7 @@ export class RepositoryIndexer {
     options: RepositoryIndexerOptions = {},
   ) {
     this.locks = options.locks ?? new KeyedMutex();
+    this.log = options.log;
   }
 
   async indexCommit(repoUrl: string, commitSha: string): Promise<IndexResult> {
@@ -92,6 +106,7 @@ export class RepositoryIndexer {
     return this.locks.run(`umbra-index:${repoKey}:${commitSha}`, async () => {
       const done = await this.indexedFileCount(repoKey, commitSha);
       if (done !== null) return { commitSha, fileCount: done, indexed: false, newBlobs: 0 };
+      this.closing.signal.throwIfAborted();
       const files = (await this.store.listBlobs(repoUrl, commitSha)).filter((f) => f.size <= MAX_FILE_BYTES);
       const newBlobs = await this.storeMissingBlobs(repoUrl, repoKey, files);
       const fileCount = await this.storePaths(repoKey, commitSha, files);
@@ -101,6 +116,58 @@ export class RepositoryIndexer {
         .onConflictDoNothing();
       return { commitSha, fileCount, indexed: true, newBlobs };
     });
+  }
+
+  /**
+   * Indexes `commitSha` unless it is indexed or being indexed here, without
+   * waiting for it; "indexed" when there is nothing to do.
+   */
+  async indexInBackground(repoUrl: string, commitSha: string): Promise<"indexed" | "started" | "under way"> {
+    const key = `${this.store.repoKey(repoUrl)}:${commitSha}`;
+    if (this.running.has(key)) return "under way";
+    if (await this.isIndexed(repoUrl, commitSha)) return "indexed";
+    if (this.running.has(key)) return "under way";
+    this.closing.signal.throwIfAborted();
+    const started = performance.now();
+    const run = this.indexCommit(repoUrl, commitSha).then(
+      (result) =>
+        this.log?.info(
+          {
+            repoUrl,
+            commitSha,
+            files: result.fileCount,
+            newBlobs: result.newBlobs,
+            ms: Math.round(performance.now() - started),
+          },
+          "index.built",
+        ),
+      (error: unknown) => {
+        if (this.closing.signal.aborted) return;
+        this.log?.warn(
+          { repoUrl, commitSha, err: error },
+          "index.failed: search_code answers from a text search until the next initialization indexes it",
+        );
+      },
+    );
+    this.running.set(key, run);
+    void run.finally(() => this.running.delete(key));
+    return "started";
+  }
+
+  /** Whether the commit's index is complete. */
+  async isIndexed(repoUrl: string, commitSha: string): Promise<boolean> {
+    return (await this.indexedFileCount(this.store.repoKey(repoUrl), commitSha)) !== null;
+  }
+
+  /** Resolves once the background runs under way here have ended; for tests and benchmarks. */
+  async settled(): Promise<void> {
+    while (this.running.size > 0) await Promise.allSettled([...this.running.values()]);
+  }
+
+  /** Ends the background runs between two statements and waits for them; indexInBackground refuses from then on. */
+  async close(): Promise<void> {
+    this.closing.abort(new Error("the server is shutting down"));
+    await this.settled();
   }
 
   search(repoUrl: string, commitSha: string, query: string, limit = 10) {
@@ -138,6 +205,7 @@ export class RepositoryIndexer {
           return { repoKey, blobId, content: buffer && isText(buffer) ? buffer.toString("utf8") : null };
         });
         for (const statement of byBytes(rows, (row) => row.content?.length ?? 0, BATCH_TEXT_BYTES)) {
+          this.closing.signal.throwIfAborted();
           await this.db.insert(repoIndexBlobs).values(statement).onConflictDoNothing();
           await yieldToEventLoop();
         }
@@ -161,6 +229,7 @@ export class RepositoryIndexer {
   /** Writes the commit's path → blob rows for its text files (blobs with content); returns how many it has. */
   private async storePaths(repoKey: string, commitSha: string, files: CommitFile[]): Promise<number> {
     for (const batch of chunks(files, ID_BATCH)) {
+      this.closing.signal.throwIfAborted();
       const rows = batch.map((f) => ({ path: f.path, blob_id: f.blobId }));
       await this.db.execute(
         sql`INSERT INTO repo_index_paths (repo_key, commit_sha, path, blob_id)

@@ -39,6 +39,7 @@ import { errorMessage, StopRequest } from "../errors";
 import type { WorkspaceManager } from "../execution/types";
 import type { TaskInitializationEngine } from "../initialization";
 import type { Logger } from "../logger";
+import { searchCode } from "../repository/code-search";
 import type { RepositoryIndexer } from "../repository/indexer";
 import type { Clock } from "../utils/clock";
 import type { Secret } from "../utils/redaction";
@@ -246,10 +247,7 @@ export class TurnRunner {
         signal,
         output,
         agentState: { home, session: task.agentSession ?? null },
-        searchCode: (query, limit) =>
-          task.indexedCommitSha
-            ? indexer.search(task.repoUrl, task.indexedCommitSha, query, limit)
-            : Promise.resolve([]),
+        searchCode: (query, limit) => searchCode({ indexer, executor }, task, query, limit),
       });
     } catch (error) {
       log.error({ err: { message: output.redact(errorMessage(error)) } }, "turn.agent.error");
