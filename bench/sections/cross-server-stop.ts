@@ -16,10 +16,12 @@
  * sample also checks that the turn's `sleep` has really ended before the next
  * follow-up starts one again on A.
  */
+
+import type { TaskDto } from "@repo/types";
 import { type Cluster, startCluster } from "../../test/support/cluster";
 import { postgresAvailable } from "../../test/support/databases";
-import { DataDirs } from "../../test/support/faults";
-import { processesUnder, type ServerProcess, taskRequest } from "../../test/support/server-process";
+import { createTask, DataDirs, followUp } from "../../test/support/faults";
+import { processesUnder, type ServerProcess } from "../../test/support/server-process";
 import { StatusClient } from "../lib/client";
 import { createSmallRepo } from "../lib/repos";
 import type { Row, Section, SectionResult } from "../lib/section";
@@ -52,6 +54,13 @@ async function turnCommand(dataDir: string, state: "running" | "gone", timeoutMs
   }
 }
 
+/** POST /stop; the task as the server answered it. */
+async function stopTask(server: ServerProcess, taskId: string): Promise<TaskDto> {
+  const reply = await server.api<{ task: TaskDto }>("POST", `/api/tasks/${taskId}/stop`);
+  if (reply.status >= 300) throw new Error(`POST stop answered ${reply.status}: ${reply.text}`);
+  return reply.body.task;
+}
+
 /** One stop: a follow-up on A starts the turn, the stop goes to `via`. */
 async function sample(
   c: Cluster,
@@ -61,7 +70,7 @@ async function sample(
 ): Promise<Sample> {
   const [a, b] = c.servers as [ServerProcess, ServerProcess];
   let from = clients.b.count(taskId);
-  const started = await taskRequest(a, "POST", `/api/tasks/${taskId}/messages`, { message: TURN });
+  const started = await followUp(a, taskId, TURN);
   if (started.status !== "RUNNING") throw new Error(`follow-up was not warm: ${started.status}/${started.initStatus}`);
   await clients.b.waitForStatus(taskId, "RUNNING", { from });
   await turnCommand(c.dataDir, "running");
@@ -70,7 +79,7 @@ async function sample(
   const onB = clients.b.waitForStatus(taskId, "STOPPED", { from, timeoutMs: 60_000 });
   const onA = clients.a.waitForStatus(taskId, "STOPPED", { from: fromA, timeoutMs: 60_000 });
   const sent = performance.now();
-  const answer = await taskRequest(via === "B" ? b : a, "POST", `/api/tasks/${taskId}/stop`);
+  const answer = await stopTask(via === "B" ? b : a, taskId);
   const answered = performance.now();
   if (answer.status !== "STOPPED") throw new Error(`stop via ${via} answered ${answer.status}`);
   const [eventB, eventA] = await Promise.all([onB, onA]);
@@ -112,7 +121,7 @@ async function runVariant(variant: Variant, pairs: number, log: (m: string) => v
   let closed = false;
   try {
     const repo = createSmallRepo();
-    const task = await taskRequest(a, "POST", "/api/tasks", { repoUrl: repo.path, message: "true" });
+    const task = await createTask(a, repo.path, "true");
     await clients.a.join(task.id);
     await clients.b.join(task.id);
     await clients.b.waitForStatus(task.id, "COMPLETED");

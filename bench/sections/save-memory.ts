@@ -23,8 +23,9 @@
  * and on Postgres (skipped without one). --quick uses a quarter of the file.
  */
 import { createScratchPostgres, postgresAvailable, type ScratchPostgres } from "../../test/support/databases";
+import { waitForTaskStatus } from "../../test/support/faults";
 import { loopHolds, loopProbeEnv, loopProbeFile, measureTurn } from "../../test/support/output-flood";
-import { killAllServers, killProcessesUnder, spawnServer, waitForTaskStatus } from "../../test/support/server-process";
+import { killAllServers, killProcessesUnder, spawnServer } from "../../test/support/server-process";
 import { benchTempDir, createSmallRepo, settleDisk } from "../lib/repos";
 import type { Section, SectionResult } from "../lib/section";
 import { formatBytes, formatMs, summarize } from "../lib/stats";

@@ -17,8 +17,8 @@
 import { execFileSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { createScratchPostgres, postgresAvailable } from "../../test/support/databases";
-import { DataDirs } from "../../test/support/faults";
-import { spawnServer, taskRequest, waitForTaskStatus } from "../../test/support/server-process";
+import { createTask, DataDirs, waitForTaskStatus } from "../../test/support/faults";
+import { spawnServer } from "../../test/support/server-process";
 import { type ProcessMemory, processMemory } from "../lib/memory";
 import { createSmallRepo } from "../lib/repos";
 import type { Row, Section, SectionResult } from "../lib/section";
@@ -49,7 +49,7 @@ async function measure(variant: Variant, settleMs: number, log: (m: string) => v
     log(`${variant}: idle ${formatBytes(idle.rssBytes)}`);
     const repo = createSmallRepo();
     for (let i = 0; i < TASKS; i++) {
-      const task = await taskRequest(server, "POST", "/api/tasks", { repoUrl: repo.path, message: "true" });
+      const task = await createTask(server, repo.path, "true");
       await waitForTaskStatus(server, task.id, "COMPLETED");
     }
     const afterTasks = processMemory(server.pid);

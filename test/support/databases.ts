@@ -56,6 +56,20 @@ export async function createScratchPostgres(): Promise<ScratchPostgres> {
   };
 }
 
+/**
+ * The databases a server process can be given: its own embedded one under
+ * DATA_DIR (`database()` gives null), and a fresh Postgres database when one
+ * is reachable (the caller drops it).
+ */
+export async function serverDatabaseTargets(): Promise<
+  { name: "pglite" | "postgres"; database(): Promise<ScratchPostgres | null> }[]
+> {
+  return [
+    { name: "pglite", database: async () => null },
+    ...((await postgresAvailable()) ? [{ name: "postgres" as const, database: createScratchPostgres }] : []),
+  ];
+}
+
 export interface DatabaseTarget {
   name: "pglite" | "postgres";
   /** Opens a fresh, migrated, empty database. Closing it also drops a scratch Postgres database. */

@@ -67,6 +67,26 @@ export async function waitForTask(
   return task;
 }
 
+/** Polls until the task is `status`; fails at once when its turn ended otherwise (COMPLETED, FAILED, STOPPED). */
+export function waitForTaskStatus(
+  server: ServerProcess,
+  id: string,
+  status: TaskDto["status"],
+  timeoutMs = 60_000,
+): Promise<TaskDto> {
+  const ended = (task: TaskDto) => ["COMPLETED", "FAILED", "STOPPED"].includes(task.status);
+  return waitForTask(
+    server,
+    id,
+    (task) => {
+      if (task.status !== status && ended(task)) throw new Error(`task ${id} ended ${task.status}, not ${status}`);
+      return task.status === status;
+    },
+    `became ${status}`,
+    timeoutMs,
+  );
+}
+
 /**
  * Polls as fast as the API answers until the task reads `step` (of `steps`,
  * in order); throws when the task went past it (the step was too quick to

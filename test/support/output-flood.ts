@@ -16,7 +16,8 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { type ServerProcess, taskRequest } from "./server-process";
+import { getTask } from "./faults";
+import type { ServerProcess } from "./server-process";
 
 const LOOP_PROBE = fileURLToPath(new URL("./loop-probe.mjs", import.meta.url));
 
@@ -97,7 +98,7 @@ export async function measureTurn(
 ): Promise<FloodResult> {
   const rssBeforeMb = serverRssMb(server);
   const taskId = await start();
-  const status = async (): Promise<string> => (await taskRequest(server, "GET", `/api/tasks/${taskId}`)).status;
+  const status = async (): Promise<string> => (await getTask(server, taskId)).status;
   const deadline = Date.now() + timeoutMs;
   let current = await status();
   while (current === "INITIALIZING") {

@@ -13,7 +13,6 @@ import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { TaskDto } from "@repo/types";
 
 const REPO_ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const MAIN = join(REPO_ROOT, "apps/server/src/main.ts");
@@ -156,36 +155,6 @@ export async function spawnServer(options: ServerProcessOptions): Promise<Server
       await server.kill();
       throw new Error(`server not healthy after ${timeoutMs / 1000} s:\n${output.slice(-3000)}`);
     }
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
-/** A request to a route that answers a task; throws with the answer unless it is 2xx. */
-export async function taskRequest(
-  server: ServerProcess,
-  method: string,
-  path: string,
-  body?: unknown,
-): Promise<TaskDto> {
-  const reply = await server.api<{ task: TaskDto }>(method, path, body);
-  if (reply.status >= 300) throw new Error(`${method} ${path} answered ${reply.status}: ${reply.text}`);
-  return reply.body.task;
-}
-
-/** Polls the task until it is `status`; throws if it ends otherwise (FAILED, STOPPED, COMPLETED) or `timeoutMs` passes. */
-export async function waitForTaskStatus(
-  server: ServerProcess,
-  taskId: string,
-  status: TaskDto["status"],
-  timeoutMs = 60_000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const task = await taskRequest(server, "GET", `/api/tasks/${taskId}`);
-    if (task.status === status) return;
-    if (["COMPLETED", "FAILED", "STOPPED"].includes(task.status))
-      throw new Error(`task ended ${task.status}, not ${status}`);
-    if (Date.now() > deadline) throw new Error(`task still ${task.status} after ${timeoutMs / 1000} s, not ${status}`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }

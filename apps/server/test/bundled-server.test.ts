@@ -8,14 +8,9 @@
 import { execFileSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { afterAll, expect, it } from "vitest";
-import { DataDirs } from "../../../test/support/faults";
+import { DataDirs, waitForTaskStatus } from "../../../test/support/faults";
 import { createRepo } from "../../../test/support/git";
-import {
-  killAllServers,
-  settleProcessesUnder,
-  spawnServer,
-  waitForTaskStatus,
-} from "../../../test/support/server-process";
+import { killAllServers, settleProcessesUnder, spawnServer } from "../../../test/support/server-process";
 
 const REPO_ROOT = fileURLToPath(new URL("../../..", import.meta.url));
 const dataDirs = new DataDirs();

@@ -12,12 +12,12 @@
  */
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { createScratchPostgres, postgresAvailable, type ScratchPostgres } from "../../../test/support/databases";
-import { DataDirs } from "../../../test/support/faults";
+import { type ScratchPostgres, serverDatabaseTargets } from "../../../test/support/databases";
+import { DataDirs, waitForTaskStatus } from "../../../test/support/faults";
 import { createRepo, git } from "../../../test/support/git";
 import { loopHolds, loopProbeEnv, loopProbeFile, measureTurn } from "../../../test/support/output-flood";
 import { reliabilityCase } from "../../../test/support/reliability";
-import { settleProcessesUnder, spawnServer, waitForTaskStatus } from "../../../test/support/server-process";
+import { settleProcessesUnder, spawnServer } from "../../../test/support/server-process";
 import { RepositoryStore } from "../src/repository/repository-store";
 
 const FILE = "large-file-save.test.ts";
@@ -26,10 +26,7 @@ const FILE_BYTES = 1024 * 1024 * 1024;
 const dataDirs = new DataDirs();
 afterAll(() => dataDirs.cleanUp());
 
-const targets: { name: string; database(): Promise<ScratchPostgres | null> }[] = [
-  { name: "pglite", database: async () => null },
-  ...((await postgresAvailable()) ? [{ name: "postgres", database: createScratchPostgres }] : []),
-];
+const targets = await serverDatabaseTargets();
 
 describe.each(targets)("saving a 1 GiB file in remote mode, on $name", (target) => {
   let scratch: ScratchPostgres | null = null;

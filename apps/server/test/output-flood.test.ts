@@ -18,7 +18,7 @@ import { readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { MessageDto } from "@repo/types";
 import { afterAll, describe, expect, it } from "vitest";
-import { createScratchPostgres, postgresAvailable, type ScratchPostgres } from "../../../test/support/databases";
+import { type ScratchPostgres, serverDatabaseTargets } from "../../../test/support/databases";
 import { DataDirs } from "../../../test/support/faults";
 import { createRepo } from "../../../test/support/git";
 import {
@@ -38,10 +38,7 @@ const FLOOD_BYTES = 200_000_000;
 const dataDirs = new DataDirs();
 afterAll(() => dataDirs.cleanUp());
 
-const targets: { name: string; database(): Promise<ScratchPostgres | null> }[] = [
-  { name: "pglite", database: async () => null },
-  ...((await postgresAvailable()) ? [{ name: "postgres", database: createScratchPostgres }] : []),
-];
+const targets = await serverDatabaseTargets();
 
 describe.each(targets)("an agent flooding its output, on $name", (target) => {
   let scratch: ScratchPostgres | null = null;
