@@ -1,7 +1,8 @@
 /**
  * A fake Kubernetes API server for tests: a real HTTP server on 127.0.0.1
  * speaking the API's JSON for the little the kubernetes VM provider uses —
- * create, get, list (equality label selectors), patch and delete of pods and
+ * create, get, list (equality label selectors; field selectors on the few
+ * fields the API supports for every kind and for pods), patch and delete of pods and
  * secrets under /api/v1/namespaces/{ns}/ — with `Status` objects for errors,
  * bearer-token authentication, and optional RBAC denials and injected
  * failures.
@@ -171,6 +172,39 @@ function selectorMatcher(selector: string): (labels: Record<string, string>) => 
       return op === "!=" ? (labels) => labels[key] !== value : (labels) => labels[key] === value;
     });
   return (labels) => tests.every((test) => test(labels));
+}
+
+/** Fields the API selects on: every kind's name and namespace, and for pods the ones the provider uses. */
+const FIELD_PATHS: Record<Resource, Record<string, (object: KubeObject) => unknown>> = {
+  pods: {
+    "metadata.name": (o) => o.metadata.name,
+    "metadata.namespace": (o) => o.metadata.namespace,
+    "status.podIP": (o) => (o as FakePod).status.podIP,
+    "status.phase": (o) => (o as FakePod).status.phase,
+  },
+  secrets: {
+    "metadata.name": (o) => o.metadata.name,
+    "metadata.namespace": (o) => o.metadata.namespace,
+  },
+};
+
+/** A field selector (`a=b,c!=d`) as the API reads it; an unsupported field is a 400, as there. */
+function fieldMatcher(resource: Resource, selector: string): (object: KubeObject) => boolean {
+  const tests = selector
+    .split(",")
+    .filter((part) => part.trim())
+    .map((raw): ((object: KubeObject) => boolean) => {
+      const match = /^([^!=\s]+)\s*(!=|==|=)\s*(\S*)$/.exec(raw.trim());
+      if (!match) throw new ApiFailure(400, "BadRequest", `invalid field selector: ${JSON.stringify(raw)}`);
+      const [, field = "", op, value = ""] = match;
+      const read = FIELD_PATHS[resource][field];
+      if (!read) {
+        throw new ApiFailure(400, "BadRequest", `field label not supported: ${field}`);
+      }
+      const text = (object: KubeObject) => String(read(object) ?? "");
+      return op === "!=" ? (object) => text(object) !== value : (object) => text(object) === value;
+    });
+  return (object) => tests.every((test) => test(object));
 }
 
 /** RFC 6902 add/replace/remove/test on plain JSON, enough for metadata edits. */
@@ -512,7 +546,10 @@ export class FakeKubernetes {
 
   private listResponse(resource: Resource, namespace: string, url: URL): Json {
     const matches = selectorMatcher(url.searchParams.get("labelSelector") ?? "");
-    const items = this.list(resource, namespace).filter((object) => matches(object.metadata.labels ?? {}));
+    const fields = fieldMatcher(resource, url.searchParams.get("fieldSelector") ?? "");
+    const items = this.list(resource, namespace).filter(
+      (object) => matches(object.metadata.labels ?? {}) && fields(object),
+    );
     return {
       kind: `${KINDS[resource]}List`,
       apiVersion: "v1",

@@ -134,6 +134,18 @@ const EnvSchema = z.object({
   K8S_EGRESS_PROXY: optionalString.refine((url) => !url || /^http:\/\/[^/]+:\d+\/?$/.test(url), {
     message: "must be http://<address>:<port> of the in-cluster egress proxy",
   }),
+  K8S_EGRESS_LISTEN: z
+    .string()
+    .default("0.0.0.0:3128")
+    .transform((value, ctx) => {
+      const match = /^(?:(\[[0-9a-fA-F:.]+\]|[^:\s]+):)?(\d{1,5})$/.exec(value.trim());
+      const port = match ? Number(match[2]) : Number.NaN;
+      if (!match || port > 65535) {
+        ctx.addIssue({ code: "custom", message: `must be [host:]port, got ${JSON.stringify(value)}` });
+        return z.NEVER;
+      }
+      return { host: (match[1] ?? "0.0.0.0").replace(/^\[|\]$/g, ""), port };
+    }),
   ALLOWED_HOSTS: list.refine((hosts) => hosts.every(isHostPattern), {
     message: "must be a comma-separated list of host names or addresses (optionally *.domain)",
   }),
@@ -207,7 +219,14 @@ export interface ServerConfig {
   openai: VendorConfig;
   /** CLAUDE_CODE_BIN / CODEX_BIN; unset = the CLIs installed with the server. */
   agentBinaries: { claudeCode?: string; codex?: string };
-  kubernetes: { namespace: string; image: string; runtimeClassName: string; egressProxyUrl?: string };
+  kubernetes: {
+    namespace: string;
+    image: string;
+    runtimeClassName: string;
+    egressProxyUrl?: string;
+    /** Where the server serves the pods' egress proxy (only with egressProxyUrl set). */
+    egressListen: { host: string; port: number };
+  };
   /** The built sidecar the `process` provider runs. Default: the `@repo/sidecar/bundle` package export. */
   sidecarBundle?: string;
   /** Every sandbox's egress policy and resource limits (SANDBOX_*). */
@@ -291,6 +310,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
       image: e.K8S_IMAGE,
       runtimeClassName: e.K8S_RUNTIME_CLASS,
       egressProxyUrl: e.K8S_EGRESS_PROXY,
+      egressListen: e.K8S_EGRESS_LISTEN,
     },
     sidecarBundle: e.SIDECAR_BUNDLE,
     maxActiveWorkspaces: e.MAX_ACTIVE_WORKSPACES,

@@ -80,6 +80,16 @@ describe("configuration from the environment", () => {
     expect(loadConfig({ ALLOW_LOCAL_REPOS: "off" }).allowLocalRepos).toBe(false);
   });
 
+  it("serves the pods' egress proxy on all addresses, port 3128, unless K8S_EGRESS_LISTEN says otherwise", () => {
+    expect(loadConfig({}).kubernetes.egressListen).toEqual({ host: "0.0.0.0", port: 3128 });
+    expect(loadConfig({ K8S_EGRESS_LISTEN: "8128" }).kubernetes.egressListen).toEqual({ host: "0.0.0.0", port: 8128 });
+    expect(loadConfig({ K8S_EGRESS_LISTEN: "10.0.0.7:3128" }).kubernetes.egressListen).toEqual({
+      host: "10.0.0.7",
+      port: 3128,
+    });
+    expect(loadConfig({ K8S_EGRESS_LISTEN: "[::]:3128" }).kubernetes.egressListen).toEqual({ host: "::", port: 3128 });
+  });
+
   it("accepts firecracker as an alias of remote", () => {
     expect(loadConfig({ AGENT_MODE: "firecracker" }).mode).toBe("remote");
   });
@@ -106,6 +116,8 @@ describe("configuration from the environment", () => {
     [{ SANDBOX_CPUS: "0" }, "SANDBOX_CPUS"],
     [{ SANDBOX_DISK_MB: "-1" }, "SANDBOX_DISK_MB"],
     [{ K8S_EGRESS_PROXY: "umbra-egress:3128" }, "K8S_EGRESS_PROXY"],
+    [{ K8S_EGRESS_LISTEN: "0.0.0.0:proxy" }, "K8S_EGRESS_LISTEN"],
+    [{ K8S_EGRESS_LISTEN: "99999" }, "K8S_EGRESS_LISTEN"],
     [{ AGENT: "claude-code" }, "ANTHROPIC_API_KEY"],
     [{ AGENT: "codex" }, "OPENAI_API_KEY"],
     [{ ANTHROPIC_BASE_URL: "not a url" }, "ANTHROPIC_BASE_URL"],

@@ -143,4 +143,23 @@ describe("deploy/kubernetes", () => {
     expect(verbs("pods")).toEqual(expect.arrayContaining(["create", "get", "list", "delete"]));
     expect(verbs("secrets")).toEqual(expect.arrayContaining(["create", "list", "delete"]));
   });
+
+  it("gives sandbox pods a way out only to the server's egress port, which the server listens on", () => {
+    const deployment = one("Deployment", "umbra-server");
+    const podLabels = deployment.spec.template.metadata.labels;
+    const container = deployment.spec.template.spec.containers[0];
+    const egress = one("Service", "umbra-egress");
+    expect(matches(egress.spec.selector, podLabels)).toBe(true);
+    const targetPort = egress.spec.ports[0].targetPort;
+    expect(container.ports).toContainEqual(expect.objectContaining({ containerPort: targetPort, protocol: "TCP" }));
+    const listen = container.env.find((e: { name: string }) => e.name === "K8S_EGRESS_LISTEN").value;
+    expect(listen).toBe(`0.0.0.0:${targetPort}`);
+    const policy = one("NetworkPolicy", "umbra-sandboxes");
+    expect(policy.spec.egress).toEqual([
+      {
+        to: [{ podSelector: { matchLabels: { "app.kubernetes.io/name": podLabels["app.kubernetes.io/name"] } } }],
+        ports: [{ protocol: "TCP", port: targetPort }],
+      },
+    ]);
+  });
 });

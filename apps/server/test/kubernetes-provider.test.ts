@@ -1,4 +1,8 @@
 import { randomBytes, randomUUID } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { connect, createServer, type Server } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Writable } from "node:stream";
 import { CoreV1Api, KubeConfig } from "@kubernetes/client-node";
 import { pino } from "pino";
@@ -9,12 +13,17 @@ import {
   type RunContainer,
   startFakeKubernetes,
 } from "../../../test/support/fake-kubernetes";
+import { loadConfig } from "../src/config";
 import { WorkspaceError } from "../src/errors";
+import { createVmProvider } from "../src/execution/remote";
+import type { WorkspaceManagerDeps } from "../src/execution/types";
+import type { EgressDenial } from "../src/execution/vm/egress/egress-proxy";
 import {
   KubernetesApiError,
   KubernetesVmProvider,
   type KubernetesVmProviderOptions,
 } from "../src/execution/vm/kubernetes/kubernetes-provider";
+import { NETWORK_POLICY_ANNOTATION, podNetworkPolicy } from "../src/execution/vm/kubernetes/manifests";
 import { UMBRA_LABELS, type VmSpec } from "../src/execution/vm/types";
 
 const NAMESPACES = ["umbra", "default"];
@@ -404,5 +413,179 @@ describe("kubernetes VM provider", () => {
     expect(Object.keys(env(without.externalId)).filter((name) => /proxy/i.test(name))).toEqual([]);
     await proxied.destroy(withProxy.externalId);
     await direct.destroy(without.externalId);
+  });
+});
+
+/**
+ * Sends a CONNECT for `target` to the proxy at 127.0.0.1:`port` from the
+ * local address `from` (a pod's loopback podIP, so the proxy sees the pod's
+ * address as the source); resolves with the status line, and on success with
+ * what the upstream echoed back of `probe`.
+ */
+function connectFrom(
+  from: string,
+  port: number,
+  target: string,
+  probe = "ping",
+): Promise<{ status: string; echo: string }> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: "127.0.0.1", port, localAddress: from });
+    let buffer = "";
+    let status: string | null = null;
+    socket.setEncoding("utf8");
+    socket.on("connect", () => socket.write(`CONNECT ${target} HTTP/1.1\r\nhost: ${target}\r\n\r\n`));
+    socket.on("data", (chunk: string) => {
+      buffer += chunk;
+      if (status === null) {
+        const end = buffer.indexOf("\r\n\r\n");
+        if (end === -1) return;
+        status = buffer.slice(0, buffer.indexOf("\r\n"));
+        buffer = buffer.slice(end + 4);
+        if (!status.includes(" 200 ")) {
+          socket.destroy();
+          resolve({ status, echo: "" });
+          return;
+        }
+        socket.write(probe);
+      }
+      if (buffer.length >= probe.length) {
+        socket.destroy();
+        resolve({ status, echo: buffer });
+      }
+    });
+    socket.on("error", reject);
+  });
+}
+
+describe("the pods' egress proxy", () => {
+  let upstream: Server;
+  let upstreamPort: number;
+
+  beforeAll(async () => {
+    // An echo server on host loopback: what a pod reaches only if its policy names exactly this port.
+    upstream = createServer((socket) => socket.pipe(socket));
+    await new Promise<void>((resolve) => upstream.listen(0, "127.0.0.1", resolve));
+    upstreamPort = (upstream.address() as { port: number }).port;
+  });
+
+  afterAll(async () => {
+    await new Promise<void>((resolve) => upstream.close(() => resolve()));
+  });
+
+  it("attributes a connection to the pod at its source address and applies the policy that pod was created with", async () => {
+    const denials: EgressDenial[] = [];
+    const vms = provider(fake, {
+      network: { mode: "allowlist", allowedDomains: ["registry.npmjs.org"] },
+      onEgressDenied: (denial) => denials.push(denial),
+      egressClientCacheMs: 0,
+    });
+    const { port } = await vms.serveEgress(0, "127.0.0.1");
+    const allowedSpec = {
+      ...vmSpec(),
+      network: { mode: "allowlist" as const, allowedDomains: [`127.0.0.1:${upstreamPort}`] },
+    };
+    const defaultSpec = vmSpec();
+    const allowed = await vms.create(allowedSpec);
+    const byDefault = await vms.create(defaultSpec);
+    const ip = (externalId: string) => fake.pod(externalId)!.status.podIP as string;
+    const annotations = fake.pod(allowed.externalId)!.metadata.annotations as Record<string, string>;
+    expect(JSON.parse(annotations[NETWORK_POLICY_ANNOTATION]!)).toEqual(allowedSpec.network);
+
+    const through = await connectFrom(ip(allowed.externalId), port, `127.0.0.1:${upstreamPort}`);
+    expect(through).toEqual({ status: "HTTP/1.1 200 Connection Established", echo: "ping" });
+
+    // The same destination from the other pod: its policy (the provider's default) does not name it.
+    const refused = await connectFrom(ip(byDefault.externalId), port, `127.0.0.1:${upstreamPort}`);
+    expect(refused.status).toBe("HTTP/1.1 403 Forbidden");
+    expect(denials).toEqual([
+      { taskId: defaultSpec.taskId, host: "127.0.0.1", port: upstreamPort, reason: "not in the allowlist" },
+    ]);
+
+    // An address no pod has, and a pod that is gone: refused, and reported for no task.
+    const stranger = await connectFrom("127.0.0.1", port, `127.0.0.1:${upstreamPort}`);
+    expect(stranger.status).toBe("HTTP/1.1 403 Forbidden");
+    const goneIP = ip(allowed.externalId);
+    await vms.destroy(allowed.externalId);
+    const afterDelete = await connectFrom(goneIP, port, `127.0.0.1:${upstreamPort}`);
+    expect(afterDelete.status).toBe("HTTP/1.1 403 Forbidden");
+    expect(denials).toHaveLength(1);
+    await vms.destroy(byDefault.externalId);
+  });
+
+  it("serves pods another replica created, looking each address up once per burst of connections", async () => {
+    const creator = provider(fake, {});
+    const server = provider(fake, {});
+    const { port } = await server.serveEgress(0, "127.0.0.1");
+    const spec = {
+      ...vmSpec(),
+      network: { mode: "allowlist" as const, allowedDomains: [`127.0.0.1:${upstreamPort}`] },
+    };
+    const handle = await creator.create(spec);
+    const podIP = fake.pod(handle.externalId)!.status.podIP as string;
+    const lookups = () =>
+      fake.requests.filter(
+        (request) => request.method === "GET" && request.query.fieldSelector === `status.podIP=${podIP}`,
+      ).length;
+
+    const results = await Promise.all([1, 2, 3].map(() => connectFrom(podIP, port, `127.0.0.1:${upstreamPort}`)));
+    expect(results.map((result) => result.status)).toEqual(Array(3).fill("HTTP/1.1 200 Connection Established"));
+    expect(lookups()).toBe(1);
+    await creator.destroy(handle.externalId);
+  });
+
+  it("is served by the server configured with K8S_EGRESS_PROXY, on K8S_EGRESS_LISTEN, under SANDBOX_NETWORK", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "umbra-kubeconfig-"));
+    const kubeconfig = join(dir, "config");
+    writeFileSync(kubeconfig, fake.kubeConfig().exportConfig(), { mode: 0o600 });
+    const savedKubeconfig = process.env.KUBECONFIG;
+    process.env.KUBECONFIG = kubeconfig;
+    const logs = capturedLogs();
+    const denials: EgressDenial[] = [];
+    try {
+      const config = loadConfig({
+        AGENT_MODE: "remote",
+        VM_PROVIDER: "kubernetes",
+        K8S_EGRESS_PROXY: "http://10.96.0.40:3128",
+        K8S_EGRESS_LISTEN: "127.0.0.1:0",
+        SANDBOX_ALLOWED_DOMAINS: `127.0.0.1:${upstreamPort}`,
+      });
+      const deps = { log: logs.logger, onEgressDenied: (denial: EgressDenial) => denials.push(denial) };
+      const vms = await createVmProvider(config, deps as unknown as WorkspaceManagerDeps);
+      providers.push(vms as KubernetesVmProvider);
+      const listening = logs
+        .text()
+        .split("\n")
+        .filter(Boolean)
+        .map((line) => JSON.parse(line))
+        .find((line) => line.msg === "kubernetes.egress.listening");
+      expect(listening).toMatchObject({ host: "127.0.0.1" });
+      const handle = await vms.create(vmSpec());
+      const podIP = fake.pod(handle.externalId)!.status.podIP as string;
+      expect(await connectFrom(podIP, listening.port, `127.0.0.1:${upstreamPort}`)).toEqual({
+        status: "HTTP/1.1 200 Connection Established",
+        echo: "ping",
+      });
+      expect((await connectFrom(podIP, listening.port, `127.0.0.1:${upstreamPort + 1}`)).status).toBe(
+        "HTTP/1.1 403 Forbidden",
+      );
+      expect(denials.map((denial) => denial.reason)).toEqual(["not in the allowlist"]);
+      await vms.destroy(handle.externalId);
+    } finally {
+      if (savedKubeconfig === undefined) delete process.env.KUBECONFIG;
+      else process.env.KUBECONFIG = savedKubeconfig;
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("refuses a pod whose policy annotation cannot be read, and reads none as the provider's default", () => {
+    const fallback = { mode: "off" as const, allowedDomains: [] };
+    const annotated = (value: string) => ({ metadata: { annotations: { [NETWORK_POLICY_ANNOTATION]: value } } });
+    expect(podNetworkPolicy({ metadata: {} }, fallback)).toBe(fallback);
+    expect(podNetworkPolicy(annotated('{"mode":"on","allowedDomains":["a.example"]}'), fallback)).toEqual({
+      mode: "on",
+      allowedDomains: ["a.example"],
+    });
+    expect(podNetworkPolicy(annotated("{not json"), fallback)).toBeNull();
+    expect(podNetworkPolicy(annotated('{"mode":"wide open","allowedDomains":[]}'), fallback)).toBeNull();
   });
 });

@@ -110,7 +110,7 @@ export interface WorkspaceManagerDeps {
   agentMounts?: (task: TaskRow) => string[];
   log: Logger;
   /**
-   * Hears every connection a sandbox's egress proxy refused (process provider),
+   * Hears every connection a sandbox's egress proxy refused (either provider),
    * to show "blocked: <host>" on the task. Must not throw. Default: logged only.
    */
   onEgressDenied?: (denial: EgressDenial) => void;

@@ -13,15 +13,28 @@ import { RemoteWorkspaceManager } from "./remote-workspace-manager";
 export async function createVmProvider(config: ServerConfig, deps: WorkspaceManagerDeps): Promise<VmProvider> {
   const logger = deps.log.child({ component: "vm" });
   if (config.vmProvider === "kubernetes") {
-    return new KubernetesVmProvider({
+    const provider = new KubernetesVmProvider({
       namespace: config.kubernetes.namespace,
       image: config.kubernetes.image,
       runtimeClassName: config.kubernetes.runtimeClassName || null,
       readyTimeoutMs: config.vmReadyTimeoutMs,
       egressProxyUrl: config.kubernetes.egressProxyUrl,
+      network: config.sandbox.network,
+      onEgressDenied: deps.onEgressDenied,
       agentBinaries: config.agentBinaries,
       logger,
     });
+    // Pods are pointed at the proxy only when K8S_EGRESS_PROXY is set; without it there is nothing to serve.
+    if (config.kubernetes.egressProxyUrl) {
+      const { host, port } = config.kubernetes.egressListen;
+      try {
+        await provider.serveEgress(port, host);
+      } catch (error) {
+        await provider.close();
+        throw new Error(`cannot serve the pods' egress proxy on ${host}:${port} (K8S_EGRESS_LISTEN)`, { cause: error });
+      }
+    }
+    return provider;
   }
   return new ProcessVmProvider({
     dataDir: config.dataDir,

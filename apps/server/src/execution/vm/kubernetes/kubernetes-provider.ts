@@ -21,8 +21,14 @@
  *   clean-up through destroy() removes it;
  * - destroy() is idempotent: objects that are already gone are not errors;
  * - every API failure surfaces as a `KubernetesApiError` carrying the HTTP
- *   status and the API server's message.
+ *   status and the API server's message;
+ * - the egress proxy (serveEgress) lets a connection through only when its
+ *   source address is the podIP of exactly one live pod this provider
+ *   manages, under the policy that pod was created with; anything else
+ *   (an unknown address, a pod being deleted, an unreadable policy, an API
+ *   failure) is refused.
  */
+import type { AddressInfo } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import {
   CoreV1Api,
@@ -33,12 +39,24 @@ import {
   type V1ResourceRequirements,
 } from "@kubernetes/client-node";
 import { WorkspaceError } from "../../../errors";
-import type { ProviderLogger, SandboxAgents, VmHandle, VmListing, VmProvider, VmSpec, VmStatus } from "../types";
+import { defaultAllowedDomains, type NetworkPolicy } from "../egress/egress-policy";
+import { type EgressDenial, EgressProxy, type HostLookup } from "../egress/egress-proxy";
+import {
+  type ProviderLogger,
+  type SandboxAgents,
+  UMBRA_LABELS,
+  type VmHandle,
+  type VmListing,
+  type VmProvider,
+  type VmSpec,
+  type VmStatus,
+} from "../types";
 import { callApi, callApiAllowMissing } from "./errors";
 import {
   AGENT_HOME_PATH,
   IMAGE_AGENT_BINARIES,
   labelSelector,
+  podNetworkPolicy,
   sandboxLabels,
   sandboxName,
   sidecarPod,
@@ -86,6 +104,21 @@ export interface KubernetesVmProviderOptions {
    */
   egressProxyUrl?: string;
   /**
+   * What a pod may reach through the egress proxy when its VmSpec names no
+   * policy. Default: the allowlist of the package registries.
+   */
+  network?: NetworkPolicy;
+  /** Called for every connection the egress proxy refuses (the server shows it on the task). */
+  onEgressDenied?: (denial: EgressDenial) => void;
+  /** Resolves host names for the egress proxy. Default: the system resolver. */
+  egressLookup?: HostLookup;
+  /**
+   * Milliseconds the egress proxy keeps its answer to "which pod is this
+   * address" (one API lookup per burst of connections, not per connection).
+   * Default `2000`; `0` looks up every connection.
+   */
+  egressClientCacheMs?: number;
+  /**
    * Milliseconds create() waits for the pod to be scheduled and get an IP
    * address. The IP comes with the pod sandbox, before the image is pulled, so
    * readiness of the sidecar itself is left to the caller's health check.
@@ -109,6 +142,20 @@ export interface KubernetesVmProviderOptions {
 const DEFAULT_REQUESTS = { cpu: "250m", memory: "512Mi" };
 const DEFAULT_LIMITS = { cpu: "2", memory: "2Gi" };
 const NAME_PREFIX = "umbra-vm-";
+/**
+ * How long the egress proxy trusts its answer to "which task is this
+ * address" by default. A pod's address is not reused while the pod exists,
+ * so the only window in which a reused address could borrow a deleted pod's
+ * policy is this short one after the deletion.
+ */
+const DEFAULT_CLIENT_CACHE_MS = 2_000;
+
+type EgressClient = { taskId: string; policy: NetworkPolicy } | null;
+
+/** `::ffff:10.1.2.3` (an IPv4 client of a dual-stack listener) as the pod's address `10.1.2.3`. */
+function plainAddress(address: string): string {
+  return address.replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/i, "");
+}
 
 const silentLogger: ProviderLogger = {
   info() {},
@@ -151,6 +198,10 @@ export class KubernetesVmProvider implements VmProvider {
   private readonly deleteGracePeriodSeconds: number;
   private readonly log: ProviderLogger;
   private readonly closing = new AbortController();
+  private readonly network: NetworkPolicy;
+  private readonly egress: EgressProxy;
+  private readonly egressClients = new Map<string, { client: Promise<EgressClient>; until: number }>();
+  private readonly egressClientCacheMs: number;
 
   constructor(options: KubernetesVmProviderOptions = {}) {
     const kubeConfig = options.kubeConfig ?? KubernetesVmProvider.defaultKubeConfig();
@@ -169,6 +220,9 @@ export class KubernetesVmProvider implements VmProvider {
     this.pollIntervalMs = positiveInteger("pollIntervalMs", options.pollIntervalMs ?? 500);
     this.deleteGracePeriodSeconds = options.deleteGracePeriodSeconds ?? 5;
     this.log = (options.logger ?? silentLogger).child({ provider: "kubernetes", namespace: this.namespace });
+    this.network = options.network ?? { mode: "allowlist", allowedDomains: defaultAllowedDomains({}) };
+    this.egress = new EgressProxy({ logger: this.log, onDenied: options.onEgressDenied, lookup: options.egressLookup });
+    this.egressClientCacheMs = options.egressClientCacheMs ?? DEFAULT_CLIENT_CACHE_MS;
     this.sandboxAgents = {
       home: AGENT_HOME_PATH,
       binaries: { ...IMAGE_AGENT_BINARIES, ...definedOnly(options.agentBinaries ?? {}) },
@@ -203,6 +257,7 @@ export class KubernetesVmProvider implements VmProvider {
         sidecarPort: this.sidecarPort,
         runAsUser: this.runAsUser,
         egressProxyUrl: this.egressProxyUrl,
+        network: spec.network ?? this.network,
       });
       const pod = await callApi(`create pod ${name} in namespace ${namespace}`, () =>
         this.core.createNamespacedPod({ namespace, body }),
@@ -288,9 +343,66 @@ export class KubernetesVmProvider implements VmProvider {
     return [...listings.values()].sort((a, b) => a.externalId.localeCompare(b.externalId));
   }
 
-  /** Stops in-flight waits. Sandboxes keep running; list() finds them again later. */
+  /**
+   * Serves the pods' egress proxy on TCP `port` of `host` (the target of the
+   * umbra-egress Service, deploy/kubernetes/networkpolicy.yaml). Each
+   * connection is attributed to a task by its source address: the pod with
+   * that podIP, whichever replica created it, under the policy it carries.
+   */
+  async serveEgress(port: number, host: string): Promise<AddressInfo> {
+    const server = await this.egress.listenTcp(port, host, (address) => this.egressClient(plainAddress(address)));
+    const address = server.address() as AddressInfo;
+    this.log.info({ host: address.address, port: address.port }, "kubernetes.egress.listening");
+    return address;
+  }
+
+  /** Stops in-flight waits and the egress proxy. Sandboxes keep running; list() finds them again later. */
   async close(): Promise<void> {
     this.closing.abort();
+    await this.egress.close();
+  }
+
+  /** The task and policy of the one live sandbox pod at `address`, looked up at most once per egressClientCacheMs. */
+  private egressClient(address: string): Promise<EgressClient> {
+    const now = performance.now();
+    const cached = this.egressClients.get(address);
+    if (cached && cached.until > now) return cached.client;
+    for (const [key, entry] of this.egressClients) if (entry.until <= now) this.egressClients.delete(key);
+    const client = this.findEgressClient(address);
+    this.egressClients.set(address, { client, until: now + this.egressClientCacheMs });
+    // A failed lookup is not remembered: the next connection asks again.
+    void client.then((found) => {
+      if (found === null) this.egressClients.delete(address);
+    });
+    return client;
+  }
+
+  private async findEgressClient(address: string): Promise<EgressClient> {
+    try {
+      const pods = await callApi(`list pods at ${address} in namespace ${this.namespace}`, () =>
+        this.core.listNamespacedPod({
+          namespace: this.namespace,
+          labelSelector: labelSelector({}),
+          fieldSelector: `status.podIP=${address}`,
+        }),
+      );
+      const live = pods.items.filter(
+        (pod) =>
+          !pod.metadata?.deletionTimestamp && (pod.status?.phase === "Pending" || pod.status?.phase === "Running"),
+      );
+      if (live.length !== 1) return null;
+      const pod = live[0]!;
+      const taskId = pod.metadata?.labels?.[UMBRA_LABELS.taskId];
+      const policy = podNetworkPolicy(pod, this.network);
+      if (!taskId || !policy) {
+        this.log.warn({ pod: pod.metadata?.name }, "kubernetes.egress.unattributable");
+        return null;
+      }
+      return { taskId, policy };
+    } catch (error) {
+      this.log.warn({ err: error, address }, "kubernetes.egress.lookup_failed");
+      return null;
+    }
   }
 
   /** Adds the Pod as owner of its token Secret, so deleting the Pod garbage-collects the Secret. */

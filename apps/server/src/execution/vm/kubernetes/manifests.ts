@@ -17,14 +17,22 @@
  *   (SIDECAR_AGENT_HOME);
  * - with an egress proxy configured, everything the agent runs is pointed at
  *   it (HTTP_PROXY and friends; the NetworkPolicy lets the pod reach nothing
- *   else, deploy/kubernetes/networkpolicy.yaml).
+ *   else, deploy/kubernetes/networkpolicy.yaml);
+ * - the pod carries its network policy as an annotation, so whichever server
+ *   replica a connection to the proxy reaches applies the policy the task
+ *   was created with (podNetworkPolicy reads it back). A sandbox cannot
+ *   change it: the pod has no service-account token.
  */
 import { randomBytes } from "node:crypto";
 import type { V1Pod, V1ResourceRequirements, V1Secret } from "@kubernetes/client-node";
+import { z } from "zod";
 import { WorkspaceError } from "../../../errors";
+import { NETWORK_MODES, type NetworkPolicy } from "../egress/egress-policy";
 import { UMBRA_LABELS, UMBRA_MANAGED_BY } from "../types";
 
 export const SECRET_TOKEN_KEY = "token";
+/** The annotation holding the pod's network policy (JSON). */
+export const NETWORK_POLICY_ANNOTATION = "umbra.dev/network-policy";
 export const CONTAINER_NAME = "sidecar";
 export const WORKSPACE_PATH = "/workspace";
 /** The agent CLIs' HOME inside the pod. */
@@ -45,6 +53,29 @@ export interface PodSettings {
   runAsUser: number;
   /** The in-cluster egress proxy, e.g. `http://10.96.0.40:3128`; null sets no proxy variables. */
   egressProxyUrl: string | null;
+  /** What the proxy lets this pod reach. */
+  network: NetworkPolicy;
+}
+
+const StoredPolicy = z.object({
+  mode: z.enum(NETWORK_MODES),
+  allowedDomains: z.array(z.string().max(300)).max(1000),
+});
+
+/**
+ * The network policy a pod was created with; `fallback` for a pod that
+ * carries none (made by a server that did not annotate), null for one whose
+ * annotation cannot be read (refused rather than guessed).
+ */
+export function podNetworkPolicy(pod: V1Pod, fallback: NetworkPolicy): NetworkPolicy | null {
+  const text = pod.metadata?.annotations?.[NETWORK_POLICY_ANNOTATION];
+  if (text === undefined) return fallback;
+  try {
+    const parsed = StoredPolicy.safeParse(JSON.parse(text));
+    return parsed.success ? parsed.data : null;
+  } catch {
+    return null;
+  }
 }
 
 /** The proxy variables every program in the pod reads (both spellings: tools differ). */
@@ -140,7 +171,12 @@ export function sidecarPod(name: string, labels: Record<string, string>, setting
   return {
     apiVersion: "v1",
     kind: "Pod",
-    metadata: { name, namespace: settings.namespace, labels },
+    metadata: {
+      name,
+      namespace: settings.namespace,
+      labels,
+      annotations: { [NETWORK_POLICY_ANNOTATION]: JSON.stringify(settings.network) },
+    },
     spec: {
       ...(settings.runtimeClassName ? { runtimeClassName: settings.runtimeClassName } : {}),
       restartPolicy: "Never",
