@@ -172,6 +172,35 @@ describe("environment cache", () => {
       expect(scratch).toEqual([]);
     });
 
+    it("waits for a tree being unpacked only once it is more than half done, and only for one restore", async () => {
+      const { cache: c, clock } = cache(100_000_000);
+      const entry = await storeTree(c, "w", 3000);
+      // A first staging that took 1,000 ms of the clock: the estimate for the next one.
+      const first = c.stage(entry!);
+      clock.advance(1000);
+      await first;
+      await (await c.takeStaged(entry!))!.release();
+
+      // The next staging has just begun: a restore unpacks afresh rather than wait for it.
+      let staged = false;
+      const second = c.stage(entry!).then(() => {
+        staged = true;
+      });
+      expect(await c.takeStaged(entry!)).toBeNull();
+      expect(staged).toBe(false);
+
+      // More than half of the estimate gone: one restore waits and gets the tree; one arriving with it does not wait.
+      clock.advance(600);
+      const waiting = c.takeStaged(entry!);
+      expect(await c.takeStaged(entry!)).toBeNull();
+      expect(staged).toBe(false);
+      const taken = await waiting;
+      expect(taken).not.toBeNull();
+      expect(readdirSync(join(taken!.dir, "deps", "nested"))).toHaveLength(3000);
+      await taken!.release();
+      await second;
+    });
+
     it("ends a staging under way when closed", async () => {
       const { cache: c, dir } = cache(100_000_000);
       const entry = await storeTree(c, "many", 3000);

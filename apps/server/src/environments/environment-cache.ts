@@ -18,6 +18,10 @@
  * on some filesystems, with the deletions before it). The next staged tree
  * is unpacked in the background, off the restore's path. A staged tree counts
  * towards `maxBytes` as its archive's size, and is made only when it fits.
+ * A restore that finds the next tree still being unpacked waits for it only
+ * when more than half of it is done (judged by how long the last one took),
+ * and only one restore waits: a fresh extraction is sooner than the rest of
+ * one just begun, and restores arriving together must not queue behind it.
  *
  * Invariants:
  * - A staged tree is visible only when whole (unpacked under `tmp/`, marked
@@ -98,8 +102,10 @@ export class EnvironmentCache {
   private ready: Promise<void> | null = null;
   /** This process's own scratch directory: servers sharing DATA_DIR never touch each other's. */
   private readonly tempDir: string;
-  /** Staged trees being unpacked by this process, by key. */
-  private readonly staging = new Map<string, Promise<void>>();
+  /** Staged trees being unpacked by this process, by key; `claimed` once a restore waits for it. */
+  private readonly staging = new Map<string, { run: Promise<void>; startedAt: number; claimed: boolean }>();
+  /** How long the last staging of each key took, ms (the estimate of the next one). */
+  private readonly stagingMs = new Map<string, number>();
   /** Ends the background unpacking at close(). */
   private readonly closing = new AbortController();
 
@@ -209,14 +215,21 @@ export class EnvironmentCache {
   }
 
   /**
-   * Takes the staged tree of `entry` for one restore (waiting for the one
-   * this process is unpacking, if any), or null when there is none (or it was
-   * unpacked from an earlier archive of the same key).
+   * Takes the staged tree of `entry` for one restore, or null when there is
+   * none (or it was unpacked from an earlier archive of the same key). Waits
+   * for the tree this process is unpacking only when that is sooner than
+   * unpacking afresh, and only for one restore (see the module comment).
    */
   async takeStaged(entry: CachedEnvironment): Promise<StagedTree | null> {
     await this.init();
-    // A tree this process is unpacking is nearer to done than a fresh extraction would be.
-    await this.staging.get(entry.key);
+    const under = this.staging.get(entry.key);
+    if (under) {
+      const estimate = this.stagingMs.get(entry.key);
+      const elapsed = this.options.clock.now().getTime() - under.startedAt;
+      if (under.claimed || estimate === undefined || elapsed < estimate / 2) return null;
+      under.claimed = true;
+      await under.run;
+    }
     const dir = join(this.tempDir, randomUUID());
     try {
       await rename(this.stagedPath(entry.key), dir);
@@ -240,22 +253,26 @@ export class EnvironmentCache {
    */
   stage(entry: CachedEnvironment): Promise<void> {
     const running = this.staging.get(entry.key);
-    if (running) return running;
+    if (running) return running.run;
     if (this.closing.signal.aborted) return Promise.resolve();
+    const startedAt = this.options.clock.now().getTime();
     const run = this.unpackStaged(entry)
+      .then((placed) => {
+        if (placed) this.stagingMs.set(entry.key, this.options.clock.now().getTime() - startedAt);
+      })
       .catch((error) => {
         if (!this.closing.signal.aborted) {
           this.options.log.warn({ key: entry.key, err: errorMessage(error) }, "env.cache.stage.failed");
         }
       })
       .finally(() => this.staging.delete(entry.key));
-    this.staging.set(entry.key, run);
+    this.staging.set(entry.key, { run, startedAt, claimed: false });
     return run;
   }
 
   /** Resolves once no staging is under way in this process. */
   async idle(): Promise<void> {
-    while (this.staging.size > 0) await Promise.all(this.staging.values());
+    while (this.staging.size > 0) await Promise.all([...this.staging.values()].map((staging) => staging.run));
   }
 
   /** Ends background staging and waits for it. */
@@ -264,11 +281,12 @@ export class EnvironmentCache {
     await this.idle();
   }
 
-  private async unpackStaged(entry: CachedEnvironment): Promise<void> {
+  /** Unpacks a staged tree of `entry`; true once one this process unpacked is in place. */
+  private async unpackStaged(entry: CachedEnvironment): Promise<boolean> {
     await this.init();
     const target = this.stagedPath(entry.key);
-    if (await exists(target)) return;
-    if (this.knownBytes + entry.bytes > this.options.maxBytes) return;
+    if (await exists(target)) return false;
+    if (this.knownBytes + entry.bytes > this.options.maxBytes) return false;
     const temp = join(this.tempDir, randomUUID());
     await mkdir(temp, { mode: 0o700 });
     try {
@@ -284,6 +302,7 @@ export class EnvironmentCache {
         this.knownBytes += entry.bytes;
         this.options.log.info({ key: entry.key, ms: Date.now() - started }, "env.cache.staged");
       }
+      return placed;
     } finally {
       await rm(temp, { recursive: true, force: true });
     }
