@@ -3,7 +3,10 @@
  * initialization. The `shell` agent runs `true`, so no model time is counted.
  *
  * - Warm: the task is COMPLETED with its workspace ACTIVE; the figure is the
- *   POST of the follow-up → `task-status-update` RUNNING on the socket.
+ *   POST of the follow-up → `task-status-update` RUNNING on the socket, both
+ *   sent and received by a user in a process of its own (lib/user-process.ts),
+ *   as a browser is: a client in this process would share the server's
+ *   thread and read the event only after the rest of the request.
  * - Cold: the same after the workspace was cleaned up (remote: the cleanup
  *   service at the end of a short warm window, TASK_CLEANUP_DELAY_MS; local:
  *   the user's archive, there being no timer): POST → RUNNING, through a
@@ -25,6 +28,7 @@ import type { Row, Section, SectionResult } from "../lib/section";
 import { type BenchServer, type Mode, startBenchServer } from "../lib/server";
 import { formatMs, formatSummary, rounded, type Summary, summarize } from "../lib/stats";
 import { type StatusMoveFloor, statusMoveFloor } from "../lib/status-floor";
+import { UserProcess } from "../lib/user-process";
 
 const CLEANUP_DELAY_MS = 1500;
 
@@ -56,6 +60,7 @@ function emptySamples(): CycleSamples {
 
 async function runCycle(
   s: BenchServer,
+  user: UserProcess,
   floor: StatusMoveFloor,
   repoUrl: string,
   warmCount: number,
@@ -75,13 +80,10 @@ async function runCycle(
 
   for (let i = 0; i < warmCount; i++) {
     const from = client.count(task.id);
-    mono0 = performance.now();
-    const answer = await s.followUp(task.id, "true");
-    const posted = performance.now();
-    if (answer.status !== "RUNNING") into.notWarm++;
-    const running = await client.waitForStatus(task.id, "RUNNING", { from });
-    into.warmMs.push(running.monoMs - mono0);
-    into.warmPostMs.push(posted - mono0);
+    const timed = await user.followUp(task.id);
+    if (timed.status !== "RUNNING") into.notWarm++;
+    into.warmMs.push(timed.runningMs);
+    into.warmPostMs.push(timed.postMs);
     completed = await client.waitForStatus(task.id, "COMPLETED", { from });
     into.floorMs.push(await floor.sample());
   }
@@ -131,13 +133,16 @@ async function runSeries(
 ): Promise<SeriesResult> {
   const s = await startBenchServer(mode, { env: { TASK_CLEANUP_DELAY_MS: String(CLEANUP_DELAY_MS) } });
   const samples = emptySamples();
+  let user: UserProcess | null = null;
   try {
+    user = await UserProcess.start(s.t.url);
     const floor = await statusMoveFloor(s);
     // One unmeasured task fetches and indexes the repository, so every measured initialization finds the store warm.
-    await runCycle(s, floor, repoUrl, 1, emptySamples());
-    for (let i = 0; i < cycles; i++) await runCycle(s, floor, repoUrl, warmCount, samples);
+    await runCycle(s, user, floor, repoUrl, 1, emptySamples());
+    for (let i = 0; i < cycles; i++) await runCycle(s, user, floor, repoUrl, warmCount, samples);
     await floor.remove();
   } finally {
+    await user?.close();
     await s.close();
   }
   const result: SeriesResult = {

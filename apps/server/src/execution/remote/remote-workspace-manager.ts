@@ -210,8 +210,14 @@ export class RemoteWorkspaceManager implements WorkspaceManager {
   }
 
   async attach(task: TaskRow): Promise<ToolExecutor | null> {
+    // The sandbox this process already knows is probed while the session row is read, so a warm
+    // follow-up waits for one of the two, not both; the answer counts only if the row still names it.
+    const known = this.vms.get(task.id);
+    const knownAnswers = known ? this.answers(known) : null;
     const vm = await this.connect(task).catch(() => null);
-    return vm && (await this.answers(vm)) ? vm.client : null;
+    if (!vm) return null;
+    const answers = vm === known && knownAnswers ? await knownAnswers : await this.answers(vm);
+    return answers ? vm.client : null;
   }
 
   async saveWork(task: TaskRow, message: string): Promise<string> {
