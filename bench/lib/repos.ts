@@ -155,6 +155,20 @@ export function settleDisk(): void {
   execFileSync("sync");
 }
 
+/**
+ * The floor of a re-initialization: `git worktree add` of `repo`'s commit
+ * into a new directory (the checkout alone, objects already local), timed in
+ * ms; the worktree is removed again afterwards, outside the timing.
+ */
+export function worktreeFloorMs(repo: BenchRepo): number {
+  const dir = join(benchTempDir("worktree"), "tree");
+  const started = performance.now();
+  git(repo.path, "worktree", "add", "--quiet", "--detach", dir, repo.commit);
+  const ms = performance.now() - started;
+  git(repo.path, "worktree", "remove", "--force", dir);
+  return ms;
+}
+
 /** A copy of `repo` at a new path: the same commit, never seen by the server. */
 export function coldCopy(repo: BenchRepo): BenchRepo {
   const dir = benchTempDir("copy");
