@@ -369,10 +369,11 @@ export class KubernetesVmProvider implements VmProvider {
     if (cached && cached.until > now) return cached.client;
     for (const [key, entry] of this.egressClients) if (entry.until <= now) this.egressClients.delete(key);
     const client = this.findEgressClient(address);
-    this.egressClients.set(address, { client, until: now + this.egressClientCacheMs });
-    // A failed lookup is not remembered: the next connection asks again.
+    const entry = { client, until: now + this.egressClientCacheMs };
+    this.egressClients.set(address, entry);
+    // A refusal is not remembered: the next connection asks again.
     void client.then((found) => {
-      if (found === null) this.egressClients.delete(address);
+      if (found === null && this.egressClients.get(address) === entry) this.egressClients.delete(address);
     });
     return client;
   }
