@@ -227,6 +227,10 @@ export async function stepStates(page: Page): Promise<Record<string, string>> {
 export async function fillNewTaskForm(page: Page, baseUrl: string, repo: string, message: string): Promise<void> {
   await page.goto(`${baseUrl}/`);
   await page.getByRole("heading", { name: "New task" }).waitFor();
+  // The form grows when the server's configuration arrives (agent, model and
+  // delivery fields), moving the submit button down: a click aimed at it
+  // while that render lands hits the field above it instead.
+  await page.waitForFunction(() => !document.querySelector(".app-mode")?.textContent?.includes("connecting"));
   await page.getByLabel("Repository").fill(repo);
   await page.getByLabel("Message").fill(message);
 }
