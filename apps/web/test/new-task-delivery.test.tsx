@@ -29,8 +29,8 @@ const VALUES: NewTaskValues = {
   delivery: "",
 };
 
-function renderForm(config: Config) {
-  render(
+function renderForm(config: Config | null) {
+  return render(
     <QueryClientProvider client={new QueryClient()}>
       <ConfigContext.Provider value={config}>
         <NewTaskForm onCreated={() => {}} />
@@ -82,6 +82,52 @@ describe("the delivery choice on the new-task form", () => {
       body: null,
       errors: { delivery: "This server has no GitHub or GitLab configured for pull requests." },
     });
+  });
+});
+
+describe("the new-task form before the server's configuration has arrived", () => {
+  const AGENTS: Config = {
+    ...FORGES,
+    agents: [
+      { kind: "shell", available: true },
+      { kind: "claude-code", available: false, reason: "no ANTHROPIC_API_KEY" },
+    ],
+  };
+
+  it("keeps the agent, model and delivery fields in place, disabled, until it arrives", () => {
+    const view = renderForm(null);
+    const agent = screen.getByLabelText("Agent") as HTMLSelectElement;
+    const delivery = screen.getByLabelText("Delivery") as HTMLSelectElement;
+    expect([
+      agent.disabled,
+      delivery.disabled,
+      (screen.getByLabelText("Model (optional)") as HTMLInputElement).disabled,
+    ]).toEqual([true, true, true]);
+    expect([...agent.options].map((o) => o.textContent)).toEqual(["Loading…"]);
+    expect([...delivery.options].map((o) => o.textContent)).toEqual(["Loading…"]);
+    const before = [...view.container.querySelectorAll(".field")].map((f) => f.className);
+
+    view.rerender(
+      <QueryClientProvider client={new QueryClient()}>
+        <ConfigContext.Provider value={AGENTS}>
+          <NewTaskForm onCreated={() => {}} />
+        </ConfigContext.Provider>
+      </QueryClientProvider>,
+    );
+    expect([...view.container.querySelectorAll(".field")].map((f) => f.className)).toEqual(before);
+    expect((screen.getByLabelText("Agent") as HTMLSelectElement).disabled).toBe(false);
+    expect([...(screen.getByLabelText("Agent") as HTMLSelectElement).options].map((o) => o.textContent)).toEqual([
+      "Server default (shell)",
+      "shell",
+      "claude-code — no ANTHROPIC_API_KEY",
+    ]);
+    expect((screen.getByLabelText("Delivery") as HTMLSelectElement).disabled).toBe(false);
+  });
+
+  it("drops them for a server that lists no agents and names no delivery", () => {
+    renderForm({ ...NO_DELIVERY, agents: undefined });
+    expect(screen.queryByLabelText("Agent")).toBeNull();
+    expect(screen.queryByLabelText("Delivery")).toBeNull();
   });
 });
 

@@ -8,7 +8,9 @@
  * branch it does not have is refused before the task is created. Agent and
  * model pickers appear when the server lists agents (GET /api/config); the
  * delivery choice when it names a default delivery, with pull requests
- * offered only when it has a forge to open them on.
+ * offered only when it has a forge to open them on. Until the configuration
+ * has arrived both are shown disabled, so the form does not grow under a
+ * pointer already on its way to the submit button.
  */
 import { CreateTaskBodySchema, RepoUrlSchema } from "@repo/types";
 import { type FormEvent, type ReactNode, useId, useMemo, useState } from "react";
@@ -218,6 +220,7 @@ export function NewTaskForm({
             : "This repository has no commits yet."
           : undefined;
 
+  const loading = config === null;
   const agents = config?.agents;
   const defaultDelivery = configDeliveryMode(config);
   const forges = configForges(config);
@@ -287,12 +290,12 @@ export function NewTaskForm({
           </option>
         ))}
       </datalist>
-      {agents && agents.length > 0 && (
+      {(loading || (agents && agents.length > 0)) && (
         <div className="field-row">
           {field("agent", "Agent", (p) => (
-            <select {...p}>
-              <option value="">Server default ({config?.agent})</option>
-              {agents.map((agent) => (
+            <select disabled={loading} {...p}>
+              <option value="">{loading ? "Loading…" : `Server default (${config?.agent})`}</option>
+              {agents?.map((agent) => (
                 <option key={agent.kind} value={agent.kind} disabled={!agent.available}>
                   {agent.available ? agent.kind : `${agent.kind} — ${agent.reason ?? "unavailable"}`}
                 </option>
@@ -300,26 +303,38 @@ export function NewTaskForm({
             </select>
           ))}
           {field("model", "Model (optional)", (p) => (
-            <input type="text" autoComplete="off" spellCheck={false} placeholder="the agent's default" {...p} />
+            <input
+              type="text"
+              autoComplete="off"
+              spellCheck={false}
+              placeholder="the agent's default"
+              disabled={loading}
+              {...p}
+            />
           ))}
         </div>
       )}
-      {defaultDelivery &&
+      {(loading || defaultDelivery) &&
         field(
           "delivery",
           "Delivery",
           (p) => (
-            <select {...p}>
-              <option value="">Server default ({DELIVERY_MODE_LABELS[defaultDelivery].toLowerCase()})</option>
-              {DELIVERY_MODES.map((mode) => {
-                const unavailable = mode === "pull-request" && forges?.length === 0;
-                return (
-                  <option key={mode} value={mode} disabled={unavailable}>
-                    {DELIVERY_MODE_LABELS[mode]}
-                    {unavailable ? " — no GitHub or GitLab configured" : ""}
-                  </option>
-                );
-              })}
+            <select disabled={loading} {...p}>
+              <option value="">
+                {defaultDelivery
+                  ? `Server default (${DELIVERY_MODE_LABELS[defaultDelivery].toLowerCase()})`
+                  : "Loading…"}
+              </option>
+              {defaultDelivery &&
+                DELIVERY_MODES.map((mode) => {
+                  const unavailable = mode === "pull-request" && forges?.length === 0;
+                  return (
+                    <option key={mode} value={mode} disabled={unavailable}>
+                      {DELIVERY_MODE_LABELS[mode]}
+                      {unavailable ? " — no GitHub or GitLab configured" : ""}
+                    </option>
+                  );
+                })}
             </select>
           ),
           "Where the task's branch goes after each turn that changes it.",
