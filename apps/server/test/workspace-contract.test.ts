@@ -41,13 +41,15 @@ const log = createLogger("silent");
 /** The fake kubelet's container runtime: the real sidecar bundle on the pod's loopback address. */
 function sidecarContainer(bundle: string): RunContainer {
   return async ({ env, podIP, port }) => {
-    // The pod's volumes: its workspace and its agent state, each a directory of its own.
+    // The pod's volumes: its workspace, its agent state and its /tmp, each a directory of its own.
     const pod = mkdtempSync(join(tmpdir(), "umbra-pod-"));
     const workspace = join(pod, "workspace");
+    mkdirSync(join(pod, "tmp"));
     const child: ChildProcess = spawn(process.execPath, [bundle], {
       env: {
         PATH: process.env.PATH,
         HOME: pod,
+        TMPDIR: join(pod, "tmp"),
         ...env,
         SIDECAR_HOST: podIP,
         SIDECAR_PORT: String(port),
