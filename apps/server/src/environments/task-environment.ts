@@ -15,9 +15,15 @@
  *
  * A secret reaches a process only this way: never on a command line, never
  * in the workspace's files by Umbra's doing, never in the task's JSON.
+ *
+ * These reads are on a task's path (CREATE_VM, INSTALL_DEPENDENCIES, every
+ * turn), so they step over a database connection that was dropped, as the
+ * task's own reads do (db-retry.ts): a connection lost a moment ago must not
+ * fail the task.
  */
 import type { CommandResult, RunCommandOptions, ToolExecutor } from "@repo/workspace";
 import type { NetworkPolicy } from "../execution/vm/egress/egress-policy";
+import { retryRead } from "../utils/db-retry";
 import type { Secret } from "../utils/redaction";
 import type { Environment, EnvironmentStore } from "./environment-store";
 import type { SecretStore } from "./secret-store";
@@ -38,8 +44,8 @@ export class TaskEnvironments {
 
   async forRepository(repoUrl: string): Promise<TaskEnvironment> {
     const [environment, secrets] = await Promise.all([
-      this.deps.environments.get(repoUrl),
-      this.deps.secrets.forRepository(repoUrl),
+      retryRead(() => this.deps.environments.get(repoUrl)),
+      retryRead(() => this.deps.secrets.forRepository(repoUrl)),
     ]);
     const plain = environment?.env ?? {};
     const values = Object.fromEntries(secrets.map((s) => [s.name, s.value]));
@@ -57,7 +63,7 @@ export class TaskEnvironments {
 
   /** The egress policy of a new sandbox for `repoUrl` (see sandboxNetwork). */
   async sandboxNetwork(repoUrl: string, server: NetworkPolicy): Promise<NetworkPolicy | undefined> {
-    return sandboxNetwork(await this.deps.environments.get(repoUrl), server);
+    return sandboxNetwork(await retryRead(() => this.deps.environments.get(repoUrl)), server);
   }
 }
 

@@ -20,7 +20,7 @@ import type { MessageRole, StreamChunk } from "@repo/types";
 import { and, asc, eq, sql } from "drizzle-orm";
 import type { ConversationMessage } from "../agent/types";
 import type { Clock } from "../utils/clock";
-import { DB_READ_RETRY_DEADLINE_MS, DB_RETRY_DEADLINE_MS, retryTransient } from "../utils/db-retry";
+import { DB_RETRY_DEADLINE_MS, retryRead, retryTransient } from "../utils/db-retry";
 import { splitUtf8, storableJson, storableText, utf8Bytes } from "../utils/storable-text";
 import type { OutputLogs } from "./output-log";
 import { TurnOutput, type TurnOutputLimits } from "./turn-output";
@@ -247,6 +247,6 @@ export class MessageLog {
   }
 
   private reading<T>(fn: () => Promise<T>): Promise<T> {
-    return retryTransient(fn, { deadlineMs: DB_READ_RETRY_DEADLINE_MS });
+    return retryRead(fn);
   }
 }

@@ -8,7 +8,7 @@
 import { type Db, type TaskRow, tasks } from "@repo/db";
 import { desc, eq } from "drizzle-orm";
 import { NotFoundError } from "../errors";
-import { DB_READ_RETRY_DEADLINE_MS, retryTransient } from "../utils/db-retry";
+import { retryRead } from "../utils/db-retry";
 
 export class TaskRepository {
   constructor(private readonly db: Db) {}
@@ -22,21 +22,17 @@ export class TaskRepository {
 
   /** The task, or null when there is none. */
   async find(taskId: string): Promise<TaskRow | null> {
-    const [row] = await readRetrying(() => this.db.select().from(tasks).where(eq(tasks.id, taskId)));
+    const [row] = await retryRead(() => this.db.select().from(tasks).where(eq(tasks.id, taskId)));
     return row ?? null;
   }
 
   /** Every task, newest first. */
   list(): Promise<TaskRow[]> {
-    return readRetrying(() => this.db.select().from(tasks).orderBy(desc(tasks.createdAt), desc(tasks.id)));
+    return retryRead(() => this.db.select().from(tasks).orderBy(desc(tasks.createdAt), desc(tasks.id)));
   }
 
   /** Deletes the task row; its messages, sessions and history go with it (cascade). */
   async delete(taskId: string): Promise<void> {
     await this.db.delete(tasks).where(eq(tasks.id, taskId));
   }
-}
-
-function readRetrying<T>(read: () => Promise<T>): Promise<T> {
-  return retryTransient(read, { deadlineMs: DB_READ_RETRY_DEADLINE_MS });
 }

@@ -75,3 +75,8 @@ export async function retryTransient<T>(fn: () => Promise<T>, { deadlineMs, onRe
     }
   }
 }
+
+/** Runs the read `fn`, again after a transient database error, for up to DB_READ_RETRY_DEADLINE_MS. */
+export function retryRead<T>(fn: () => Promise<T>): Promise<T> {
+  return retryTransient(fn, { deadlineMs: DB_READ_RETRY_DEADLINE_MS });
+}

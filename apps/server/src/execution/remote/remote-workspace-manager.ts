@@ -47,6 +47,7 @@ import type { Logger } from "../../logger";
 import type { RepositoryStore } from "../../repository/repository-store";
 import { hashToken } from "../../utils/auth";
 import type { Clock } from "../../utils/clock";
+import { retryRead } from "../../utils/db-retry";
 import type { SecretBox } from "../../utils/secret-box";
 import type { AgentStateDirs } from "../agent-state";
 import { resolveTaskBase } from "../task-branch";
@@ -355,11 +356,14 @@ export class RemoteWorkspaceManager implements WorkspaceManager {
     return vm;
   }
 
+  /** The task's live session row; read on every turn's path, so it steps over a dropped connection. */
   private async activeSession(taskId: string) {
-    const [session] = await this.options.db
-      .select()
-      .from(vmSessions)
-      .where(and(eq(vmSessions.taskId, taskId), eq(vmSessions.active, true)));
+    const [session] = await retryRead(() =>
+      this.options.db
+        .select()
+        .from(vmSessions)
+        .where(and(eq(vmSessions.taskId, taskId), eq(vmSessions.active, true))),
+    );
     return session ?? null;
   }
 
