@@ -28,13 +28,6 @@ afterAll(() => {
   for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
 });
 
-/** The real local executor, with a home of its own that goes with the test's directories. */
-function executorFor(root: string) {
-  const home = tempDir("umbra-home-");
-  dirs.push(home);
-  return createLocalExecutor(root, { home });
-}
-
 function workspace(files: Record<string, string>): string {
   const repo = createRepo(files);
   dirs.push(repo);
@@ -50,7 +43,7 @@ const FILES = {
 
 describe("the text search search_code answers with before the index is built", () => {
   it("returns the files holding every word, case ignored, most matching lines first, with their lines", async () => {
-    const executor = executorFor(workspace(FILES));
+    const executor = createLocalExecutor(workspace(FILES));
     const hits = await textSearch(executor, "Alpha, beta!", 10);
     expect(hits.map((hit) => hit.path)).toEqual(["src/many.ts", "src/both.ts"]);
     expect(hits[0]!.snippet).toBe("1: ALPHA and Beta\n2: alpha again\n3: beta again");
@@ -59,7 +52,7 @@ describe("the text search search_code answers with before the index is built", (
   });
 
   it("reads a query of no words as no hits, and a query of regular-expression syntax as words", async () => {
-    const executor = executorFor(workspace(FILES));
+    const executor = createLocalExecutor(workspace(FILES));
     expect(await textSearch(executor, "* . ?", 10)).toEqual([]);
     expect((await textSearch(executor, "(alpha|x)+", 10)).map((hit) => hit.path)).toEqual([
       "src/many.ts",
@@ -78,7 +71,7 @@ describe("search_code for a task", () => {
     const sha = (await store.prepareBase(repo, null)).baseCommitSha;
     // A change the agent made in the workspace: the text search sees it, the prepared commit's index does not.
     writeFileSync(join(repo, "src/new.ts"), "const gamma = 'delta';\n");
-    const executor = executorFor(repo);
+    const executor = createLocalExecutor(repo);
     const database = await pglite.open();
     try {
       const indexer = new RepositoryIndexer(database.db, store, systemClock);

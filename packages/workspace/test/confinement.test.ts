@@ -10,7 +10,7 @@ async function workspace() {
   await initRepo(root, { "README.md": "hello\n" });
   await mkdir(join(root, "docs"));
   await writeFile(join(root, "docs", "a.md"), "inside\n");
-  return { root, executor: createLocalExecutor(root, { home: await tempDir("umbra-home-") }) };
+  return { root, executor: createLocalExecutor(root) };
 }
 
 describe("path confinement of the file tools", () => {

@@ -8,7 +8,7 @@ import { initRepo, tempDir } from "./helpers";
 async function workspace(files: Record<string, string> = {}) {
   const root = await tempDir();
   await initRepo(root, { "README.md": "hello\n", ...files });
-  return { root, executor: createLocalExecutor(root, { home: await tempDir("umbra-home-") }) };
+  return { root, executor: createLocalExecutor(root) };
 }
 
 async function operationCode(promise: Promise<unknown>): Promise<string | undefined> {
