@@ -29,14 +29,18 @@ const VALUES: NewTaskValues = {
   delivery: "",
 };
 
-function renderForm(config: Config | null) {
-  return render(
+function formWith(config: Config | null) {
+  return (
     <QueryClientProvider client={new QueryClient()}>
       <ConfigContext.Provider value={config}>
         <NewTaskForm onCreated={() => {}} />
       </ConfigContext.Provider>
-    </QueryClientProvider>,
+    </QueryClientProvider>
   );
+}
+
+function renderForm(config: Config | null) {
+  return render(formWith(config));
 }
 
 describe("the delivery choice on the new-task form", () => {
@@ -107,13 +111,7 @@ describe("the new-task form before the server's configuration has arrived", () =
     expect([...delivery.options].map((o) => o.textContent)).toEqual(["Loading…"]);
     const before = [...view.container.querySelectorAll(".field")].map((f) => f.className);
 
-    view.rerender(
-      <QueryClientProvider client={new QueryClient()}>
-        <ConfigContext.Provider value={AGENTS}>
-          <NewTaskForm onCreated={() => {}} />
-        </ConfigContext.Provider>
-      </QueryClientProvider>,
-    );
+    view.rerender(formWith(AGENTS));
     expect([...view.container.querySelectorAll(".field")].map((f) => f.className)).toEqual(before);
     expect((screen.getByLabelText("Agent") as HTMLSelectElement).disabled).toBe(false);
     expect([...(screen.getByLabelText("Agent") as HTMLSelectElement).options].map((o) => o.textContent)).toEqual([
