@@ -1,9 +1,10 @@
 /**
  * The floor of a warm follow-up: the one guarded status move it cannot do
  * without (COMPLETED → RUNNING on an ACTIVE workspace, a compare-and-set
- * UPDATE with its history row, in one transaction), made by the server's own
- * status store on the bench server's own database, so that it pays what the
- * follow-up pays for its write and nothing else.
+ * UPDATE with its history row, in one statement over the row just read, as
+ * the follow-up makes it), made by the server's own status store on the
+ * bench server's own database, so that it pays what the follow-up pays for
+ * its write and nothing else. The read before it is not counted.
  *
  * It moves a task of its own: a local-mode task (no warm window, so no
  * cleanup ever looks at it), moved by a store that has no listener (no event
@@ -39,9 +40,9 @@ export async function statusMoveFloor(s: BenchServer): Promise<StatusMoveFloor> 
   await must(status.startTurn(id), "startTurn");
   return {
     async sample() {
-      await must(status.endTurn(id, TaskStatus.COMPLETED, null), "endTurn");
+      const seen = await must(status.endTurn(id, TaskStatus.COMPLETED, null), "endTurn");
       const started = performance.now();
-      await must(status.startWarmFollowUp(id), "startWarmFollowUp");
+      await must(status.startWarmFollowUp(id, seen), "startWarmFollowUp");
       return performance.now() - started;
     },
     async remove() {

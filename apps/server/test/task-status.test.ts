@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { openDatabase, type TaskRow, taskStatusHistory, tasks } from "@repo/db";
 import { INIT_STATUSES, type InitStatus, TASK_STATUSES, type TaskMode, type TaskStatus } from "@repo/types";
 import { asc, eq } from "drizzle-orm";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { databaseTargets, type TestDatabase } from "../../../test/support/databases";
 import { warmTask } from "../../../test/support/task-states";
 import { NotFoundError } from "../src/errors";
@@ -429,6 +429,65 @@ describe.each(targets)("task status machine on $name", (target) => {
       ["status", "INITIALIZING", "FAILED", "step failed"],
       ["initStatus", "INDEX_REPOSITORY", "INACTIVE", "step failed"],
     ]);
+  });
+
+  it("moves a warm follow-up over the row its caller read, as the locked write would", async () => {
+    const s = store();
+    const historyOf = async (id: string) =>
+      (
+        await database.db
+          .select()
+          .from(taskStatusHistory)
+          .where(eq(taskStatusHistory.taskId, id))
+          .orderBy(asc(taskStatusHistory.id))
+      ).map((h) => [h.field, h.fromValue, h.toValue, h.at.getTime(), h.reason]);
+    const warmState = {
+      status: "COMPLETED",
+      initStatus: "ACTIVE",
+      errorMessage: "the last turn's error",
+      scheduledCleanupAt: new Date(clock.now().getTime() + 1000),
+    } as const;
+    const locked = await insertTask(warmState);
+    const seen = await insertTask(warmState);
+    changes.length = 0;
+    const byLock = await s.startWarmFollowUp(locked.id);
+    const transactions = vi.spyOn(database.db, "transaction");
+    const bySeen = await s.startWarmFollowUp(seen.id, seen);
+    expect(transactions).not.toHaveBeenCalled(); // one statement, no locked read
+    transactions.mockRestore();
+    expect(bySeen).toEqual({ ...byLock, id: seen.id });
+    expect(await readTask(seen.id)).toEqual(bySeen);
+    expect(await historyOf(seen.id)).toEqual(await historyOf(locked.id));
+    expect(changes.map((c) => [c.task, c.previous])).toEqual([
+      [byLock, locked],
+      [bySeen, seen],
+    ]);
+
+    // A row read before the cleanup claimed it: the move is decided on the row as it is now, and refused.
+    const stale = await insertTask(warmState);
+    const [claimed] = await database.db
+      .update(tasks)
+      .set({ cleanupClaimedBy: "worker-1", cleanupLeaseUntil: new Date(clock.now().getTime() + 60_000) })
+      .where(eq(tasks.id, stale.id))
+      .returning();
+    expect(await s.startWarmFollowUp(stale.id, stale)).toBeNull();
+    expect(await readTask(stale.id)).toEqual(claimed);
+    expect(await historyOf(stale.id)).toEqual([]);
+
+    // A row read before an unrelated write (its version moved on): still warm, so it moves, once.
+    const older = await insertTask(warmState);
+    await database.db
+      .update(tasks)
+      .set({ version: older.version + 1 })
+      .where(eq(tasks.id, older.id));
+    const moved = await s.startWarmFollowUp(older.id, older);
+    expect([moved?.status, moved?.version]).toEqual(["RUNNING", older.version + 2]);
+    expect(await historyOf(older.id)).toHaveLength(2);
+
+    // A row read while it was busy: refused on it, then decided again (and refused) on the row as it is.
+    const running = await insertTask({ status: "RUNNING", initStatus: "ACTIVE" });
+    expect(await s.startWarmFollowUp(running.id, running)).toBeNull();
+    expect(await readTask(running.id)).toEqual(running);
   });
 
   it("reports a missing task as NotFoundError", async () => {

@@ -141,7 +141,7 @@ export class TaskLifecycle {
 
     if (task.initStatus === InitStatus.ACTIVE && !task.cleanupClaimedBy) {
       const executor = await workspaces.attach(task);
-      const warm = executor ? await status.startWarmFollowUp(taskId) : null;
+      const warm = executor ? await status.startWarmFollowUp(taskId, task) : null;
       if (executor && warm) {
         await turns.start(warm, message, { initialize: false, executor });
         return warm;

@@ -23,7 +23,7 @@
  */
 import { type Db, type TaskRow, taskStatusHistory, tasks } from "@repo/db";
 import { InitStatus, isInitStep, type TaskMode, TaskStatus } from "@repo/types";
-import { and, eq, inArray, isNull, lt, ne, or, type SQL } from "drizzle-orm";
+import { and, eq, inArray, isNull, lt, ne, or, type SQL, sql } from "drizzle-orm";
 import { NotFoundError } from "../errors";
 import type { Clock } from "./clock";
 import { DB_RETRY_DEADLINE_MS, retryTransient } from "./db-retry";
@@ -102,6 +102,8 @@ interface MoveOptions {
   patch?: TaskFieldsPatch;
   /** The cleanup worker making a claim-held move. */
   claimedBy?: string;
+  /** The row as the caller has just read it: the move is tried on it in one statement first. */
+  seen?: TaskRow;
 }
 
 export type TaskStatusStore = ReturnType<typeof createTaskStatusStore>;
@@ -124,25 +126,29 @@ export function createTaskStatusStore(deps: TaskStatusDeps) {
     taskId: string,
     reason: string | undefined,
     plan: (row: TaskRow, now: Date) => WritePlan,
+    seen?: TaskRow,
   ): Promise<TaskRow | null> {
     return mutex.run(taskId, async () => {
       const now = clock.now();
-      const written = await retrying(() =>
-        db.transaction(async (tx) => {
-          const [row] = await tx.select().from(tasks).where(eq(tasks.id, taskId)).for("update");
-          if (!row) throw new NotFoundError("task", taskId);
-          const decision = plan(row, now);
-          if ("refused" in decision) return null;
-          const [updated] = await tx
-            .update(tasks)
-            .set({ ...decision.update, version: row.version + 1, updatedAt: now })
-            .where(and(eq(tasks.id, taskId), eq(tasks.version, row.version), decision.guard))
-            .returning();
-          if (!updated) return null;
-          await recordHistory(tx, row, updated, now, reason);
-          return { previous: row, task: updated };
-        }),
-      );
+      const unchanged = seen ? await retrying(() => writeOverSeen(seen, reason, plan, now)) : null;
+      const written =
+        unchanged ??
+        (await retrying(() =>
+          db.transaction(async (tx) => {
+            const [row] = await tx.select().from(tasks).where(eq(tasks.id, taskId)).for("update");
+            if (!row) throw new NotFoundError("task", taskId);
+            const decision = plan(row, now);
+            if ("refused" in decision) return null;
+            const [updated] = await tx
+              .update(tasks)
+              .set({ ...decision.update, version: row.version + 1, updatedAt: now })
+              .where(and(eq(tasks.id, taskId), eq(tasks.version, row.version), decision.guard))
+              .returning();
+            if (!updated) return null;
+            await recordHistory(tx, row, updated, now, reason);
+            return { previous: row, task: updated };
+          }),
+        ));
       if (!written) return null;
       const { previous, task } = written;
       if (
@@ -157,28 +163,76 @@ export function createTaskStatusStore(deps: TaskStatusDeps) {
     });
   }
 
+  /**
+   * The same write in one statement, for a caller that has just read the
+   * row: planned on that row and applied only if the row is still that
+   * version (the guard repeated too), with its history rows in the same
+   * statement. Null when the plan refuses or the row has moved on since;
+   * the locked write then decides on the row as it is.
+   */
+  async function writeOverSeen(
+    seen: TaskRow,
+    reason: string | undefined,
+    plan: (row: TaskRow, now: Date) => WritePlan,
+    now: Date,
+  ): Promise<{ previous: TaskRow; task: TaskRow } | null> {
+    const decision = plan(seen, now);
+    if ("refused" in decision) return null;
+    const set = { ...decision.update, version: seen.version + 1, updatedAt: now };
+    const moved = db.$with("moved").as(
+      db
+        .update(tasks)
+        .set(set)
+        .where(and(eq(tasks.id, seen.id), eq(tasks.version, seen.version), decision.guard))
+        .returning(),
+    );
+    const entries = historyEntries(seen, { ...seen, ...set }, now, reason);
+    const values = sql.join(
+      entries.map(
+        (entry) =>
+          sql`(${entry.field}, ${entry.fromValue}::text, ${entry.toValue}, ${now.toISOString()}::timestamptz, ${entry.reason ?? null}::text)`,
+      ),
+      sql`, `,
+    );
+    const history = db
+      .$with("history", {})
+      .as(
+        sql`INSERT INTO ${taskStatusHistory} (task_id, field, from_value, to_value, at, reason) SELECT ${moved.id}, entry.* FROM ${moved}, (VALUES ${values}) AS entry`,
+      );
+    const [task] =
+      entries.length > 0
+        ? await db.with(moved, history).select().from(moved)
+        : await db.with(moved).select().from(moved);
+    return task ? { previous: seen, task } : null;
+  }
+
   /** Makes the named move of TASK_MOVES, with its guard and its effects. */
   function move(taskId: string, name: TaskMoveName, options: MoveOptions = {}): Promise<TaskRow | null> {
     const spec: TaskMove = TASK_MOVES[name];
-    return write(taskId, options.reason ?? spec.trigger, (row, now) => {
-      const mover: Mover = { ownerId, now, claimedBy: options.claimedBy };
-      const refused = moveRefusal(spec, row, mover);
-      if (refused) return { refused };
-      const update: TaskUpdate = { status: spec.to, ...options.patch, ...ownerEffect(spec.owner, now) };
-      if (spec.initStatus) update.initStatus = spec.initStatus;
-      if (spec.outcome) update.lastOutcome = spec.outcome;
-      if (spec.cleanup === "clear") clearCleanup(update);
-      if (spec.cleanup === "start") {
-        update.scheduledCleanupAt = row.mode === "remote" ? new Date(now.getTime() + cleanupDelayMs) : null;
-        update.cleanupAttempts = 0;
-      }
-      const guards = [inArray(tasks.status, [...spec.from])];
-      if (spec.requiresInitStatus) guards.push(eq(tasks.initStatus, spec.requiresInitStatus));
-      if (spec.claim === "unclaimed") guards.push(isNull(tasks.cleanupClaimedBy));
-      if (spec.claim === "held") guards.push(eq(tasks.cleanupClaimedBy, options.claimedBy!));
-      guards.push(ownerGuard(spec.owner, now));
-      return { update, guard: and(...guards) };
-    });
+    return write(
+      taskId,
+      options.reason ?? spec.trigger,
+      (row, now) => {
+        const mover: Mover = { ownerId, now, claimedBy: options.claimedBy };
+        const refused = moveRefusal(spec, row, mover);
+        if (refused) return { refused };
+        const update: TaskUpdate = { status: spec.to, ...options.patch, ...ownerEffect(spec.owner, now) };
+        if (spec.initStatus) update.initStatus = spec.initStatus;
+        if (spec.outcome) update.lastOutcome = spec.outcome;
+        if (spec.cleanup === "clear") clearCleanup(update);
+        if (spec.cleanup === "start") {
+          update.scheduledCleanupAt = row.mode === "remote" ? new Date(now.getTime() + cleanupDelayMs) : null;
+          update.cleanupAttempts = 0;
+        }
+        const guards = [inArray(tasks.status, [...spec.from])];
+        if (spec.requiresInitStatus) guards.push(eq(tasks.initStatus, spec.requiresInitStatus));
+        if (spec.claim === "unclaimed") guards.push(isNull(tasks.cleanupClaimedBy));
+        if (spec.claim === "held") guards.push(eq(tasks.cleanupClaimedBy, options.claimedBy!));
+        guards.push(ownerGuard(spec.owner, now));
+        return { update, guard: and(...guards) };
+      },
+      options.seen,
+    );
   }
 
   /** What a move does to the ownership of the task's work. */
@@ -237,7 +291,12 @@ export function createTaskStatusStore(deps: TaskStatusDeps) {
         patch: { errorMessage: message },
       }),
     /** COMPLETED/STOPPED/FAILED → RUNNING on a warm, unclaimed workspace; the cleanup is cancelled. */
-    startWarmFollowUp: (taskId: string) => move(taskId, "startWarmFollowUp", { patch: clearedErrors }),
+    /**
+     * COMPLETED/STOPPED/FAILED → RUNNING on a warm, unclaimed workspace; the cleanup is cancelled.
+     * `seen`: the row the caller has just read, on which the move is tried in one statement first.
+     */
+    startWarmFollowUp: (taskId: string, seen?: TaskRow) =>
+      move(taskId, "startWarmFollowUp", { patch: clearedErrors, seen }),
     /** COMPLETED/STOPPED/FAILED/ARCHIVED → INITIALIZING on an INACTIVE workspace. */
     beginReinitialization: (taskId: string) => move(taskId, "beginReinitialization", { patch: clearedErrors }),
     /** → ARCHIVED / INACTIVE by the cleanup worker that holds the claim. */
@@ -409,8 +468,13 @@ async function insertTask(
   );
 }
 
-/** One history row per changed field of the three the machine owns. A cleared deadline reads "none". */
 async function recordHistory(tx: Tx, before: TaskRow, after: TaskRow, at: Date, reason: string | undefined) {
+  const rows = historyEntries(before, after, at, reason);
+  if (rows.length > 0) await tx.insert(taskStatusHistory).values(rows);
+}
+
+/** One history row per changed field of the three the machine owns. A cleared deadline reads "none". */
+function historyEntries(before: TaskRow, after: TaskRow, at: Date, reason: string | undefined) {
   const rows: (typeof taskStatusHistory.$inferInsert)[] = [];
   const row = (field: string, fromValue: string | null, toValue: string) =>
     rows.push({ taskId: after.id, field, fromValue, toValue, at, reason });
@@ -420,5 +484,5 @@ async function recordHistory(tx: Tx, before: TaskRow, after: TaskRow, at: Date, 
   if (deadline(before.scheduledCleanupAt) !== deadline(after.scheduledCleanupAt)) {
     row("scheduledCleanupAt", deadline(before.scheduledCleanupAt), deadline(after.scheduledCleanupAt) ?? "none");
   }
-  if (rows.length > 0) await tx.insert(taskStatusHistory).values(rows);
+  return rows;
 }
