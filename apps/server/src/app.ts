@@ -61,6 +61,7 @@ import type { Secret } from "./utils/redaction";
 import { SecretBox } from "./utils/secret-box";
 import type { TaskChanges } from "./utils/task-changes";
 import type { TaskStatusStore } from "./utils/task-status";
+import { WalCheckpoints } from "./utils/wal-checkpoints";
 
 const WEB_DIST = fileURLToPath(new URL("../../web/dist", import.meta.url));
 
@@ -179,9 +180,11 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
     locks: replicas.locks ?? undefined,
     auth: (repoUrl, transfer) => credentials.withCredentials(repoUrl, transfer),
   });
+  const walCheckpoints = new WalCheckpoints(database, clock, log.child({ component: "db" }));
   const indexer = new RepositoryIndexer(db, store, clock, {
     locks: replicas.locks ?? undefined,
     log: log.child({ component: "index" }),
+    afterBatch: () => walCheckpoints.request(),
   });
   const secretBox = await SecretBox.load({ secretsKey: config.secretsKey, dataDir: config.dataDir });
   const agentState = new AgentStateDirs(join(config.dataDir, "agent-state"));
@@ -412,6 +415,7 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
       const port = typeof address === "object" && address ? address.port : config.port;
       server.url = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`;
       cleanup?.start();
+      walCheckpoints.start();
       taskRecovery.start();
       ownership.start();
       log.info({ url: server.url, mode: workspaces.mode, agent: catalog.defaultKind }, "server.listening");
@@ -433,6 +437,7 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
         await workspaces.close?.();
         await environments.cache?.close();
         await replicas.close();
+        await walCheckpoints.stop();
         if (ownsDatabase) await database.close();
         log.info("server.closed");
       })();

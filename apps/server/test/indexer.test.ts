@@ -93,7 +93,10 @@ describe.each(targets)("the full-text index on $name", (target) => {
     const sha = await headOf(store, repo);
     expect(sha).toBe(git(repo, "rev-parse", "HEAD"));
     await withDatabase(target, async (database) => {
-      const indexer = new RepositoryIndexer(database.db, store, systemClock);
+      let batches = 0;
+      const indexer = new RepositoryIndexer(database.db, store, systemClock, {
+        afterBatch: async () => void batches++,
+      });
       // 20 text blobs and the binary one (kept without content, so it is not read again); not the oversized file.
       expect(await indexer.indexCommit(repo, sha)).toEqual({
         commitSha: sha,
@@ -105,6 +108,8 @@ describe.each(targets)("the full-text index on $name", (target) => {
       expect(await indexer.search(repo, sha, "oversized")).toEqual([]);
       expect(await indexer.search(repo, sha, "binaryword")).toEqual([]);
       expect(await countRows(database, "repo_index_paths")).toBe(20);
+      // Two reads of blobs (10 MB, 8 MB a read) and the path list, each followed by the hook (the server's checkpoint).
+      expect(batches).toBe(3);
     });
   }, 300_000);
 

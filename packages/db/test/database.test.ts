@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { openDatabase, queryRows, tasks } from "@repo/db";
@@ -30,6 +30,68 @@ async function migrationCount(database: Awaited<ReturnType<typeof openDatabase>>
   );
   return row?.n;
 }
+
+/** A directory's size in bytes, its files only. */
+function directoryBytes(dir: string): number {
+  return readdirSync(dir, { withFileTypes: true }).reduce(
+    (sum, entry) => sum + (entry.isFile() ? statSync(join(dir, entry.name)).size : 0),
+    0,
+  );
+}
+
+describe("the embedded database's WAL", () => {
+  const dir = mkdtempSync(join(tmpdir(), "umbra-db-wal-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("is checkpointed once enough was written since the last checkpoint, so pg_wal stays bounded", async () => {
+    const database = await openDatabase({ dataDir: dir });
+    try {
+      const checkpointIfDue = database.checkpointIfDue!;
+      const walSinceCheckpoint = async () => {
+        const [row] = await queryRows<{ bytes: string }>(
+          database.db,
+          sql`SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), redo_lsn)::text AS bytes FROM pg_control_checkpoint()`,
+        );
+        return Number(row!.bytes);
+      };
+      await database.db.execute(sql`CREATE TABLE filler (data text)`);
+      // About 20 MB of WAL a round: 10,000 rows of 2 KB of hex text, which does not compress.
+      const writeRound = () =>
+        database.db.execute(sql`INSERT INTO filler
+          SELECT (SELECT string_agg(md5(random()::text || g || i), '') FROM generate_series(1, 64) i)
+          FROM generate_series(1, 10000) g`);
+      const MB = 1024 * 1024;
+      const outcomes: boolean[] = [];
+      let written = 0;
+      for (let round = 0; round < 8; round++) {
+        const before = await walSinceCheckpoint();
+        await writeRound();
+        written += (await walSinceCheckpoint()) - before;
+        outcomes.push(await checkpointIfDue(32 * MB));
+      }
+      // Due every other round (20 MB each, the threshold 32 MB); each checkpoint moved the redo point up to now.
+      expect(outcomes).toEqual([false, true, false, true, false, true, false, true]);
+      expect(await walSinceCheckpoint()).toBeLessThan(MB);
+      expect(await checkpointIfDue(32 * MB)).toBe(false);
+      expect(written).toBeGreaterThan(150 * MB);
+      // What was written is more than twice what pg_wal holds: max_wal_size 64 MB, plus the segment in use.
+      expect(directoryBytes(join(dir, "db", "pg_wal"))).toBeLessThanOrEqual(96 * MB);
+    } finally {
+      await database.close();
+    }
+  }, 120_000);
+
+  it("is left to Postgres, which checkpoints by itself", async () => {
+    for (const target of targets) {
+      const database = await target.open();
+      try {
+        expect(typeof database.checkpointIfDue).toBe(target.name === "pglite" ? "function" : "undefined");
+      } finally {
+        await database.close();
+      }
+    }
+  });
+});
 
 describe("PGlite persistence", () => {
   const dir = mkdtempSync(join(tmpdir(), "umbra-db-"));

@@ -74,6 +74,12 @@ export interface RepositoryIndexerOptions {
   locks?: KeyedLock;
   /** Where a background run's end and failure are told. */
   log?: Logger;
+  /**
+   * Awaited after each batch of writes (READ_BATCH_BYTES of blobs, the path
+   * list): the server asks for a checkpoint of the embedded database there,
+   * so indexing a large repository does not leave its WAL growing.
+   */
+  afterBatch?: () => Promise<void>;
 }
 
 interface CommitFile {
@@ -85,6 +91,7 @@ interface CommitFile {
 export class RepositoryIndexer {
   private readonly locks: KeyedLock;
   private readonly log: Logger | undefined;
+  private readonly afterBatch: () => Promise<void>;
   /** Background runs under way in this process, by repository key and commit. */
   private readonly running = new Map<string, Promise<void>>();
   private readonly closing = new AbortController();
@@ -97,6 +104,7 @@ export class RepositoryIndexer {
   ) {
     this.locks = options.locks ?? new KeyedMutex();
     this.log = options.log;
+    this.afterBatch = options.afterBatch ?? (async () => {});
   }
 
   async indexCommit(repoUrl: string, commitSha: string): Promise<IndexResult> {
@@ -210,6 +218,7 @@ export class RepositoryIndexer {
           await yieldToEventLoop();
         }
         stored += rows.length;
+        await this.afterBatch();
       }
     }
     return stored;
@@ -241,6 +250,7 @@ export class RepositoryIndexer {
       );
       await yieldToEventLoop();
     }
+    await this.afterBatch();
     // Counted, not summed: rows an interrupted run left are the commit's too.
     const [total] = await queryRows<{ n: number }>(
       this.db,
