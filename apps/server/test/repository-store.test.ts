@@ -1,16 +1,19 @@
 /**
  * The repository store's side of moving a task branch: packs out of the
  * mirror hold only what the receiver lacks, and a pack coming back is only
- * saved when it is whole and continues the last saved commit. And the task's
- * diff, whose patch stays bounded whatever the branch holds.
+ * saved when it is whole and continues the last saved commit. The task's
+ * diff, whose patch stays bounded whatever the branch holds. And the first
+ * fetch of a repository on this disk, which links its objects.
  */
 import { execFileSync } from "node:child_process";
-import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { Readable } from "node:stream";
+import { pathToFileURL } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
 import { createRepo, git, tempDir } from "../../../test/support/git";
 import { WorkspaceSaveError } from "../src/errors";
+import { localRepositoryPath } from "../src/repository/local-objects";
 import { RepositoryStore } from "../src/repository/repository-store";
 
 const BRANCH = "umbra/transfer-task";
@@ -184,4 +187,79 @@ describe("the task diff", () => {
     const whole = git(store.mirrorPath(upstream), "diff", "--no-color", base, head).length + 1;
     expect(Buffer.byteLength(kept) + omitted).toBe(whole);
   }, 120_000);
+});
+
+describe("the first fetch of a repository on this disk", () => {
+  /** Every object file of `objectsDir` (packs and loose objects), by its path under it, with its inode. */
+  function objectFiles(objectsDir: string): Map<string, number> {
+    const files = new Map<string, number>();
+    for (const dir of readdirSync(objectsDir)) {
+      if (dir === "info" || !statSync(join(objectsDir, dir)).isDirectory()) continue;
+      for (const name of readdirSync(join(objectsDir, dir))) {
+        files.set(`${dir}/${name}`, statSync(join(objectsDir, dir, name)).ino);
+      }
+    }
+    return files;
+  }
+
+  /** A repository whose objects are in a pack and loose, on two branches. */
+  function packedAndLoose(): string {
+    const repo = track(createRepo({ "README.md": "# Local\n", "src/a.txt": "a\n" }));
+    git(repo, "repack", "-a", "-d", "-q");
+    git(repo, "checkout", "-q", "-b", "feature");
+    commit(repo, "src/b.txt", "b\n");
+    git(repo, "checkout", "-q", "main");
+    commit(repo, "src/c.txt", "c\n");
+    return repo;
+  }
+
+  it.each([
+    ["an absolute path", (repo: string) => repo],
+    ["a file:// URL", (repo: string) => pathToFileURL(repo).href],
+  ])("links its object files instead of transferring them, given %s", async (_, urlOf) => {
+    const repo = packedAndLoose();
+    const source = objectFiles(join(repo, ".git", "objects"));
+    expect([...source.keys()].some((path) => path.startsWith("pack/"))).toBe(true);
+    expect([...source.keys()].some((path) => !path.startsWith("pack/"))).toBe(true);
+    const store = new RepositoryStore(track(tempDir("umbra-store-")));
+    const url = urlOf(repo);
+
+    const { baseCommitSha } = await store.prepareBase(url, null);
+
+    expect(baseCommitSha).toBe(git(repo, "rev-parse", "main"));
+    // The same files (inodes), and no pack of the fetch's own: nothing was transferred.
+    expect(objectFiles(join(store.mirrorPath(url), "objects"))).toEqual(source);
+    const branches = await store.listBranches(url);
+    expect(branches.branches).toEqual(["feature", "main"]);
+    const tree = track(tempDir("umbra-tree-"));
+    await store.addWorktree(url, BRANCH, join(tree, "w"), baseCommitSha);
+    expect(readFileSync(join(tree, "w", "src", "c.txt"), "utf8")).toBe("c\n");
+    // The source stays as it was.
+    expect(objectFiles(join(repo, ".git", "objects"))).toEqual(source);
+  });
+
+  it("transfers as usual from a repository that borrows objects through alternates", async () => {
+    const origin = packedAndLoose();
+    const shared = track(tempDir("umbra-shared-"));
+    execFileSync("git", ["clone", "-q", "--shared", origin, join(shared, "repo")]);
+    const repo = join(shared, "repo");
+    const store = new RepositoryStore(track(tempDir("umbra-store-")));
+
+    const { baseCommitSha } = await store.prepareBase(repo, null);
+
+    expect(baseCommitSha).toBe(git(origin, "rev-parse", "main"));
+    const mirrored = objectFiles(join(store.mirrorPath(repo), "objects"));
+    const linked = new Set(objectFiles(join(origin, ".git", "objects")).values());
+    expect(mirrored.size).toBeGreaterThan(0);
+    expect([...mirrored.values()].filter((ino) => linked.has(ino))).toEqual([]);
+    expect(git(store.mirrorPath(repo), "cat-file", "-p", `${baseCommitSha}:src/c.txt`)).toBe("c");
+  });
+
+  it("names the local path of absolute paths and file:// URLs only", () => {
+    expect(localRepositoryPath("/srv/repos/app.git")).toBe("/srv/repos/app.git");
+    expect(localRepositoryPath("file:///srv/repos/app.git")).toBe("/srv/repos/app.git");
+    expect(localRepositoryPath("https://example.com/app.git")).toBeNull();
+    expect(localRepositoryPath("git@example.com:app.git")).toBeNull();
+    expect(localRepositoryPath("file://other-host/srv/app.git")).toBeNull();
+  });
 });

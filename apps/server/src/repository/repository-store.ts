@@ -27,6 +27,7 @@ import { setTimeout as delay } from "node:timers/promises";
 import type { PackStats, StdinFeed } from "@repo/workspace";
 import { WorkspaceError, WorkspaceSaveError } from "../errors";
 import { KeyedMutex } from "../utils/keyed-mutex";
+import { linkLocalObjects } from "./local-objects";
 import { consolidatePacks, indexPack, isAncestor, isComplete, knownCommits, packHistory } from "./pack-transfer";
 import { gitReason, storeGit as runGit, storeGitBuffer as runGitBuffer, storeGitBounded } from "./store-git";
 
@@ -404,6 +405,8 @@ export class RepositoryStore {
       await runGit(["remote", "add", "origin", repoUrl], { cwd: mirror });
       await runGit(["config", "remote.origin.fetch", "+refs/heads/*:refs/remotes/origin/*"], { cwd: mirror });
       await runGit(["config", "gc.auto", "0"], { cwd: mirror });
+      // A repository on this disk: its objects are linked, not sent (the fetch below then transfers nothing).
+      await linkLocalObjects(repoUrl, mirror);
     }
     const fetch = () =>
       this.auth(repoUrl, (configArgs) =>
