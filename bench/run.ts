@@ -8,6 +8,8 @@
  *   npm run bench -- --quick             smaller counts, to try it out
  *   npm run bench -- --only due-query    one section (repeatable)
  *   npm run bench -- --only save-memory/remote-postgres   one variant of one
+ *                                        (the only way to run a variant a
+ *                                        section runs on request only)
  *   npm run bench -- --out file.json     write the figures elsewhere
  *
  * Runs with --quick or --only write bench/results/scratch.json unless --out
@@ -21,6 +23,7 @@ import { parseArgs } from "node:util";
 import { cpuShare, readCpu, waitForQuiet } from "./lib/cpu";
 import { machineInfo } from "./lib/machine";
 import { renderTable, type TableLine } from "./lib/report";
+import type { Section } from "./lib/section";
 import { SECTIONS } from "./lib/sections";
 import type { SectionMessage } from "./section-process";
 
@@ -39,16 +42,23 @@ const { values } = parseArgs({
 });
 const quick = values.quick ?? false;
 const only = values.only ?? [];
-/** Whether `--only` asks for this section's variant (`name` takes them all, `name/variant` one). */
-const wanted = (name: string, variant: string | undefined) =>
-  only.length === 0 || only.includes(name) || (variant !== undefined && only.includes(`${name}/${variant}`));
+/**
+ * Whether this run takes a section's variant: `--only name` takes them all,
+ * `--only name/variant` one; a variant the section runs on request only is
+ * taken only when named.
+ */
+const wanted = (section: Section, variant: string | undefined) => {
+  const named = variant !== undefined && only.includes(`${section.name}/${variant}`);
+  if (variant !== undefined && section.onRequest?.includes(variant)) return named;
+  return only.length === 0 || only.includes(section.name) || named;
+};
 const keys = SECTIONS.flatMap((s) => [s.name, ...(s.variants ?? []).map((v) => `${s.name}/${v}`)]);
 const unknown = only.filter((key) => !keys.includes(key));
 if (unknown.length > 0) {
   console.error(`unknown section(s): ${unknown.join(", ")}; sections: ${keys.join(", ")}`);
   process.exit(2);
 }
-const selected = SECTIONS.filter((s) => (s.variants ?? [undefined]).some((v) => wanted(s.name, v)));
+const selected = SECTIONS.filter((s) => (s.variants ?? [undefined]).some((v) => wanted(s, v)));
 const out = resolve(values.out ?? join(RESULTS_DIR, quick || only.length > 0 ? "scratch.json" : "latest.json"));
 
 function runSection(name: string, variant: string | undefined): Promise<SectionMessage> {
@@ -80,7 +90,7 @@ const results: Record<string, unknown> = {};
 let failed = false;
 for (const section of selected) {
   for (const variant of section.variants ?? [undefined]) {
-    if (!wanted(section.name, variant)) continue;
+    if (!wanted(section, variant)) continue;
     const sectionStarted = performance.now();
     const key = variant ? `${section.name}/${variant}` : section.name;
     console.log(`\n== ${section.title}${variant ? `, ${variant}` : ""} (${key})`);

@@ -4,16 +4,20 @@
  * each written straight to disk and committed once. Contents are generated
  * from a fixed seed, so every run measures the same bytes.
  *
+ * A repository that takes minutes to build is kept between runs instead, in
+ * a cache directory (cachedRepo): the same name means the same contents, and
+ * a cache entry appears whole or not at all.
+ *
  * A "cold" copy of a repository is a copy at a new path: the server keys its
  * repository store and its full-text index by URL, so a new path has never
  * been fetched or indexed, while the bytes stay the same.
  */
 import { execFileSync } from "node:child_process";
-import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 
-const GIT_ENV = {
+export const GIT_ENV = {
   ...process.env,
   GIT_AUTHOR_NAME: "Bench",
   GIT_AUTHOR_EMAIL: "bench@example.com",
@@ -22,7 +26,7 @@ const GIT_ENV = {
   GIT_CONFIG_NOSYSTEM: "1",
 };
 
-function git(cwd: string, ...args: string[]): string {
+export function git(cwd: string, ...args: string[]): string {
   return execFileSync("git", args, { cwd, env: GIT_ENV, encoding: "utf8", maxBuffer: 64 * 1024 * 1024 }).trim();
 }
 
@@ -167,6 +171,57 @@ export function worktreeFloorMs(repo: BenchRepo): number {
   const ms = performance.now() - started;
   git(repo.path, "worktree", "remove", "--force", dir);
   return ms;
+}
+
+/**
+ * The floor of a first initialization from a path: `git clone --local` of
+ * `repo` (objects hard-linked, then the checkout) into a new directory, timed
+ * in ms on a settled disk. The clone stays until `remove` is called: deleting
+ * tens of thousands of files slows every checkout on this disk for a minute
+ * after, so the caller removes it once its own measurements are done.
+ */
+export function localCloneFloor(repo: { path: string }): { ms: number; remove(): void } {
+  const dir = benchTempDir("clone");
+  settleDisk();
+  const started = performance.now();
+  git(dir, "clone", "--local", "--quiet", repo.path, join(dir, "clone"));
+  const ms = performance.now() - started;
+  return { ms, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** Where repositories kept between runs live (cachedRepo). */
+export const REPO_CACHE_DIR = join(tmpdir(), "umbra-bench-cache");
+
+/**
+ * A repository kept between runs at `<REPO_CACHE_DIR>/<name>/repo.git`,
+ * described by `repo.json` beside it. The first run builds it: `build` gets
+ * the git directory to create (inside a scratch directory) and returns the
+ * description; the scratch directory is renamed into place only then, so an
+ * interrupted build leaves no entry a later run would trust. `name` must
+ * change whenever the contents would.
+ */
+export function cachedRepo<T extends BenchRepo>(
+  name: string,
+  build: (gitDir: string) => Omit<T, "path">,
+): { repo: T; buildMs: number | null } {
+  const dir = join(REPO_CACHE_DIR, name);
+  const describe = (record: Omit<T, "path">) => ({ ...record, path: join(dir, "repo.git") }) as T;
+  if (existsSync(join(dir, "repo.json"))) {
+    return { repo: describe(JSON.parse(readFileSync(join(dir, "repo.json"), "utf8"))), buildMs: null };
+  }
+  const scratch = `${dir}.partial-${process.pid}`;
+  rmSync(scratch, { recursive: true, force: true });
+  mkdirSync(scratch, { recursive: true });
+  try {
+    const started = performance.now();
+    const record = build(join(scratch, "repo.git"));
+    writeFileSync(join(scratch, "repo.json"), `${JSON.stringify(record, null, 2)}\n`);
+    rmSync(dir, { recursive: true, force: true }); // a directory with no repo.json is a leftover
+    renameSync(scratch, dir);
+    return { repo: describe(record), buildMs: performance.now() - started };
+  } finally {
+    rmSync(scratch, { recursive: true, force: true });
+  }
 }
 
 /** A copy of `repo` at a new path: the same commit, never seen by the server. */

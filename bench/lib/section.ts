@@ -29,5 +29,10 @@ export interface Section {
   title: string;
   /** Parts that each run in a fresh process of their own (e.g. so their memory figures don't mix). */
   variants?: readonly string[];
+  /**
+   * Of `variants`, those only an `--only` naming them runs (`name/variant`):
+   * figures that explain another, too slow to take in every run.
+   */
+  onRequest?: readonly string[];
   run(options: BenchOptions): Promise<SectionResult>;
 }

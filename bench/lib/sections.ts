@@ -6,6 +6,7 @@ import { crossServerStopSection } from "../sections/cross-server-stop";
 import { dueQuerySection } from "../sections/due-query";
 import { environmentCacheSection } from "../sections/environment-cache";
 import { followUpSection } from "../sections/follow-up";
+import { largeRepoSection } from "../sections/large-repo";
 import { outputFloodSection } from "../sections/output-flood";
 import { reinitLargeSection } from "../sections/reinit-large";
 import { saveCostSection } from "../sections/save-cost";
@@ -24,6 +25,7 @@ export const SECTIONS: readonly Section[] = [
   saveCostSection,
   saveMemorySection,
   reinitLargeSection,
+  largeRepoSection,
   agentTurnSection,
   environmentCacheSection,
   outputFloodSection,
