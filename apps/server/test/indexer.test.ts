@@ -11,7 +11,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { type DatabaseTarget, databaseTargets, type TestDatabase } from "../../../test/support/databases";
 import { createRepo, git, tempDir } from "../../../test/support/git";
 import { createLogger } from "../src/logger";
-import { RepositoryIndexer } from "../src/repository/indexer";
+import { PART_CHARS, RepositoryIndexer, splitText } from "../src/repository/indexer";
 import { RepositoryStore } from "../src/repository/repository-store";
 import { systemClock } from "../src/utils/clock";
 
@@ -207,6 +207,73 @@ describe.each(targets)("the full-text index on $name", (target) => {
     });
   }, 120_000);
 
+  it("stores a file larger than a part in parts cut at line ends, and finds a word of any part on its line", async () => {
+    // 3,000 numbered lines of about 55 characters (160 KB): three parts. A word of its own on line 2,900.
+    const lines = Array.from({ length: 3000 }, (_, i) => `line ${i + 1} of a large generated file with filler words`);
+    lines[2899] = "line 2900 holds the deepword";
+    const text = `${lines.join("\n")}\n`;
+    const repo = repository({ "gen/large.txt": text, "small.txt": "a deepword too\n" });
+    const store = newStore();
+    const sha = await headOf(store, repo);
+    await withDatabase(target, async (database) => {
+      const indexer = new RepositoryIndexer(database.db, store, systemClock);
+      expect((await indexer.indexCommit(repo, sha)).newBlobs).toBe(2);
+      const parts = await queryRows<{ part: number; first_line: number; content: string }>(
+        database.db,
+        sql`SELECT part, first_line, content FROM repo_index_blobs
+            WHERE blob_id = ${git(repo, "rev-parse", `${sha}:gen/large.txt`)} ORDER BY part`,
+      );
+      expect(parts.map((p) => p.part)).toEqual([0, 1, 2]);
+      expect(parts.map((p) => p.content).join("")).toBe(text);
+      for (const p of parts) {
+        expect(p.content.length).toBeLessThanOrEqual(PART_CHARS);
+        expect(p.content.endsWith("\n")).toBe(true);
+        expect(text.split("\n")[p.first_line - 1]).toBe(p.content.split("\n")[0]);
+      }
+      const hits = await indexer.search(repo, sha, "deepword");
+      expect(hits.map((hit) => hit.path).sort()).toEqual(["gen/large.txt", "small.txt"]);
+      const large = hits.find((hit) => hit.path === "gen/large.txt")!;
+      expect(large.snippet.split("\n")).toEqual([
+        "2898: line 2898 of a large generated file with filler words",
+        "2899: line 2899 of a large generated file with filler words",
+        "2900: line 2900 holds the deepword",
+        "2901: line 2901 of a large generated file with filler words",
+        "2902: line 2902 of a large generated file with filler words",
+      ]);
+      // Listed once, however many of its parts match.
+      expect(await paths(indexer, repo, sha, "filler")).toEqual(["gen/large.txt"]);
+    });
+  }, 120_000);
+
+  it("completes a blob whose parts an interrupted run left without part 0", async () => {
+    const text = `${"a line of text with the word partword\n".repeat(4000)}`;
+    const repo = repository({ "big.txt": text });
+    const store = newStore();
+    const sha = await headOf(store, repo);
+    const blobId = git(repo, "rev-parse", `${sha}:big.txt`);
+    await withDatabase(target, async (database) => {
+      // What a run ended between two statements leaves: the later parts, not part 0.
+      const [, second] = splitText(text);
+      await database.db.execute(
+        sql`INSERT INTO repo_index_blobs (repo_key, blob_id, part, first_line, content)
+            VALUES (${store.repoKey(repo)}, ${blobId}, 1, ${second!.firstLine}, ${second!.content})`,
+      );
+      const indexer = new RepositoryIndexer(database.db, store, systemClock);
+      expect(await indexer.indexCommit(repo, sha)).toEqual({
+        commitSha: sha,
+        fileCount: 1,
+        indexed: true,
+        newBlobs: 1,
+      });
+      const parts = await queryRows<{ content: string }>(
+        database.db,
+        sql`SELECT content FROM repo_index_blobs WHERE blob_id = ${blobId} ORDER BY part`,
+      );
+      expect(parts.map((p) => p.content).join("")).toBe(text);
+      expect(await paths(indexer, repo, sha, "partword")).toEqual(["big.txt"]);
+    });
+  }, 120_000);
+
   it("forgetting a commit keeps the blobs another commit shares", async () => {
     const repo = repository(tenFiles());
     const store = newStore();
@@ -334,4 +401,21 @@ describe.runIf(targets.some((target) => target.name === "postgres"))("the full-t
       }
     });
   }, 120_000);
+});
+
+describe("splitText", () => {
+  it("keeps a text within a part whole, and an empty one as one empty part", () => {
+    expect(splitText("one\ntwo\n")).toEqual([{ content: "one\ntwo\n", firstLine: 1 }]);
+    expect(splitText("")).toEqual([{ content: "", firstLine: 1 }]);
+  });
+
+  it("cuts a line longer than a part where the limit falls, never inside a surrogate pair", () => {
+    const long = `${"x".repeat(PART_CHARS - 1)}😀${"y".repeat(10)}\nnext\n`;
+    const parts = splitText(long);
+    expect(parts.map((p) => p.content).join("")).toBe(long);
+    expect(parts[0]!.content).toBe("x".repeat(PART_CHARS - 1));
+    expect(parts[1]!.content.startsWith("😀")).toBe(true);
+    // The cut was inside line 1, so the second part begins on line 1 as well.
+    expect(parts.map((p) => p.firstLine)).toEqual([1, 1]);
+  });
 });

@@ -341,18 +341,26 @@ export const repoIndexCommits = pgTable(
   (t) => [primaryKey({ columns: [t.repoKey, t.commitSha] })],
 );
 
-/** A text file's content, once per (repository, git blob id), shared by every commit and path that has it. */
+/**
+ * A text file's content, once per (repository, git blob id), shared by every
+ * commit and path that has it. A large file's text is cut at line ends into
+ * parts (0, 1, …), one row each, so that no one statement tokenizes more than
+ * a part; part 0 is written last and its presence means the blob is complete.
+ */
 export const repoIndexBlobs = pgTable(
   "repo_index_blobs",
   {
     repoKey: text("repo_key").notNull(),
     blobId: text("blob_id").notNull(),
+    part: integer("part").notNull().default(0),
+    /** The line of the file this part's text begins on, from 1. */
+    firstLine: integer("first_line").notNull().default(1),
     /** The text; null for a blob that is not text, kept so that the next commit does not read it again. */
     content: text("content"),
     contentVector: tsvector("content_vector").generatedAlwaysAs(sql`to_tsvector('simple', content)`),
   },
   (t) => [
-    primaryKey({ columns: [t.repoKey, t.blobId] }),
+    primaryKey({ columns: [t.repoKey, t.blobId, t.part] }),
     // A small pending list: flushing the default 4 MB one stalled an insert for ~0.5 s on the embedded database.
     index("repo_index_blobs_content_idx").using("gin", t.contentVector).with({ gin_pending_list_limit: 128 }),
   ],

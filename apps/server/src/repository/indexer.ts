@@ -5,8 +5,9 @@
  * Layout (packages/db/src/schema.ts):
  * - repo_index_blobs: a text file's content and its tsvector (GIN), once per
  *   (repository, git blob id), shared by every commit and path that has it.
- *   A blob that is not text is kept with no content, so the next commit does
- *   not read it again.
+ *   A file of more than PART_CHARS is cut at line ends into parts, a row
+ *   each. A blob that is not text is kept with no content, so the next
+ *   commit does not read it again.
  * - repo_index_paths: a commit's text files, path → blob id, with the path's
  *   own words (weight A). This is what grows with every commit: one small row
  *   per text file, no content.
@@ -16,13 +17,15 @@
  * Invariants:
  * - Indexing a commit reads and writes only the blobs the repository has not
  *   indexed yet: the set difference is taken in SQL, a batch of ids at a time.
- * - No statement carries more than BATCH_TEXT_BYTES of text and the event
- *   loop gets a turn between statements, so with the embedded database (which
- *   runs SQL on this thread) other requests wait at most one statement. There
+ * - No statement carries more than BATCH_TEXT_BYTES of text (a large file
+ *   goes in parts, so this holds for every file) and the event loop gets a
+ *   turn between statements, so with the embedded database (which runs SQL
+ *   on this thread) other requests wait at most one statement. There
  *   is no long transaction either: PGlite runs one transaction at a time, so
  *   one around the whole commit would make every other query wait for it.
  *   Every write is idempotent (ON CONFLICT DO NOTHING), so a crash halfway
- *   leaves rows the next run reuses; the commit row is written last.
+ *   leaves rows the next run reuses; a blob's part 0 is written after its
+ *   other parts and the commit row last, so each marks a complete whole.
  * - One commit is indexed by one process at a time (`locks`: advisory locks
  *   across processes sharing Postgres); the others wait and find it done.
  * - Forgetting a commit removes its path list only: blobs stay, other commits
@@ -50,10 +53,12 @@ const MAX_FILE_BYTES = 512 * 1024;
 /**
  * Text per INSERT. The embedded database tokenizes and indexes a statement's
  * rows on this thread: measured on PGlite, 1 MB took 0.4–1.4 s, 64 KB stays
- * around 50 ms (more on a busy machine). A single file larger than this goes
- * alone, so MAX_FILE_BYTES bounds the longest statement.
+ * around 50 ms (75 ms on a busy machine), while one file of 130–520 KB in a
+ * statement of its own took 100–206 ms.
  */
 const BATCH_TEXT_BYTES = 64 * 1024;
+/** A file's text longer than this (UTF-16 code units, as BATCH_TEXT_BYTES counts) is stored in parts of at most this. */
+export const PART_CHARS = BATCH_TEXT_BYTES;
 /** Blob ids per set-difference query, and path rows per INSERT. */
 const ID_BATCH = 500;
 /** Bytes read from the store at once, so a repository of large files is never held whole in memory. */
@@ -81,6 +86,8 @@ export interface RepositoryIndexerOptions {
    */
   afterBatch?: () => Promise<void>;
 }
+
+type BlobRow = typeof repoIndexBlobs.$inferInsert;
 
 interface CommitFile {
   path: string;
@@ -208,29 +215,41 @@ export class RepositoryIndexer {
       const missing = await this.missingBlobs(repoKey, ids);
       for (const batch of byBytes(missing, (id) => sizes.get(id)!, READ_BATCH_BYTES)) {
         const contents = await this.store.readBlobs(repoUrl, batch);
-        const rows = batch.map((blobId) => {
+        const rows = batch.flatMap((blobId): BlobRow[] => {
           const buffer = contents.get(blobId);
-          return { repoKey, blobId, content: buffer && isText(buffer) ? buffer.toString("utf8") : null };
+          if (!buffer || !isText(buffer)) return [{ repoKey, blobId, part: 0, firstLine: 1, content: null }];
+          // Part 0 last: its row is what says the blob is complete (missingBlobs).
+          const parts = splitText(buffer.toString("utf8")).map((p, part) => ({ repoKey, blobId, part, ...p }));
+          return [...parts.slice(1), parts[0]!];
         });
         for (const statement of byBytes(rows, (row) => row.content?.length ?? 0, BATCH_TEXT_BYTES)) {
           this.closing.signal.throwIfAborted();
           await this.db.insert(repoIndexBlobs).values(statement).onConflictDoNothing();
           await yieldToEventLoop();
         }
-        stored += rows.length;
+        stored += batch.length;
         await this.afterBatch();
       }
     }
     return stored;
   }
 
-  /** Of `blobIds`, those the repository has no row for: the set difference, in SQL. */
+  /**
+   * Of `blobIds`, those the repository has no complete row for (part 0): the
+   * set difference, in SQL. The lookups here and in storePaths are LATERAL so
+   * that each is one probe of the primary key: the embedded database never
+   * gathers statistics (no autovacuum), and without them the planner read the
+   * whole table into a hash for each batch of 500 (100 ms a statement at
+   * 21,000 blobs, growing with the repository).
+   */
   private async missingBlobs(repoKey: string, blobIds: string[]): Promise<string[]> {
     const rows = await queryRows<{ blob_id: string }>(
       this.db,
       sql`SELECT id.blob_id FROM jsonb_array_elements_text(${JSON.stringify(blobIds)}::jsonb) AS id(blob_id)
-          WHERE NOT EXISTS (
-            SELECT 1 FROM repo_index_blobs b WHERE b.repo_key = ${repoKey} AND b.blob_id = id.blob_id)`,
+          LEFT JOIN LATERAL (
+            SELECT true AS found FROM repo_index_blobs b
+            WHERE b.repo_key = ${repoKey} AND b.blob_id = id.blob_id AND b.part = 0 LIMIT 1) b ON true
+          WHERE b.found IS NULL`,
     );
     return rows.map((row) => row.blob_id);
   }
@@ -244,8 +263,10 @@ export class RepositoryIndexer {
         sql`INSERT INTO repo_index_paths (repo_key, commit_sha, path, blob_id)
             SELECT ${repoKey}, ${commitSha}, f.path, f.blob_id
             FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS f(path text, blob_id text)
-            JOIN repo_index_blobs b ON b.repo_key = ${repoKey} AND b.blob_id = f.blob_id
-            WHERE b.content IS NOT NULL
+            CROSS JOIN LATERAL (
+              SELECT FROM repo_index_blobs b
+              WHERE b.repo_key = ${repoKey} AND b.blob_id = f.blob_id AND b.part = 0 AND b.content IS NOT NULL
+              LIMIT 1) b
             ON CONFLICT DO NOTHING`,
       );
       await yieldToEventLoop();
@@ -289,6 +310,30 @@ function* byBytes<T>(items: T[], bytesOf: (item: T) => number, limit: number): G
     bytes += size;
   }
   if (batch.length > 0) yield batch;
+}
+
+/**
+ * `text` in parts of at most PART_CHARS, each ending at a line end where the
+ * part holds one (a longer line is cut where the limit falls, never inside a
+ * surrogate pair), with the line each begins on.
+ */
+export function splitText(text: string): { content: string; firstLine: number }[] {
+  const parts: { content: string; firstLine: number }[] = [];
+  let start = 0;
+  let line = 1;
+  do {
+    let end = Math.min(start + PART_CHARS, text.length);
+    if (end < text.length) {
+      const lineEnd = text.lastIndexOf("\n", end - 1);
+      if (lineEnd >= start) end = lineEnd + 1;
+      else if (/[\uD800-\uDBFF]/.test(text[end - 1]!)) end--;
+    }
+    const content = text.slice(start, end);
+    parts.push({ content, firstLine: line });
+    for (let i = content.indexOf("\n"); i !== -1; i = content.indexOf("\n", i + 1)) line++;
+    start = end;
+  } while (start < text.length);
+  return parts;
 }
 
 /** Text as Postgres can store it: no NUL byte anywhere (git's own test looks at the first 8 KB only). */
