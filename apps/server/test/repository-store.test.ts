@@ -227,8 +227,24 @@ describe("the first fetch of a repository on this disk", () => {
     const { baseCommitSha } = await store.prepareBase(url, null);
 
     expect(baseCommitSha).toBe(git(repo, "rev-parse", "main"));
-    // The same files (inodes), and no pack of the fetch's own: nothing was transferred.
-    expect(objectFiles(join(store.mirrorPath(url), "objects"))).toEqual(source);
+    // The source's pack is the same file (inode); its loose objects, linked, were then packed into one
+    // pack of the mirror's own holding exactly them: nothing was transferred.
+    const mirrorObjects = join(store.mirrorPath(url), "objects");
+    const mirrored = objectFiles(mirrorObjects);
+    const sourcePacks = [...source].filter(([path]) => path.startsWith("pack/"));
+    for (const [path, ino] of sourcePacks) expect(mirrored.get(path)).toBe(ino);
+    expect([...mirrored.keys()].filter((path) => !path.startsWith("pack/"))).toEqual([]);
+    const ownPacks = [...mirrored.keys()].filter((path) => path.endsWith(".idx") && !source.has(path));
+    expect(ownPacks).toHaveLength(1);
+    const looseIds = [...source.keys()]
+      .filter((path) => !path.startsWith("pack/"))
+      .map((path) => path.replace("/", ""));
+    const inOwnPack = execFileSync("git", ["show-index"], { input: readFileSync(join(mirrorObjects, ownPacks[0]!)) })
+      .toString()
+      .trim()
+      .split("\n")
+      .map((line) => line.split(" ")[1]);
+    expect(inOwnPack.sort()).toEqual(looseIds.sort());
     const branches = await store.listBranches(url);
     expect(branches.branches).toEqual(["feature", "main"]);
     const tree = track(tempDir("umbra-tree-"));
@@ -236,6 +252,21 @@ describe("the first fetch of a repository on this disk", () => {
     expect(readFileSync(join(tree, "w", "src", "c.txt"), "utf8")).toBe("c\n");
     // The source stays as it was.
     expect(objectFiles(join(repo, ".git", "objects"))).toEqual(source);
+  });
+
+  it("transfers as usual from a repository with many loose objects", async () => {
+    const files: Record<string, string> = {};
+    for (let i = 0; i < 1000; i++) files[`src/file-${i}.txt`] = `file ${i}\n`;
+    const repo = track(createRepo(files));
+    const store = new RepositoryStore(track(tempDir("umbra-store-")));
+
+    const { baseCommitSha } = await store.prepareBase(repo, null);
+
+    expect(baseCommitSha).toBe(git(repo, "rev-parse", "main"));
+    const linked = new Set(objectFiles(join(repo, ".git", "objects")).values());
+    const mirrored = objectFiles(join(store.mirrorPath(repo), "objects"));
+    expect([...mirrored.values()].filter((ino) => linked.has(ino))).toEqual([]);
+    expect(git(store.mirrorPath(repo), "cat-file", "-p", `${baseCommitSha}:src/file-999.txt`)).toBe("file 999");
   });
 
   it("transfers as usual from a repository that borrows objects through alternates", async () => {

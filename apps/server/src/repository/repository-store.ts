@@ -27,9 +27,15 @@ import { setTimeout as delay } from "node:timers/promises";
 import type { PackStats, StdinFeed } from "@repo/workspace";
 import { WorkspaceError, WorkspaceSaveError } from "../errors";
 import { KeyedMutex } from "../utils/keyed-mutex";
-import { linkLocalObjects } from "./local-objects";
+import { type LinkedObjects, linkLocalObjects } from "./local-objects";
 import { consolidatePacks, indexPack, isAncestor, isComplete, knownCommits, packHistory } from "./pack-transfer";
-import { gitReason, storeGit as runGit, storeGitBuffer as runGitBuffer, storeGitBounded } from "./store-git";
+import {
+  gitReason,
+  storeGit as runGit,
+  storeGitBuffer as runGitBuffer,
+  storeGitBounded,
+  TRANSFER_TIMEOUT_MS,
+} from "./store-git";
 
 export { SERVER_GIT_EMAIL } from "./store-git";
 
@@ -398,6 +404,7 @@ export class RepositoryStore {
 
   /** Fetches the mirror from its remote; every git here that talks to the remote ends when `signal` aborts. */
   private async fetchMirror(repoUrl: string, mirror: string, signal?: AbortSignal): Promise<void> {
+    let linked: LinkedObjects | null = null;
     if (!existsSync(join(mirror, "HEAD"))) {
       await mkdir(this.root, { recursive: true });
       await rm(mirror, { recursive: true, force: true });
@@ -406,7 +413,7 @@ export class RepositoryStore {
       await runGit(["config", "remote.origin.fetch", "+refs/heads/*:refs/remotes/origin/*"], { cwd: mirror });
       await runGit(["config", "gc.auto", "0"], { cwd: mirror });
       // A repository on this disk: its objects are linked, not sent (the fetch below then transfers nothing).
-      await linkLocalObjects(repoUrl, mirror);
+      linked = await linkLocalObjects(repoUrl, mirror);
     }
     const fetch = () =>
       this.auth(repoUrl, (configArgs) =>
@@ -426,6 +433,12 @@ export class RepositoryStore {
       });
       // Asks the remote again (for its HEAD): it can stall as the fetch can.
       await runGit(["remote", "set-head", "origin", "--auto"], { cwd: mirror, signal }).catch(() => undefined);
+      // Linked loose objects are packed once here, not compressed again by every pack sent out of the mirror.
+      // If that fails, the mirror is whole all the same, only slower to send from.
+      if (linked && linked.loose > 0) {
+        const repack = { cwd: mirror, timeoutMs: TRANSFER_TIMEOUT_MS, signal, lowPriority: true };
+        await runGit(["repack", "-d", "-q"], repack).catch(() => undefined);
+      }
     } catch (error) {
       throw new WorkspaceError(`cannot fetch ${repoUrl}: ${gitReason(error)}`, null, true, { cause: error });
     }
