@@ -413,7 +413,8 @@ export class RepositoryStore {
       await runGit(["config", "remote.origin.fetch", "+refs/heads/*:refs/remotes/origin/*"], { cwd: mirror });
       await runGit(["config", "gc.auto", "0"], { cwd: mirror });
       // A repository on this disk: its objects are linked, not sent (the fetch below then transfers nothing).
-      linked = await linkLocalObjects(repoUrl, mirror);
+      // Linking is only a shortcut: if it fails, the fetch transfers what is missing.
+      linked = await linkLocalObjects(repoUrl, mirror).catch(() => null);
     }
     const fetch = () =>
       this.auth(repoUrl, (configArgs) =>
