@@ -33,14 +33,6 @@ import { fileURLToPath } from "node:url";
 const LOOSE_DIR = /^[0-9a-f]{2}$/;
 const LOOSE_LIMIT = 1000;
 
-export interface LinkedObjects {
-  /** Files linked, packs and their indexes included. */
-  files: number;
-  /** Of those, loose objects: the caller packs them after the fetch. */
-  loose: number;
-}
-
-const NOTHING: LinkedObjects = { files: 0, loose: 0 };
 
 /** The local path `repoUrl` names (an absolute path or a file:// URL), or null for a remote URL. */
 export function localRepositoryPath(repoUrl: string): string | null {
@@ -75,18 +67,19 @@ async function ownObjectsDir(path: string): Promise<string | null> {
 
 /**
  * Hard-links the object files of the local repository `repoUrl` names into
- * the objects directory of `mirror` (a new, empty bare repository); says how
- * many files it linked (none for a remote URL or when nothing could be).
+ * the objects directory of `mirror` (a new, empty bare repository); returns
+ * how many loose objects it linked, which the caller packs after the fetch
+ * (0 as well for a remote URL or when nothing was linked).
  */
-export async function linkLocalObjects(repoUrl: string, mirror: string): Promise<LinkedObjects> {
+export async function linkLocalObjects(repoUrl: string, mirror: string): Promise<number> {
   const path = localRepositoryPath(repoUrl);
   const source = path && (await ownObjectsDir(path));
-  if (!source) return NOTHING;
+  if (!source) return 0;
   const loose: [dir: string, name: string][] = [];
   for (const dir of (await readdir(source)).filter((name) => LOOSE_DIR.test(name))) {
     if (!(await isDirectory(join(source, dir)))) continue;
     for (const name of await readdir(join(source, dir))) loose.push([dir, name]);
-    if (loose.length > LOOSE_LIMIT) return NOTHING;
+    if (loose.length > LOOSE_LIMIT) return 0;
   }
   const files: [dir: string, name: string][] = [];
   // A pack before its index, so the mirror never sees an index whose pack could not be linked.
@@ -95,7 +88,7 @@ export async function linkLocalObjects(repoUrl: string, mirror: string): Promise
     for (const extension of [".pack", ".idx", ".rev", ".bitmap"]) files.push(["pack", `${base}${extension}`]);
   }
   files.push(...loose);
-  const linked = { files: 0, loose: 0 };
+  let linkedLoose = 0;
   for (const [dir, name] of files) {
     const from = join(source, dir, name);
     if (!(await isFile(from))) continue; // a pack with no .rev or .bitmap; a symlink
@@ -105,8 +98,7 @@ export async function linkLocalObjects(repoUrl: string, mirror: string): Promise
     } catch {
       break;
     }
-    linked.files++;
-    if (dir !== "pack") linked.loose++;
+    if (dir !== "pack") linkedLoose++;
   }
-  return linked;
+  return linkedLoose;
 }

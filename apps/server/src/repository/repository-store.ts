@@ -27,7 +27,7 @@ import { setTimeout as delay } from "node:timers/promises";
 import type { PackStats, StdinFeed } from "@repo/workspace";
 import { WorkspaceError, WorkspaceSaveError } from "../errors";
 import { KeyedMutex } from "../utils/keyed-mutex";
-import { type LinkedObjects, linkLocalObjects } from "./local-objects";
+import { linkLocalObjects } from "./local-objects";
 import { consolidatePacks, indexPack, isAncestor, isComplete, knownCommits, packHistory } from "./pack-transfer";
 import {
   gitReason,
@@ -404,7 +404,7 @@ export class RepositoryStore {
 
   /** Fetches the mirror from its remote; every git here that talks to the remote ends when `signal` aborts. */
   private async fetchMirror(repoUrl: string, mirror: string, signal?: AbortSignal): Promise<void> {
-    let linked: LinkedObjects | null = null;
+    let linkedLoose = 0;
     if (!existsSync(join(mirror, "HEAD"))) {
       await mkdir(this.root, { recursive: true });
       await rm(mirror, { recursive: true, force: true });
@@ -414,7 +414,7 @@ export class RepositoryStore {
       await runGit(["config", "gc.auto", "0"], { cwd: mirror });
       // A repository on this disk: its objects are linked, not sent (the fetch below then transfers nothing).
       // Linking is only a shortcut: if it fails, the fetch transfers what is missing.
-      linked = await linkLocalObjects(repoUrl, mirror).catch(() => null);
+      linkedLoose = await linkLocalObjects(repoUrl, mirror).catch(() => 0);
     }
     const fetch = () =>
       this.auth(repoUrl, (configArgs) =>
@@ -436,7 +436,7 @@ export class RepositoryStore {
       await runGit(["remote", "set-head", "origin", "--auto"], { cwd: mirror, signal }).catch(() => undefined);
       // Linked loose objects are packed once here, not compressed again by every pack sent out of the mirror.
       // If that fails, the mirror is whole all the same, only slower to send from.
-      if (linked && linked.loose > 0) {
+      if (linkedLoose > 0) {
         const repack = { cwd: mirror, timeoutMs: TRANSFER_TIMEOUT_MS, signal, lowPriority: true };
         await runGit(["repack", "-d", "-q"], repack).catch(() => undefined);
       }
