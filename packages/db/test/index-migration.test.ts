@@ -20,6 +20,7 @@ import { createScratchPostgres, databaseTargets } from "../../../test/support/da
 import { tempDir } from "../../../test/support/temp-dirs";
 
 const targets = await databaseTargets();
+type Db = Parameters<typeof queryRows>[0];
 const dirs: string[] = [];
 
 afterAll(() => {
@@ -42,7 +43,7 @@ const OLD_INDEX_ROWS = `
   INSERT INTO repo_index_commits (repo_key, commit_sha, file_count, indexed_at) VALUES ('/r', 'c1', 1, now());
   INSERT INTO repo_index_files (repo_key, commit_sha, path, content) VALUES ('/r', 'c1', 'a.txt', 'hello');`;
 
-async function tablesOf(db: Parameters<typeof queryRows>[0]): Promise<string[]> {
+async function tablesOf(db: Db): Promise<string[]> {
   const rows = await queryRows<{ name: string }>(
     db,
     sql`SELECT table_name AS name FROM information_schema.tables
@@ -51,53 +52,70 @@ async function tablesOf(db: Parameters<typeof queryRows>[0]): Promise<string[]> 
   return rows.map((row) => row.name);
 }
 
-async function indexedCommits(db: Parameters<typeof queryRows>[0]): Promise<number> {
+async function indexedCommits(db: Db): Promise<number> {
   const [row] = await queryRows<{ n: number }>(db, sql`SELECT count(*)::int AS n FROM repo_index_commits`);
   return row!.n;
 }
 
-describe("migration 0008, the full-text index keyed by content", () => {
-  it("on PGlite drops the old index and forgets the commits it had indexed", async () => {
-    const dataDir = tempDir("umbra-migrate-pglite-");
-    dirs.push(dataDir);
-    mkdirSync(join(dataDir, "db"));
-    const old = await PGlite.create(join(dataDir, "db"));
-    await migratePglite(drizzlePglite(old), { migrationsFolder: migrationsUpTo(7) });
-    await old.exec(OLD_INDEX_ROWS);
-    await old.close();
+const onPostgres = targets.some((target) => target.name === "postgres");
 
-    const database = await openDatabase({ dataDir });
+/**
+ * An embedded database migrated up to `last`, given `rows` (SQL), then opened
+ * as the server opens it (which applies the later migrations); `check` runs on it.
+ */
+async function onPgliteFrom(last: number, rows: string, check: (db: Db) => Promise<void>): Promise<void> {
+  const dataDir = tempDir("umbra-migrate-pglite-");
+  dirs.push(dataDir);
+  mkdirSync(join(dataDir, "db"));
+  const old = await PGlite.create(join(dataDir, "db"));
+  await migratePglite(drizzlePglite(old), { migrationsFolder: migrationsUpTo(last) });
+  await old.exec(rows);
+  await old.close();
+  const database = await openDatabase({ dataDir });
+  try {
+    await check(database.db);
+  } finally {
+    await database.close();
+  }
+}
+
+/** The same on a scratch Postgres database. */
+async function onPostgresFrom(last: number, rows: string, check: (db: Db) => Promise<void>): Promise<void> {
+  const scratch = await createScratchPostgres();
+  try {
+    const client = new pg.Client({ connectionString: scratch.url });
+    await client.connect();
     try {
-      expect(await tablesOf(database.db)).toEqual(["repo_index_blobs", "repo_index_commits", "repo_index_paths"]);
-      expect(await indexedCommits(database.db)).toBe(0);
+      await migratePg(drizzlePg(client), { migrationsFolder: migrationsUpTo(last) });
+      await client.query(rows);
+    } finally {
+      await client.end();
+    }
+    const database = await openDatabase({ databaseUrl: scratch.url });
+    try {
+      await check(database.db);
     } finally {
       await database.close();
     }
+  } finally {
+    await scratch.drop();
+  }
+}
+
+async function forgotOldIndex(db: Db): Promise<void> {
+  expect(await tablesOf(db)).toEqual(["repo_index_blobs", "repo_index_commits", "repo_index_paths"]);
+  expect(await indexedCommits(db)).toBe(0);
+}
+
+describe("migration 0008, the full-text index keyed by content", () => {
+  it("on PGlite drops the old index and forgets the commits it had indexed", async () => {
+    await onPgliteFrom(7, OLD_INDEX_ROWS, forgotOldIndex);
   }, 120_000);
 
-  it.runIf(targets.some((target) => target.name === "postgres"))(
+  it.runIf(onPostgres)(
     "on Postgres drops the old index and forgets the commits it had indexed",
     async () => {
-      const scratch = await createScratchPostgres();
-      try {
-        const client = new pg.Client({ connectionString: scratch.url });
-        await client.connect();
-        try {
-          await migratePg(drizzlePg(client), { migrationsFolder: migrationsUpTo(7) });
-          await client.query(OLD_INDEX_ROWS);
-        } finally {
-          await client.end();
-        }
-        const database = await openDatabase({ databaseUrl: scratch.url });
-        try {
-          expect(await tablesOf(database.db)).toEqual(["repo_index_blobs", "repo_index_commits", "repo_index_paths"]);
-          expect(await indexedCommits(database.db)).toBe(0);
-        } finally {
-          await database.close();
-        }
-      } finally {
-        await scratch.drop();
-      }
+      await onPostgresFrom(7, OLD_INDEX_ROWS, forgotOldIndex);
     },
     120_000,
   );
@@ -106,59 +124,32 @@ describe("migration 0008, the full-text index keyed by content", () => {
 const INDEXED_BLOB = `
   INSERT INTO repo_index_blobs (repo_key, blob_id, content) VALUES ('/r', 'b1', 'hello world');`;
 
-async function blobRows(db: Parameters<typeof queryRows>[0]) {
+async function blobRows(db: Db) {
   return queryRows<{ blob_id: string; part: number; first_line: number; content: string }>(
     db,
     sql`SELECT blob_id, part, first_line, content FROM repo_index_blobs ORDER BY blob_id, part`,
   );
 }
 
+async function keptAsPartZero(db: Db): Promise<void> {
+  expect(await blobRows(db)).toEqual([{ blob_id: "b1", part: 0, first_line: 1, content: "hello world" }]);
+}
+
 describe("migration 0009, large files in parts", () => {
   it("on PGlite keeps each indexed blob as its part 0, and takes further parts", async () => {
-    const dataDir = tempDir("umbra-migrate-pglite-");
-    dirs.push(dataDir);
-    mkdirSync(join(dataDir, "db"));
-    const old = await PGlite.create(join(dataDir, "db"));
-    await migratePglite(drizzlePglite(old), { migrationsFolder: migrationsUpTo(8) });
-    await old.exec(INDEXED_BLOB);
-    await old.close();
-
-    const database = await openDatabase({ dataDir });
-    try {
-      expect(await blobRows(database.db)).toEqual([{ blob_id: "b1", part: 0, first_line: 1, content: "hello world" }]);
-      await database.db.execute(
+    await onPgliteFrom(8, INDEXED_BLOB, async (db) => {
+      await keptAsPartZero(db);
+      await db.execute(
         sql`INSERT INTO repo_index_blobs (repo_key, blob_id, part, first_line, content) VALUES ('/r', 'b1', 1, 9, 'more')`,
       );
-      expect((await blobRows(database.db)).map((row) => row.part)).toEqual([0, 1]);
-    } finally {
-      await database.close();
-    }
+      expect((await blobRows(db)).map((row) => row.part)).toEqual([0, 1]);
+    });
   }, 120_000);
 
-  it.runIf(targets.some((target) => target.name === "postgres"))(
+  it.runIf(onPostgres)(
     "on Postgres keeps each indexed blob as its part 0",
     async () => {
-      const scratch = await createScratchPostgres();
-      try {
-        const client = new pg.Client({ connectionString: scratch.url });
-        await client.connect();
-        try {
-          await migratePg(drizzlePg(client), { migrationsFolder: migrationsUpTo(8) });
-          await client.query(INDEXED_BLOB);
-        } finally {
-          await client.end();
-        }
-        const database = await openDatabase({ databaseUrl: scratch.url });
-        try {
-          expect(await blobRows(database.db)).toEqual([
-            { blob_id: "b1", part: 0, first_line: 1, content: "hello world" },
-          ]);
-        } finally {
-          await database.close();
-        }
-      } finally {
-        await scratch.drop();
-      }
+      await onPostgresFrom(8, INDEXED_BLOB, keptAsPartZero);
     },
     120_000,
   );
