@@ -162,15 +162,21 @@ export function settleDisk(): void {
 /**
  * The floor of a re-initialization: `git worktree add` of `repo`'s commit
  * into a new directory (the checkout alone, objects already local), timed in
- * ms; the worktree is removed again afterwards, outside the timing.
+ * ms. The worktree stays until `remove` is called (see localCloneFloor).
  */
-export function worktreeFloorMs(repo: BenchRepo): number {
+export function worktreeFloor(repo: { path: string; commit: string }): { ms: number; remove(): void } {
   const dir = join(benchTempDir("worktree"), "tree");
   const started = performance.now();
   git(repo.path, "worktree", "add", "--quiet", "--detach", dir, repo.commit);
   const ms = performance.now() - started;
-  git(repo.path, "worktree", "remove", "--force", dir);
-  return ms;
+  return { ms, remove: () => git(repo.path, "worktree", "remove", "--force", dir) };
+}
+
+/** worktreeFloor, the worktree removed again right away, outside the timing. */
+export function worktreeFloorMs(repo: BenchRepo): number {
+  const floor = worktreeFloor(repo);
+  floor.remove();
+  return floor.ms;
 }
 
 /**

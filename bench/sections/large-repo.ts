@@ -28,7 +28,6 @@
  * them (see settleDisk).
  */
 import { execFile } from "node:child_process";
-import { rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
@@ -38,7 +37,7 @@ import { createScratchPostgres, postgresAvailable } from "../../test/support/dat
 import { HealthPoller, StallTimeline } from "../lib/health-poller";
 import { timeToActive } from "../lib/init-timing";
 import { type NodeModulesSelection, nodeModulesRepo } from "../lib/node-modules-repo";
-import { benchTempDir, git, localCloneFloor, settleDisk } from "../lib/repos";
+import { benchTempDir, git, localCloneFloor, settleDisk, worktreeFloor } from "../lib/repos";
 import type { Row, Section, SectionResult } from "../lib/section";
 import { type BenchServer, startBenchServer } from "../lib/server";
 import { formatBytes, formatMs, rounded } from "../lib/stats";
@@ -98,14 +97,6 @@ function onDisk(size: IndexSize): string {
   return Number.isNaN(size.dataDirBytes) ? "" : `, on disk ${formatBytes(size.dataDirBytes)}`;
 }
 
-/** `git worktree add` of `commit` from `gitDir` into a new directory, timed in ms; the tree stays until the section ends. */
-function worktreeFloor(gitDir: string, commit: string): { ms: number; dir: string } {
-  const dir = join(benchTempDir("large-worktree"), "tree");
-  const started = performance.now();
-  git(gitDir, "worktree", "add", "--quiet", "--detach", dir, commit);
-  return { ms: performance.now() - started, dir };
-}
-
 const VARIANTS = ["pglite", "postgres"] as const;
 
 export const largeRepoSection: Section = {
@@ -147,7 +138,7 @@ export const largeRepoSection: Section = {
 /** The scenario of the module comment, on `database` (or the embedded one); the section's result. */
 async function measure(
   selection: NodeModulesSelection,
-  origin: { path: string },
+  origin: { path: string; commit: string },
   database: Database | undefined,
   log: (message: string) => void,
 ): Promise<SectionResult> {
@@ -158,15 +149,16 @@ async function measure(
     await s.close();
     throw error;
   });
-  const worktrees: string[] = [];
-  let cloneFloor: ReturnType<typeof localCloneFloor> | null = null;
+  /** The floors' trees, removed when the section ends. */
+  const floors: { remove(): void }[] = [];
   try {
     const settledTree = await timeline.aside("settled worktree floor", () => {
       settleDisk();
-      return worktreeFloor(origin.path, repo.commit);
+      return worktreeFloor(origin);
     });
-    worktrees.push(settledTree.dir);
-    cloneFloor = await timeline.aside("clone floor", () => localCloneFloor(origin));
+    floors.push(settledTree);
+    const cloneFloor = await timeline.aside("clone floor", () => localCloneFloor(origin));
+    floors.push(cloneFloor);
     await timeline.aside("sync", settleDisk);
     log(`floors: git clone --local ${formatMs(cloneFloor.ms)}, git worktree add ${formatMs(settledTree.ms)}`);
 
@@ -195,10 +187,8 @@ async function measure(
     await s.t.server.indexer.settled();
 
     // Right after the archive removed the workspace: the floor pays what the re-initialization will.
-    const sameMoment = await timeline.aside("same-moment worktree floor", () =>
-      worktreeFloor(origin.path, repo.commit),
-    );
-    worktrees.push(sameMoment.dir);
+    const sameMoment = await timeline.aside("same-moment worktree floor", () => worktreeFloor(origin));
+    floors.push(sameMoment);
     timeline.phase("re-initialization");
     from = s.client.count(task.id);
     wall0 = Date.now();
@@ -290,7 +280,6 @@ async function measure(
   } finally {
     poller.close();
     await s.close();
-    cloneFloor?.remove();
-    for (const dir of worktrees) rmSync(dir, { recursive: true, force: true });
+    for (const floor of floors) floor.remove();
   }
 }
