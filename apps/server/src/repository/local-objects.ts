@@ -33,7 +33,6 @@ import { fileURLToPath } from "node:url";
 const LOOSE_DIR = /^[0-9a-f]{2}$/;
 const LOOSE_LIMIT = 1000;
 
-
 /** The local path `repoUrl` names (an absolute path or a file:// URL), or null for a remote URL. */
 export function localRepositoryPath(repoUrl: string): string | null {
   const value = repoUrl.trim();
