@@ -2,8 +2,9 @@
  * The repository store's side of moving a task branch: packs out of the
  * mirror hold only what the receiver lacks, and a pack coming back is only
  * saved when it is whole and continues the last saved commit. The task's
- * diff, whose patch stays bounded whatever the branch holds. And the first
- * fetch of a repository on this disk, which links its objects.
+ * diff, whose patch stays bounded whatever the branch holds. The first
+ * fetch of a repository on this disk, which links its objects. And the
+ * upstream objects sandboxes borrow, which never hold a task's work.
  */
 import { execFileSync } from "node:child_process";
 import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -13,6 +14,7 @@ import { pathToFileURL } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
 import { createRepo, git, tempDir } from "../../../test/support/git";
 import { WorkspaceSaveError } from "../src/errors";
+import { MAX_PACKS } from "../src/repository/borrowed-objects";
 import { localRepositoryPath } from "../src/repository/local-objects";
 import { RepositoryStore } from "../src/repository/repository-store";
 
@@ -292,5 +294,86 @@ describe("the first fetch of a repository on this disk", () => {
     expect(localRepositoryPath("https://example.com/app.git")).toBeNull();
     expect(localRepositoryPath("git@example.com:app.git")).toBeNull();
     expect(localRepositoryPath("file://other-host/srv/app.git")).toBeNull();
+  });
+});
+
+describe("the objects sandboxes borrow", () => {
+  /** The ids of every object in the packs of a borrowed-objects directory. */
+  function borrowedIds(dir: string): string[] {
+    const packDir = join(dir, "objects", "pack");
+    return readdirSync(packDir)
+      .filter((name) => name.endsWith(".idx"))
+      .flatMap((name) =>
+        execFileSync("git", ["show-index"], { input: readFileSync(join(packDir, name)) })
+          .toString()
+          .trim()
+          .split("\n")
+          .map((line) => line.split(" ")[1]!),
+      )
+      .sort();
+  }
+
+  const packsIn = (dir: string) => readdirSync(join(dir, "objects", "pack")).filter((name) => name.endsWith(".pack"));
+  const pins = (mirror: string) => git(mirror, "for-each-ref", "--format=%(refname)", "refs/umbra/borrowed/");
+
+  it("hold the upstream history only, never a task's commits, and grow by what upstream adds", async () => {
+    const { upstream, store, workspace, base } = await setUp();
+    const head = commit(workspace, "secret.txt", "a task's work\n");
+    await store.receivePack(upstream, BRANCH, Readable.from([pack(workspace, [head, `^${base}`])]), { base, head });
+    const mirror = store.mirrorPath(upstream);
+
+    // A server whose umask keeps its own files from other users (the sandboxes' uids).
+    const umask = process.umask(0o077);
+    const dir = await store.borrowedObjects(upstream).finally(() => process.umask(umask));
+
+    expect(dir).toBe(store.borrowedPath(upstream));
+    const upstreamIds = (tip: string) =>
+      git(mirror, "rev-list", "--objects", tip)
+        .split("\n")
+        .map((line) => line.split(" ")[0]!)
+        .sort();
+    expect(borrowedIds(dir)).toEqual(upstreamIds(base));
+    expect(borrowedIds(dir)).not.toContain(head);
+    expect(borrowedIds(dir)).not.toContain(git(mirror, "rev-parse", `${head}:secret.txt`));
+    expect(readFileSync(join(dir, "tips"), "utf8")).toBe(`${base}\n`);
+    expect(pins(mirror)).toBe(`refs/umbra/borrowed/${base}`);
+    // A sandbox reads them as another user: everything is readable by all, nothing writable but by the server.
+    for (const path of [
+      dir,
+      join(dir, "tips"),
+      join(dir, "objects", "pack"),
+      ...packsIn(dir).map((name) => join(dir, "objects", "pack", name)),
+    ]) {
+      expect(statSync(path).mode & 0o004).toBe(0o004);
+      expect(statSync(path).mode & 0o022).toBe(0);
+    }
+
+    const moved = commit(upstream, "src/b.txt", "b\n");
+    git(upstream, "branch", "behind", base); // a branch whose history is held through another
+    await store.prepareBase(upstream, null);
+    await store.borrowedObjects(upstream);
+
+    expect(packsIn(dir)).toHaveLength(2);
+    expect(borrowedIds(dir)).toEqual(upstreamIds(moved));
+    expect(readFileSync(join(dir, "tips"), "utf8")).toBe(`${moved}\n`);
+    expect(pins(mirror)).toBe(`refs/umbra/borrowed/${moved}`);
+
+    await store.borrowedObjects(upstream);
+    expect(packsIn(dir)).toHaveLength(2);
+  });
+
+  it("add no pack past their limit, and keep the tips they hold", async () => {
+    const { upstream, store } = await setUp();
+    const dir = await store.borrowedObjects(upstream);
+    const packDir = join(dir, "objects", "pack");
+    const tips = readFileSync(join(dir, "tips"), "utf8");
+    for (let i = packsIn(dir).length; i < MAX_PACKS; i++) writeFileSync(join(packDir, `pack-filler-${i}.pack`), "");
+    commit(upstream, "src/b.txt", "b\n");
+    await store.prepareBase(upstream, null);
+
+    await store.borrowedObjects(upstream);
+
+    expect(packsIn(dir)).toHaveLength(MAX_PACKS);
+    expect(readFileSync(join(dir, "tips"), "utf8")).toBe(tips);
   });
 });

@@ -144,8 +144,10 @@ async function exec({ req, res, executor, track, sandbox }: RouteContext) {
   }
 }
 
-async function gitHaves({ res, executor }: RouteContext) {
-  sendJson(res, 200, { commits: await workspaceHaves(executor.root) });
+async function gitHaves({ res, url, executor }: RouteContext) {
+  const query = protocol.HavesQuery.safeParse(Object.fromEntries(url.searchParams));
+  if (!query.success) throw new HttpError(400, "VALIDATION_ERROR", "query parameter borrow is invalid");
+  sendJson(res, 200, await workspaceHaves(executor.root, query.data.borrow));
 }
 
 async function gitTracked({ req, res, executor }: RouteContext) {
@@ -157,9 +159,10 @@ async function gitReceive({ req, res, url, executor }: RouteContext) {
   try {
     const query = protocol.ReceiveQuery.safeParse(Object.fromEntries(url.searchParams));
     if (!query.success) {
-      throw new HttpError(400, "VALIDATION_ERROR", "query parameters branch and tip are missing or invalid");
+      throw new HttpError(400, "VALIDATION_ERROR", "query parameters branch, tip or borrow are missing or invalid");
     }
-    sendJson(res, 200, await receiveBranch(executor.root, query.data.branch, query.data.tip, req));
+    const { branch, tip, borrow } = query.data;
+    sendJson(res, 200, await receiveBranch(executor.root, branch, tip, req, borrow));
   } finally {
     // A refusal comes before the pack is read: drain it, so that the answer reaches the client.
     if (!req.readableEnded) req.resume();

@@ -5,6 +5,9 @@
  * Transfers are streamed and incremental: the workspace says which commits it
  * has (haves), the server sends a pack of only what those lack, and a save
  * sends back only the objects of the commits made since the last saved one.
+ * A new workspace on the server's host may borrow the repository's upstream
+ * history instead (git alternates on a read-only directory the server binds
+ * in): then only the task's own commits travel.
  *
  * Invariants:
  * - Receiving never destroys work: it refuses a workspace with uncommitted
@@ -15,8 +18,8 @@
  *   the agent's use of git: branch switches, amends, rebases, detached HEAD.
  * - Git never climbs above the workspace to a repository it happens to sit in.
  */
-import { existsSync } from "node:fs";
-import { readdir } from "node:fs/promises";
+import { constants, existsSync } from "node:fs";
+import { access, readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import {
@@ -31,6 +34,8 @@ import {
 import { HttpError } from "./http";
 
 const INCOMING_REF = "refs/umbra/incoming";
+/** Refs at the commits a borrowed-objects directory holds whole (so they count as haves). */
+const BORROWED_REFS = "refs/umbra/borrowed/";
 /** Objects above this size are neither deltified nor held whole in memory by git. */
 const BIG_FILE_CONFIG = ["-c", "core.bigFileThreshold=64m"];
 
@@ -53,9 +58,35 @@ function hasRepository(root: string): boolean {
   return existsSync(join(root, ".git"));
 }
 
-/** Tips of the workspace's branches and its HEAD, newest first: what a sender need not send again. */
-export async function workspaceHaves(root: string): Promise<string[]> {
-  if (!hasRepository(root)) return [];
+/**
+ * The objects directory of a borrowed-objects directory the server offers
+ * (see apps/server/src/repository/borrowed-objects.ts), when this sandbox can
+ * read it (it is bound in read-only); null otherwise.
+ */
+async function borrowable(dir: string | undefined): Promise<string | null> {
+  if (!dir) return null;
+  const objects = join(dir, "objects");
+  try {
+    await access(join(objects, "pack"), constants.R_OK | constants.X_OK);
+    return objects;
+  } catch {
+    return null;
+  }
+}
+
+/** The commits a borrowed-objects directory names as held whole. */
+async function borrowedTips(dir: string): Promise<string[]> {
+  const text = await readFile(join(dir, "tips"), "utf8").catch(() => "");
+  return text.split("\n").filter((line) => /^[0-9a-f]{40,64}$/.test(line));
+}
+
+/**
+ * Tips of the workspace's branches and its HEAD, newest first: what a sender
+ * need not send again. `borrows`: the workspace has no repository yet and
+ * can read the offered `borrow` directory, so a receive will borrow it.
+ */
+export async function workspaceHaves(root: string, borrow?: string): Promise<{ commits: string[]; borrows: boolean }> {
+  if (!hasRepository(root)) return { commits: [], borrows: (await borrowable(borrow)) !== null };
   const { probe } = workspaceGit(root);
   const refs = await probe([
     "for-each-ref",
@@ -72,22 +103,45 @@ export async function workspaceHaves(root: string): Promise<string[]> {
     const [sha, type] = line.split(" ");
     if (sha && type === "commit") commits.add(sha);
   }
-  return [...commits].slice(0, sidecarProtocol.MAX_HAVES);
+  return { commits: [...commits].slice(0, sidecarProtocol.MAX_HAVES), borrows: false };
 }
 
-async function prepareForReceive(root: string, branch: string): Promise<boolean> {
+async function prepareForReceive(root: string, branch: string, borrow: string | undefined): Promise<boolean> {
   const { run } = workspaceGit(root);
   if (!hasRepository(root)) {
     if ((await readdir(root)).length > 0) {
       throw new HttpError(409, "WORKSPACE_NOT_EMPTY", "the workspace is not a repository and not empty");
     }
     await run(["init", "-q", "-b", branch]);
+    await borrowObjects(root, borrow);
     return false;
   }
   if (!(await isWorkingTreeClean(root))) {
     throw new HttpError(409, "WORKSPACE_DIRTY", "the workspace has uncommitted changes; save them first");
   }
   return true;
+}
+
+/**
+ * Makes a new repository borrow the objects of `borrow` (git alternates),
+ * with a ref at each commit it holds whole: the pack that follows need not
+ * carry their history, and the check of what it brought stops at them.
+ */
+async function borrowObjects(root: string, borrow: string | undefined): Promise<void> {
+  const objects = await borrowable(borrow);
+  if (!objects || !borrow) return;
+  const { probe, run } = workspaceGit(root);
+  await writeFile(join(root, ".git", "objects", "info", "alternates"), `${objects}\n`);
+  const tips = await borrowedTips(borrow);
+  if (tips.length === 0) return;
+  const check = await probe(["cat-file", "--batch-check=%(objectname) %(objecttype)"], `${tips.join("\n")}\n`);
+  const present = check.stdout
+    .toString("utf8")
+    .split("\n")
+    .filter((line) => line.endsWith(" commit"))
+    .map((line) => line.split(" ")[0]!);
+  if (present.length === 0) return;
+  await run(["update-ref", "--stdin"], present.map((sha) => `update ${BORROWED_REFS}${sha} ${sha}\n`).join(""));
 }
 
 /** Indexes the streamed pack into the workspace's objects and checks that `tip`'s history is complete. */
@@ -113,11 +167,14 @@ async function indexPack(root: string, tip: string, pack: Readable): Promise<voi
   }
 }
 
-/** Makes `root` a checkout of `branch` at `tip`, with the objects the streamed `pack` brings. */
-export async function receiveBranch(root: string, branch: string, tip: string, pack: Readable) {
+/**
+ * Makes `root` a checkout of `branch` at `tip`, with the objects the streamed
+ * `pack` brings; a new repository borrows the objects of `borrow` if it can read them.
+ */
+export async function receiveBranch(root: string, branch: string, tip: string, pack: Readable, borrow?: string) {
   assertBranchName(branch);
   const { run, probe } = workspaceGit(root);
-  const hadRepository = await prepareForReceive(root, branch);
+  const hadRepository = await prepareForReceive(root, branch, borrow);
   await indexPack(root, tip, pack);
   await run(["update-ref", INCOMING_REF, tip]);
   try {

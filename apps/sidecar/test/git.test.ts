@@ -1,4 +1,5 @@
-import { writeFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import {
@@ -78,11 +79,11 @@ describe("moving a branch through the sidecar", () => {
     const sidecar = await sidecarOnEmptyWorkspace();
     const { source, head, branch, pack } = await sourceBranch();
 
-    expect(await sidecar.client.haves()).toEqual([]);
+    expect(await sidecar.client.haves()).toEqual({ commits: [], borrows: false });
     expect(await sidecar.client.receiveBranch(branch, head, streamOf(pack))).toEqual({ head, branch });
     expect(await sidecar.client.health()).toMatchObject({ head, branch });
     expect(await sidecar.client.readFile("work.txt")).toBe("earlier turn\n");
-    expect(await sidecar.client.haves()).toEqual([head]);
+    expect(await sidecar.client.haves()).toEqual({ commits: [head], borrows: false });
 
     await sidecar.client.writeFile("agent.txt", "written by the agent\n");
     const saved = await sidecar.client.saveBranch(branch, head, "Agent turn 2");
@@ -104,7 +105,7 @@ describe("moving a branch through the sidecar", () => {
     const { source, head, branch, pack } = await sourceBranch();
     await sidecar.client.receiveBranch(branch, head, streamOf(pack));
     const tip = await commitFile(source, "later.txt", "later\n");
-    const newer = await packOf(source, [tip, ...(await sidecar.client.haves()).map((sha) => `^${sha}`)]);
+    const newer = await packOf(source, [tip, ...(await sidecar.client.haves()).commits.map((sha) => `^${sha}`)]);
     expect(objectsIn(newer)).toBe(3);
     expect(await sidecar.client.receiveBranch(branch, tip, streamOf(newer))).toEqual({ head: tip, branch });
     expect(await sidecar.client.readFile("later.txt")).toBe("later\n");
@@ -180,6 +181,63 @@ describe("moving a branch through the sidecar", () => {
       status: 400,
       code: "BAD_PACK",
     });
+  });
+
+  it("borrows the upstream history from a directory it is offered: only the task's commits travel, and it saves as before", async () => {
+    const { source, head, branch } = await sourceBranch();
+    const upstream = await testGit(source, ["rev-parse", "main"]);
+    // A borrowed-objects directory as the server makes it: a pack of main's history and its tips file.
+    const borrowed = await tempDir();
+    await mkdir(join(borrowed, "objects", "pack"), { recursive: true });
+    await gitBuffer(["pack-objects", "--revs", "-q", join(borrowed, "objects", "pack", "pack")], {
+      cwd: source,
+      env: TEST_GIT_ENV,
+      input: `${upstream}\n`,
+    });
+    await writeFile(join(borrowed, "tips"), `${upstream}\n`);
+
+    const sidecar = await sidecarOnEmptyWorkspace();
+    expect(await sidecar.client.haves(borrowed)).toEqual({ commits: [], borrows: true });
+    const taskOnly = await packOf(source, [head, `^${upstream}`]);
+    expect(objectsIn(taskOnly)).toBe(3);
+    expect(await sidecar.client.receiveBranch(branch, head, streamOf(taskOnly), borrowed)).toEqual({ head, branch });
+    expect(await sidecar.client.readFile("README.md")).toBe("hello\n");
+    expect(await readFile(join(sidecar.workspace, ".git", "objects", "info", "alternates"), "utf8")).toBe(
+      `${join(borrowed, "objects")}\n`,
+    );
+    // The borrowed tip is a have from now on, and the agent's git reads the borrowed history.
+    expect((await sidecar.client.haves(borrowed)).commits.sort()).toEqual([head, upstream].sort());
+    expect((await sidecar.client.runCommand("git log --format=%s > log.txt")).exitCode).toBe(0);
+    expect(await sidecar.client.readFile("log.txt")).toBe("add work.txt\ninitial\n");
+    await sidecar.client.runCommand("rm log.txt");
+
+    await sidecar.client.writeFile("agent.txt", "written by the agent\n");
+    const saved = await sidecar.client.saveBranch(branch, head, "Agent turn 2");
+    const back = await collect(await sidecar.client.packObjects(saved.head, [head]));
+    expect(objectsIn(back)).toBe(3);
+  });
+
+  it("receives the whole history when the offered directory cannot be read, and never borrows into an existing repository", async () => {
+    const { head, branch, pack } = await sourceBranch();
+    const sidecar = await sidecarOnEmptyWorkspace();
+    const missing = join(await tempDir(), "not-there");
+    expect(await sidecar.client.haves(missing)).toEqual({ commits: [], borrows: false });
+    await sidecar.client.receiveBranch(branch, head, streamOf(pack), missing);
+    expect(existsSync(join(sidecar.workspace, ".git", "objects", "info", "alternates"))).toBe(false);
+
+    const borrowed = await tempDir();
+    await mkdir(join(borrowed, "objects", "pack"), { recursive: true });
+    expect(await sidecar.client.haves(borrowed)).toEqual({ commits: [head], borrows: false });
+    await sidecar.client.receiveBranch(branch, head, streamOf(pack), borrowed);
+    expect(existsSync(join(sidecar.workspace, ".git", "objects", "info", "alternates"))).toBe(false);
+
+    for (const bad of ["relative/dir", "/a/../b", "/a\nb", "/a//b"]) {
+      expect(await rejection(sidecar.client.haves(bad))).toMatchObject({ status: 400, code: "VALIDATION_ERROR" });
+      expect(await rejection(sidecar.client.receiveBranch(branch, head, streamOf(pack), bad))).toMatchObject({
+        status: 400,
+        code: "VALIDATION_ERROR",
+      });
+    }
   });
 
   it("refuses to save onto a last saved commit the workspace does not have, and to pack an unknown commit", async () => {

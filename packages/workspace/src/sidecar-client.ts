@@ -230,20 +230,33 @@ export class SidecarClient implements ToolExecutor, WorkspaceArchiver {
     return this.call("POST", "/git/commit", { message }, CommitReply);
   }
 
-  /** Commits the workspace has, newest first (a sender leaves out what their histories hold). */
-  async haves(): Promise<string[]> {
-    return (await this.call("GET", "/git/haves", undefined, HavesReply)).commits;
+  /**
+   * Commits the workspace has, newest first (a sender leaves out what their
+   * histories hold). `borrow`: a directory of upstream objects offered to the
+   * workspace; `borrows` says whether a receive will borrow it (the workspace
+   * has no repository yet and can read it).
+   */
+  async haves(borrow?: string): Promise<{ commits: string[]; borrows: boolean }> {
+    const query = borrow ? `?${new URLSearchParams({ borrow })}` : "";
+    const reply = await this.call("GET", `/git/haves${query}`, undefined, HavesReply);
+    return { commits: reply.commits, borrows: reply.borrows === true };
   }
 
   /**
    * Streams `pack` (a git pack, thin allowed, holding the objects of `tip`'s
    * history the workspace lacks) into the workspace, then makes the
-   * workspace a checkout of `branch` at `tip`.
+   * workspace a checkout of `branch` at `tip`. A new repository borrows the
+   * objects of `borrow` (see haves).
    */
-  async receiveBranch(branch: string, tip: string, pack: AsyncIterable<Uint8Array>): Promise<ReceiveReply> {
+  async receiveBranch(
+    branch: string,
+    tip: string,
+    pack: AsyncIterable<Uint8Array>,
+    borrow?: string,
+  ): Promise<ReceiveReply> {
     const deadline = new IdleDeadline(this.timeoutMs);
     try {
-      const query = new URLSearchParams({ branch, tip });
+      const query = new URLSearchParams({ branch, tip, ...(borrow ? { borrow } : {}) });
       const response = await this.send(
         "POST",
         `/git/receive?${query}`,

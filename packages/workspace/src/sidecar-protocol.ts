@@ -40,8 +40,27 @@ export const BranchName = z
   .min(1)
   .max(255)
   .regex(/^[A-Za-z0-9._/-]+$/);
-/** /git/receive's query: the branch to check out and the commit it must point to (the pack's tip). */
-export const ReceiveQuery = z.object({ branch: BranchName, tip: Sha });
+/**
+ * A directory of upstream objects the server offers a new workspace to borrow
+ * (git alternates): absolute, normalized, one line (alternates are a list of lines).
+ */
+export const BorrowedDir = z
+  .string()
+  .max(4096)
+  .refine(
+    (path) =>
+      path.startsWith("/") &&
+      ![...path].some((char) => char.charCodeAt(0) < 0x20 || char === "\x7f") &&
+      !path.includes("//") &&
+      !path.split("/").some((part) => part === "." || part === ".."),
+  );
+/** /git/haves's query: with `borrow`, a workspace with no repository yet says whether it can borrow it. */
+export const HavesQuery = z.object({ borrow: BorrowedDir.optional() });
+/**
+ * /git/receive's query: the branch to check out and the commit it must point
+ * to (the pack's tip); with `borrow`, a new repository borrows that directory's objects.
+ */
+export const ReceiveQuery = z.object({ branch: BranchName, tip: Sha, borrow: BorrowedDir.optional() });
 /** /git/save: put the workspace on `branch`, descending from `base` (the last saved commit). */
 export const SaveRequest = z.object({ branch: BranchName, base: Sha, message: z.string().min(1) });
 /** /git/pack: the objects of `tip`'s history that the `exclude` commits' histories lack. */
@@ -85,7 +104,11 @@ export type SidecarHealth = z.infer<typeof HealthReply>;
 export const ReceiveReply = z.object({ head: Sha, branch: z.string() });
 export type ReceiveReply = z.infer<typeof ReceiveReply>;
 /** Commits the workspace has (tips of its refs), newest first: what a sender need not send again. */
-export const HavesReply = z.object({ commits: z.array(Sha).max(MAX_HAVES) });
+export const HavesReply = z.object({
+  commits: z.array(Sha).max(MAX_HAVES),
+  /** True when the workspace has no repository yet and can read the offered `borrow` directory: a receive borrows it. */
+  borrows: z.boolean().optional(),
+});
 export const SaveReply = z.object({
   head: Sha,
   base: Sha,

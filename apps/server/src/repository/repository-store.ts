@@ -27,6 +27,7 @@ import { setTimeout as delay } from "node:timers/promises";
 import type { PackStats, StdinFeed } from "@repo/workspace";
 import { WorkspaceError, WorkspaceSaveError } from "../errors";
 import { KeyedMutex } from "../utils/keyed-mutex";
+import { borrowedDir, refreshBorrowed } from "./borrowed-objects";
 import { linkLocalObjects } from "./local-objects";
 import { consolidatePacks, indexPack, isAncestor, isComplete, knownCommits, packHistory } from "./pack-transfer";
 import {
@@ -263,6 +264,20 @@ export class RepositoryStore {
         await rm(path, { recursive: true, force: true });
       }
     });
+  }
+
+  /**
+   * The directory of `repoUrl`'s upstream objects that sandboxes on this host
+   * borrow (borrowed-objects.ts), brought up to the mirror's last fetch.
+   */
+  async borrowedObjects(repoUrl: string, signal?: AbortSignal): Promise<string> {
+    const mirror = this.mirrorPath(repoUrl);
+    return this.mutex.run(mirror, () => refreshBorrowed(mirror, signal));
+  }
+
+  /** Where `repoUrl`'s borrowed objects are (whether or not they exist yet). */
+  borrowedPath(repoUrl: string): string {
+    return borrowedDir(this.mirrorPath(repoUrl));
   }
 
   /**

@@ -30,6 +30,7 @@ import {
 } from "@repo/workspace";
 import { errorMessage, WorkspaceError, WorkspaceSaveError } from "../../errors";
 import type { Logger } from "../../logger";
+import { readTips } from "../../repository/borrowed-objects";
 import type { RepositoryStore } from "../../repository/repository-store";
 
 export interface SavedBranch {
@@ -38,17 +39,25 @@ export interface SavedBranch {
   sent: PackStats | null;
 }
 
-/** Makes the sandbox a checkout of the task branch at its saved head; sends only what the sandbox lacks. */
+/**
+ * Makes the sandbox a checkout of the task branch at its saved head; sends
+ * only what the sandbox lacks. `borrow`: the repository's borrowed-objects
+ * directory, bound into the sandbox; a new sandbox that can read it borrows
+ * the upstream history from it and is sent only the rest.
+ */
 export async function sendBranch(
   store: RepositoryStore,
   client: SidecarClient,
   task: TaskRow,
   log: Logger,
+  borrow?: string,
 ): Promise<{ head: string; sent: PackStats }> {
   const started = performance.now();
   const branch = task.branch!;
   const head = await store.savedHead(task.repoUrl, branch);
-  const pack = await store.packFor(task.repoUrl, head, await client.haves());
+  const haves = await client.haves(borrow);
+  const borrowed = haves.borrows && borrow ? await readTips(borrow) : [];
+  const pack = await store.packFor(task.repoUrl, head, [...haves.commits, ...borrowed]);
   const meter = new PackMeter();
   let packError: Error | null = null;
   pack.once("error", (error) => {
@@ -56,7 +65,12 @@ export async function sendBranch(
     meter.destroy(error);
   });
   try {
-    const received = await client.receiveBranch(branch, head, pack.pipe(meter));
+    const received = await client.receiveBranch(
+      branch,
+      head,
+      pack.pipe(meter),
+      borrowed.length > 0 ? borrow : undefined,
+    );
     if (received.head !== head) {
       throw new WorkspaceError(
         `the sandbox checked out ${received.head}, expected ${head}`,
@@ -77,7 +91,10 @@ export async function sendBranch(
     throw error;
   }
   const sent = meter.stats;
-  log.info({ head, ...sent, ms: Math.round(performance.now() - started) }, "workspace.branch.sent");
+  log.info(
+    { head, ...sent, borrowedTips: borrowed.length, ms: Math.round(performance.now() - started) },
+    "workspace.branch.sent",
+  );
   return { head, sent };
 }
 

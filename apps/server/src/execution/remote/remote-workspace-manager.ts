@@ -6,7 +6,9 @@
  * Steps: CREATE_VM (provider create + VM session row), WAIT_VM_READY (poll
  * the sidecar's health against a deadline), VERIFY_VM_WORKSPACE (stream the
  * task branch from the repository store, only what the sandbox lacks; check
- * the sandbox is at the saved head).
+ * the sandbox is at the saved head). A sandbox on this host borrows the
+ * repository's upstream history read-only (repository/borrowed-objects.ts),
+ * so only the task's own commits are streamed into a new one.
  *
  * Work never lives only in the VM: saveWork puts whatever the agent left on
  * the task branch and streams the new commits back into the store (see
@@ -123,7 +125,7 @@ export class RemoteWorkspaceManager implements WorkspaceManager {
       token,
       labels: { [UMBRA_LABELS.managedBy]: UMBRA_MANAGED_BY, [UMBRA_LABELS.taskId]: task.id },
       network,
-      ...(provider.hostMounts ? { mounts: await this.mountsFor(task) } : {}),
+      ...(provider.hostMounts ? { mounts: await this.mountsFor(task, log, signal) } : {}),
     });
     const sessionId = randomUUID();
     await db.insert(vmSessions).values({
@@ -142,14 +144,29 @@ export class RemoteWorkspaceManager implements WorkspaceManager {
     return { ...base.patch, workspacePath: handle.endpoint };
   }
 
-  /** The task's state directory read-write and its agent's CLI read-only, each at its own path. */
-  private async mountsFor(task: TaskRow): Promise<VmMount[]> {
+  /**
+   * The task's state directory read-write; its agent's CLI and the
+   * repository's borrowed objects (upstream history only) read-only; each at
+   * its own path.
+   */
+  private async mountsFor(task: TaskRow, log: Logger, signal: AbortSignal): Promise<VmMount[]> {
     const state = await this.options.agentState.ensure(task.id);
     const cliDirs = this.options.agentMounts?.(task) ?? [];
+    // Borrowing only saves sending the history: without it, the sandbox is sent all of it, as before.
+    const borrowed = await this.options.store.borrowedObjects(task.repoUrl, signal).catch((error: unknown) => {
+      signal.throwIfAborted();
+      log.warn({ err: error }, "workspace.borrowed_objects_failed");
+      return null;
+    });
     return [
       { source: state, target: state, writable: true },
-      ...cliDirs.map((dir) => ({ source: dir, target: dir, writable: false })),
+      ...[...cliDirs, ...(borrowed ? [borrowed] : [])].map((dir) => ({ source: dir, target: dir, writable: false })),
     ];
+  }
+
+  /** The borrowed-objects directory a sandbox of this provider may have bound in (see mountsFor). */
+  private borrowFor(task: TaskRow): string | undefined {
+    return this.options.provider.hostMounts ? this.options.store.borrowedPath(task.repoUrl) : undefined;
   }
 
   private async waitReady({ task, signal }: StepContext): Promise<void> {
@@ -186,7 +203,7 @@ export class RemoteWorkspaceManager implements WorkspaceManager {
   private async verifyWorkspace({ task, log }: StepContext): Promise<void> {
     const vm = await this.live(task);
     const branch = task.branch!;
-    const { head } = await sendBranch(this.options.store, vm.client, task, log);
+    const { head } = await sendBranch(this.options.store, vm.client, task, log, this.borrowFor(task));
     const health = await vm.client.health();
     if (health.head !== head || health.branch !== branch) {
       throw new WorkspaceError(
@@ -247,7 +264,7 @@ export class RemoteWorkspaceManager implements WorkspaceManager {
     const head = await store.savedHead(task.repoUrl, branch);
     await store.moveBranch(task.repoUrl, branch, head, sha);
     try {
-      await sendBranch(store, vm.client, task, this.options.log.child({ taskId: task.id }));
+      await sendBranch(store, vm.client, task, this.options.log.child({ taskId: task.id }), this.borrowFor(task));
     } catch (error) {
       await store.moveBranch(task.repoUrl, branch, sha, head).catch(() => undefined);
       throw error;
