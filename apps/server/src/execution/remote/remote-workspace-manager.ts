@@ -153,11 +153,18 @@ export class RemoteWorkspaceManager implements WorkspaceManager {
     const state = await this.options.agentState.ensure(task.id);
     const cliDirs = this.options.agentMounts?.(task) ?? [];
     // Borrowing only saves sending the history: without it, the sandbox is sent all of it, as before.
-    const borrowed = await this.options.store.borrowedObjects(task.repoUrl, signal).catch((error: unknown) => {
-      signal.throwIfAborted();
-      log.warn({ err: error }, "workspace.borrowed_objects_failed");
-      return null;
-    });
+    const started = performance.now();
+    const borrowed = await this.options.store.borrowedObjects(task.repoUrl, signal).then(
+      (dir) => {
+        log.info({ ms: Math.round(performance.now() - started) }, "workspace.borrowed_objects");
+        return dir;
+      },
+      (error: unknown) => {
+        signal.throwIfAborted();
+        log.warn({ err: error }, "workspace.borrowed_objects_failed");
+        return null;
+      },
+    );
     return [
       { source: state, target: state, writable: true },
       ...[...cliDirs, ...(borrowed ? [borrowed] : [])].map((dir) => ({ source: dir, target: dir, writable: false })),
