@@ -42,7 +42,7 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import { type Db, type TaskRow, vmSessions } from "@repo/db";
 import { InitStatus } from "@repo/types";
-import { SidecarClient, type ToolExecutor } from "@repo/workspace";
+import { SidecarClient, sidecarProtocol, type ToolExecutor } from "@repo/workspace";
 import { and, eq } from "drizzle-orm";
 import { errorMessage, WorkspaceError, WorkspaceSaveError } from "../../errors";
 import type { Logger } from "../../logger";
@@ -173,7 +173,10 @@ export class RemoteWorkspaceManager implements WorkspaceManager {
 
   /** The borrowed-objects directory a sandbox of this provider may have bound in (see mountsFor). */
   private borrowFor(task: TaskRow): string | undefined {
-    return this.options.provider.hostMounts ? this.options.store.borrowedPath(task.repoUrl) : undefined;
+    if (!this.options.provider.hostMounts) return undefined;
+    const dir = this.options.store.borrowedPath(task.repoUrl);
+    // A path the sidecar would refuse (DATA_DIR with a control character, say) is not offered at all.
+    return sidecarProtocol.BorrowedDir.safeParse(dir).success ? dir : undefined;
   }
 
   private async waitReady({ task, signal }: StepContext): Promise<void> {
