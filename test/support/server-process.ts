@@ -244,7 +244,19 @@ export async function settleProcessesUnder(dir: string, timeoutMs = 10_000): Pro
  * first so their pid namespaces go with them. Returns what it killed.
  */
 export function killProcessesUnder(dir: string): ProcessInfo[] {
-  const found = processesUnder(dir);
+  return killAll(processesUnder(dir));
+}
+
+/**
+ * SIGKILLs, by pid, the processes working inside `dir`: the git runs of a
+ * server that died, in the repository store. A sandbox that merely has a
+ * directory of it bound in (its command line names it) is left alone.
+ */
+export function killProcessesWorkingIn(dir: string): ProcessInfo[] {
+  return killAll(processesUnder(dir).filter(({ cwd }) => cwd === dir || cwd.startsWith(`${dir}/`)));
+}
+
+function killAll(found: ProcessInfo[]): ProcessInfo[] {
   for (const { pid } of found) {
     try {
       process.kill(pid, "SIGKILL");

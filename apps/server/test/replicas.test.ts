@@ -33,7 +33,7 @@ import {
   taskBranchHead,
 } from "../../../test/support/sandbox-probe";
 import { EventRecorder, type RecordedEvent } from "../../../test/support/server";
-import { killProcessesUnder, processesUnder } from "../../../test/support/server-process";
+import { killProcessesWorkingIn, processesUnder } from "../../../test/support/server-process";
 
 const HEARTBEAT_MS = 300;
 // Long enough that a live server on this loaded test machine never misses its lease, short enough to wait out.
@@ -247,7 +247,8 @@ describe.runIf(await postgresAvailable())("several servers on one Postgres", () 
 
       await a!.kill();
       // A stands for another host: when it dies, its processes (the stalled fetch in the shared store) die with it.
-      killProcessesUnder(join(c.dataDir, "repos"));
+      // Its sandboxes (reached through the shared data directory) stay: B saves the interrupted turn from them.
+      killProcessesWorkingIn(join(c.dataDir, "repos"));
       const killed = Date.now();
       const takenOver = async (id: string) => {
         for (;;) {
