@@ -43,8 +43,8 @@ export async function readTips(dir: string): Promise<string[]> {
 
 /**
  * Brings `mirror`'s borrowed objects up to its upstream branches: packs the
- * history of origin's branches beyond the tips held, then names the new tips. Run under the mirror's
- * lock, after a fetch. Returns the directory.
+ * history of origin's branches beyond the tips held, then names the new
+ * tips. Run under the mirror's lock, after a fetch. Returns the directory.
  */
 export async function refreshBorrowed(mirror: string, signal?: AbortSignal): Promise<string> {
   const dir = borrowedDir(mirror);
@@ -100,7 +100,7 @@ async function upstreamTips(mirror: string): Promise<string[]> {
   return [...tips];
 }
 
-/** Whether `revisions` (rev-list arguments, `^sha` excludes) name any commit at all: the upstream moved past the tips held. */
+/** Whether `revisions` (rev-list arguments, `^sha` excludes) name any commit: upstream moved past the tips held. */
 async function reachesBeyond(mirror: string, revisions: string[]): Promise<boolean> {
   const out = await storeGit(["rev-list", "--max-count=1", "--stdin"], {
     cwd: mirror,
