@@ -5,8 +5,8 @@
  * into it, and cannot reach another task's saved work through it.
  */
 import { randomBytes } from "node:crypto";
-import { rm } from "node:fs/promises";
-import { join } from "node:path";
+import { mkdir, rm, writeFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import type { TaskRow } from "@repo/db";
 import type { ToolExecutor } from "@repo/workspace";
 import { afterEach, describe, expect, it } from "vitest";
@@ -101,6 +101,25 @@ describe("a remote sandbox borrowing the repository's upstream history", () => {
     expect(await output(executor, "git log --format=%s")).toBe("Agent turn\ninitial commit\nexit 0\n");
     expect(await output(executor, "git rev-parse HEAD")).toBe(`${head}\nexit 0\n`);
     expect(await executor.readFile("work.txt")).toBe("the task's work\n");
+  }, 120_000);
+
+  it("is sent the whole history when the borrowed objects cannot be made, and works as before", async () => {
+    const upstream = createRepo({ "README.md": "# Whole\n", "src/a.txt": "a\n" });
+    cleanups.push(() => rm(upstream, { recursive: true, force: true }));
+    const { store, harness, manager, provision } = await setUp();
+    // A file where the directory should be: it cannot be made.
+    await mkdir(dirname(store.borrowedPath(upstream)), { recursive: true });
+    await writeFile(store.borrowedPath(upstream), "in the way\n");
+
+    const task = await provision(await harness.newTask(upstream, "remote"));
+    const executor = await manager.executor(task);
+
+    // The commit, the root and src trees, README.md and src/a.txt: all sent.
+    expect(await ownObjects(executor)).toBe(5);
+    expect(await output(executor, "git count-objects -v | grep -c alternate")).toBe("0\nexit 1\n");
+    await executor.writeFile("work.txt", "saved all the same\n");
+    const head = await manager.saveWork(task, "Agent turn");
+    expect(await store.branchHead(upstream, task.branch!)).toBe(head);
   }, 120_000);
 
   it("cannot write the borrowed objects, and reaches no other task's saved work through them", async () => {
