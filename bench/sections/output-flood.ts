@@ -16,6 +16,8 @@
  * 10 ms tick of its event loop, the CPU time its main thread used. The
  * longest of those is the longest the server's own work held the loop.
  */
+
+import { rmSync } from "node:fs";
 import { createScratchPostgres, postgresAvailable, type ScratchPostgres } from "../../test/support/databases";
 import { createRepo } from "../../test/support/git";
 import { base64OutputBytes, floodTask, loopHolds, loopProbeEnv, loopProbeFile } from "../../test/support/output-flood";
@@ -57,10 +59,12 @@ export const outputFloodSection: Section = {
           },
         });
         let run: Awaited<ReturnType<typeof floodTask>>;
+        const repo = createRepo();
         try {
-          run = await floodTask(server, createRepo(), bytes);
+          run = await floodTask(server, repo, bytes);
         } finally {
           await server.stop();
+          rmSync(repo, { recursive: true, force: true });
         }
         if (run.status !== "COMPLETED") throw new Error(`the flooding turn ended ${run.status}`);
         runs.push(run);
