@@ -4,15 +4,21 @@
  * database, a real task row, the mode's provisioning steps (minus indexing),
  * and the server's log lines captured as objects.
  */
-import { randomUUID } from "node:crypto";
-import { type Database, openDatabase, type TaskRow } from "@repo/db";
+import { randomBytes, randomUUID } from "node:crypto";
+import { join } from "node:path";
+import { type Database, type Db, openDatabase, type TaskRow } from "@repo/db";
 import { getStepsForMode, type InitStatus, type TaskMode } from "@repo/types";
 import { pino } from "pino";
+import { AgentStateDirs } from "../../apps/server/src/execution/agent-state";
+import { RemoteWorkspaceManager } from "../../apps/server/src/execution/remote/remote-workspace-manager";
 import type { WorkspaceManager } from "../../apps/server/src/execution/types";
+import { ProcessVmProvider } from "../../apps/server/src/execution/vm/process/process-provider";
 import type { Logger } from "../../apps/server/src/logger";
 import { RepositoryStore } from "../../apps/server/src/repository/repository-store";
 import { systemClock } from "../../apps/server/src/utils/clock";
+import { SecretBox } from "../../apps/server/src/utils/secret-box";
 import { createTaskStatusStore, type TaskStatusStore } from "../../apps/server/src/utils/task-status";
+import { ensureSidecarBundle } from "../../apps/sidecar/build";
 
 export interface LogLine {
   msg: string;
@@ -25,6 +31,30 @@ export function capturingLogger(): { log: Logger; lines: LogLine[] } {
   const lines: LogLine[] = [];
   const log = pino({ level: "info" }, { write: (line: string) => lines.push(JSON.parse(line) as LogLine) });
   return { log, lines };
+}
+
+/**
+ * A remote workspace manager whose sandboxes come from the `process` provider
+ * under `dataDir` (bubblewrap when present), with a fresh secrets key.
+ */
+export async function processRemoteManager(options: {
+  db: Db;
+  store: RepositoryStore;
+  dataDir: string;
+  log: Logger;
+  agentState?: AgentStateDirs;
+}): Promise<RemoteWorkspaceManager> {
+  const { db, store, dataDir, log } = options;
+  return new RemoteWorkspaceManager({
+    db,
+    clock: systemClock,
+    store,
+    provider: new ProcessVmProvider({ dataDir, sidecarBundlePath: await ensureSidecarBundle(), logger: log }),
+    readyTimeoutMs: 60_000,
+    secrets: SecretBox.withKey(randomBytes(32)),
+    agentState: options.agentState ?? new AgentStateDirs(join(dataDir, "agent-state")),
+    log,
+  });
 }
 
 export interface WorkspaceHarness {

@@ -6,7 +6,6 @@
  * save of a one-line turn sends the same objects whatever the repository's
  * size (counted from the pack that was sent, not timed).
  */
-import { randomBytes } from "node:crypto";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { TaskRow } from "@repo/db";
@@ -19,17 +18,13 @@ import {
   capturingLogger,
   type LogLine,
   openWorkspaceHarness,
+  processRemoteManager,
   type WorkspaceHarness,
 } from "../../../test/support/workspace-harness";
-import { ensureSidecarBundle } from "../../sidecar/build";
 import { AgentStateDirs } from "../src/execution/agent-state";
 import { LocalWorkspaceManager } from "../src/execution/local/local-workspace-manager";
-import { RemoteWorkspaceManager } from "../src/execution/remote/remote-workspace-manager";
 import type { WorkspaceManager } from "../src/execution/types";
-import { ProcessVmProvider } from "../src/execution/vm/process/process-provider";
 import { RepositoryStore } from "../src/repository/repository-store";
-import { systemClock } from "../src/utils/clock";
-import { SecretBox } from "../src/utils/secret-box";
 
 const MINUTES = 60_000;
 const BIG_FILE_BYTES = 40 * 1024 * 1024;
@@ -65,16 +60,7 @@ async function setUp(mode: TaskMode): Promise<Setup> {
   const manager =
     mode === "local"
       ? new LocalWorkspaceManager(store, join(dataDir, "workspaces"), agentState, log)
-      : new RemoteWorkspaceManager({
-          db: harness.database.db,
-          clock: systemClock,
-          store,
-          provider: new ProcessVmProvider({ dataDir, sidecarBundlePath: await ensureSidecarBundle(), logger: log }),
-          readyTimeoutMs: 60_000,
-          secrets: SecretBox.withKey(randomBytes(32)),
-          agentState,
-          log,
-        });
+      : await processRemoteManager({ db: harness.database.db, store, dataDir, log, agentState });
   return { harness, manager, store, lines, dataDir };
 }
 

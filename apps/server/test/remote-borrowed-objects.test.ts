@@ -4,7 +4,6 @@
  * reads the rest from the store's borrowed-objects directory, cannot write
  * into it, and cannot reach another task's saved work through it.
  */
-import { randomBytes } from "node:crypto";
 import { mkdir, rm, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { TaskRow } from "@repo/db";
@@ -12,15 +11,9 @@ import type { ToolExecutor } from "@repo/workspace";
 import { afterEach, describe, expect, it } from "vitest";
 import { createRepo, tempDir } from "../../../test/support/git";
 import { processesMentioning } from "../../../test/support/server";
-import { capturingLogger, openWorkspaceHarness } from "../../../test/support/workspace-harness";
-import { ensureSidecarBundle } from "../../sidecar/build";
-import { AgentStateDirs } from "../src/execution/agent-state";
-import { RemoteWorkspaceManager } from "../src/execution/remote/remote-workspace-manager";
+import { capturingLogger, openWorkspaceHarness, processRemoteManager } from "../../../test/support/workspace-harness";
 import { findOnPath } from "../src/execution/vm/process/bubblewrap";
-import { ProcessVmProvider } from "../src/execution/vm/process/process-provider";
 import { RepositoryStore } from "../src/repository/repository-store";
-import { systemClock } from "../src/utils/clock";
-import { SecretBox } from "../src/utils/secret-box";
 
 const HAS_BWRAP = findOnPath("bwrap") !== null;
 const cleanups: (() => Promise<void>)[] = [];
@@ -34,16 +27,7 @@ async function setUp() {
   const store = new RepositoryStore(join(dataDir, "repos"));
   const { log } = capturingLogger();
   const harness = await openWorkspaceHarness();
-  const manager = new RemoteWorkspaceManager({
-    db: harness.database.db,
-    clock: systemClock,
-    store,
-    provider: new ProcessVmProvider({ dataDir, sidecarBundlePath: await ensureSidecarBundle(), logger: log }),
-    readyTimeoutMs: 60_000,
-    secrets: SecretBox.withKey(randomBytes(32)),
-    agentState: new AgentStateDirs(join(dataDir, "agent-state")),
-    log,
-  });
+  const manager = await processRemoteManager({ db: harness.database.db, store, dataDir, log });
   const tasks: TaskRow[] = [];
   cleanups.push(async () => {
     for (const task of tasks) await manager.teardown(task).catch(() => undefined);
