@@ -173,7 +173,7 @@ export function worktreeFloor(repo: { path: string; commit: string }): { ms: num
 }
 
 /** worktreeFloor, the worktree removed again right away, outside the timing. */
-export function worktreeFloorMs(repo: BenchRepo): number {
+export function worktreeFloorMs(repo: { path: string; commit: string }): number {
   const floor = worktreeFloor(repo);
   floor.remove();
   return floor.ms;
