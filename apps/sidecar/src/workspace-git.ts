@@ -19,7 +19,7 @@
  * - Git never climbs above the workspace to a repository it happens to sit in.
  */
 import { constants, existsSync } from "node:fs";
-import { access, readdir, readFile, writeFile } from "node:fs/promises";
+import { access, readdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import {
@@ -28,6 +28,7 @@ import {
   gitOutputStream,
   isValidBranchName,
   isWorkingTreeClean,
+  readBorrowedTips,
   runGit,
   sidecarProtocol,
 } from "@repo/workspace";
@@ -72,12 +73,6 @@ async function borrowable(dir: string | undefined): Promise<string | null> {
   } catch {
     return null;
   }
-}
-
-/** The commits a borrowed-objects directory names as held whole. */
-async function borrowedTips(dir: string): Promise<string[]> {
-  const text = await readFile(join(dir, "tips"), "utf8").catch(() => "");
-  return text.split("\n").filter((line) => /^[0-9a-f]{40,64}$/.test(line));
 }
 
 /**
@@ -132,7 +127,7 @@ async function borrowObjects(root: string, borrow: string | undefined): Promise<
   if (!objects || !borrow) return;
   const { probe, run } = workspaceGit(root);
   await writeFile(join(root, ".git", "objects", "info", "alternates"), `${objects}\n`);
-  const tips = await borrowedTips(borrow);
+  const tips = await readBorrowedTips(borrow);
   if (tips.length === 0) return;
   const check = await probe(["cat-file", "--batch-check=%(objectname) %(objecttype)"], `${tips.join("\n")}\n`);
   const present = check.stdout

@@ -1,5 +1,6 @@
 export { AgentBoxSpec, CgroupCounter } from "./agent-box-spec";
 export * from "./archive";
+export { readBorrowedTips } from "./borrowed-objects";
 export * from "./git";
 export * from "./local-executor";
 export * from "./pack-meter";

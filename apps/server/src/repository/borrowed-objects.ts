@@ -20,8 +20,9 @@
  * - Every tip is pinned in the mirror (`refs/umbra/borrowed/<sha>`), so the
  *   mirror keeps them and can always leave their history out of a pack.
  */
-import { chmod, mkdir, readdir, readFile, rename, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readdir, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { readBorrowedTips } from "@repo/workspace";
 import { knownCommits } from "./pack-transfer";
 import { storeGit, storeGitRun, TRANSFER_TIMEOUT_MS } from "./store-git";
 
@@ -33,12 +34,6 @@ const SHA = /^[0-9a-f]{40,64}$/;
 /** The borrowed-objects directory of `mirror` (`<name>.git` → `<name>.borrowed`). */
 export function borrowedDir(mirror: string): string {
   return `${mirror.replace(/\.git$/, "")}.borrowed`;
-}
-
-/** The commits named in a borrowed-objects directory's `tips` file; none when it has none. */
-export async function readTips(dir: string): Promise<string[]> {
-  const text = await readFile(join(dir, "tips"), "utf8").catch(() => "");
-  return text.split("\n").filter((line) => SHA.test(line));
 }
 
 /**
@@ -53,7 +48,7 @@ export async function refreshBorrowed(mirror: string, signal?: AbortSignal): Pro
   // A sandbox reads them as another user, whatever this process's umask: readable by all, written by none but it.
   for (const path of [dir, join(dir, "objects"), packDir]) await chmod(path, 0o755);
   // Tips an earlier mirror of the same repository left (it was made anew) cannot be excluded from this one.
-  const held = await knownCommits(mirror, await readTips(dir));
+  const held = await knownCommits(mirror, await readBorrowedTips(dir));
   const upstream = await upstreamTips(mirror);
   const revisions = [...upstream, ...held.map((sha) => `^${sha}`)];
   if (upstream.length === 0 || !(await reachesBeyond(mirror, revisions))) return dir;

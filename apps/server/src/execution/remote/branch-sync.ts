@@ -23,6 +23,7 @@ import {
   GitError,
   PackMeter,
   type PackStats,
+  readBorrowedTips,
   SaveRefusedError,
   type SidecarClient,
   SidecarError,
@@ -30,7 +31,6 @@ import {
 } from "@repo/workspace";
 import { errorMessage, WorkspaceError, WorkspaceSaveError } from "../../errors";
 import type { Logger } from "../../logger";
-import { readTips } from "../../repository/borrowed-objects";
 import type { RepositoryStore } from "../../repository/repository-store";
 
 export interface SavedBranch {
@@ -56,7 +56,7 @@ export async function sendBranch(
   const branch = task.branch!;
   const head = await store.savedHead(task.repoUrl, branch);
   const haves = await client.haves(borrow);
-  const borrowed = haves.borrows && borrow ? await readTips(borrow) : [];
+  const borrowed = haves.borrows && borrow ? await readBorrowedTips(borrow) : [];
   const pack = await store.packFor(task.repoUrl, head, [...haves.commits, ...borrowed]);
   const meter = new PackMeter();
   let packError: Error | null = null;
