@@ -16,7 +16,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SidecarClient } from "@repo/workspace";
@@ -91,8 +91,12 @@ describe("sandbox containment", () => {
 
     beforeAll(async () => {
       process.env.UMBRA_HOST_SECRET = HOST_SECRET;
-      const bundle = await ensureSidecarBundle();
       dataDir = await mkdtemp(join(tmpdir(), "umbra-containment-"));
+      // The bundle from a host path under /tmp, wherever the checkout is: a sandbox has a /tmp of its own,
+      // and the bundle bound at its host path would show inside it, in the agent's /tmp too.
+      const bundle = join(dataDir, "bundle", "sidecar.mjs");
+      await mkdir(join(dataDir, "bundle"));
+      await copyFile(await ensureSidecarBundle(), bundle);
       await writeFile(join(dataDir, "database-marker"), HOST_SECRET);
       // A host file the sandbox can see (it is under /etc) but whose owner, host root, is not mapped inside.
       hostMarker = `/etc/umbra-containment-${randomBytes(6).toString("hex")}`;

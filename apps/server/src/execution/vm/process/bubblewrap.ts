@@ -6,7 +6,10 @@
  * - the system's programs and libraries (/usr and friends, /etc) read-only, so
  *   git, sh and node run; the rest of the host's files (other workspaces, the
  *   database, home directories) do not exist inside;
- * - the sidecar bundle and the node binary read-only;
+ * - the sidecar bundle read-only at /run/umbra/sidecar.mjs, whatever its
+ *   host path (a host path under /tmp would otherwise show inside the
+ *   sandbox's own /tmp, and the agent's with it), and the node binary
+ *   read-only;
  * - its workspace and /tmp, both on the sandbox's own volume (volume.ts), the
  *   host directories the spec names (`mounts`: the agent's state read-write,
  *   the agent CLIs read-only), and nothing else writable (the root is
@@ -55,6 +58,8 @@ export const INSIDE = {
   conf: "/run/umbra/conf",
   sockets: "/run/umbra/sockets",
   cgroup: "/run/umbra/cgroup",
+  /** The sidecar bundle; a confined sidecar's command line names it here, not at its host path. */
+  sidecar: "/run/umbra/sidecar.mjs",
 } as const;
 
 /** Absolute path of `command` on PATH, or null. */
@@ -186,7 +191,7 @@ export function bubblewrapArgs(spec: BubblewrapSpec, staged: boolean): Bubblewra
     "--proc",
     "/proc",
     ...bind("--bind", spec.volume.tmp, "/tmp"),
-    ...bind("--ro-bind", bundle, bundle),
+    ...bind("--ro-bind", bundle, INSIDE.sidecar),
     ...bind("--bind", spec.volume.workspace, spec.workspace),
     ...bind("--ro-bind", spec.confDir, INSIDE.conf),
     ...bind("--bind", spec.socketsDir, INSIDE.sockets),

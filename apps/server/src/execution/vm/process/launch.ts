@@ -31,7 +31,7 @@ import { closeSync, mkdirSync, openSync } from "node:fs";
 import { createInterface } from "node:readline";
 import type { Readable, Writable } from "node:stream";
 import { z } from "zod";
-import { INFO_FD, STAGE_DIR, TOKEN_FD } from "./bubblewrap";
+import { INFO_FD, INSIDE, STAGE_DIR, TOKEN_FD } from "./bubblewrap";
 
 const ListeningLine = z.object({ event: z.literal("listening"), socket: z.string().startsWith("/") });
 const BubblewrapInfo = z.object({ "child-pid": z.number().int().positive() });
@@ -93,6 +93,20 @@ export interface LaunchedSandbox {
   socket: string;
 }
 
+/**
+ * The sidecar's command line: node, its bundle where the sidecar sees it (for
+ * a confined one, where bubblewrap binds it), then the markers. The record's
+ * markers name the bundle the same way (sidecarBundleArg).
+ */
+function sidecarCommand(spec: LaunchSpec): string[] {
+  return [spec.nodePath, sidecarBundleArg(spec.bundlePath, spec.confined !== null), ...spec.markers];
+}
+
+/** How the sidecar's command line names its bundle: at its host path, or inside a confined sandbox at INSIDE.sidecar. */
+export function sidecarBundleArg(bundlePath: string, confined: boolean): string {
+  return confined ? INSIDE.sidecar : bundlePath;
+}
+
 function sidecarEnv(spec: LaunchSpec): Record<string, string> {
   return {
     PATH: process.env.PATH ?? "/usr/local/bin:/usr/bin:/bin",
@@ -103,7 +117,7 @@ function sidecarEnv(spec: LaunchSpec): Record<string, string> {
 }
 
 function confinedCommand(spec: LaunchSpec, confined: ConfinedLaunch): { file: string; args: string[] } {
-  const sidecar = [spec.nodePath, spec.bundlePath, ...spec.markers];
+  const sidecar = sidecarCommand(spec);
   const bwrap = ["bwrap", ...confined.bubblewrapArgs, "--", ...sidecar];
   if (confined.hostUid === null) {
     return { file: "/bin/sh", args: ["-c", JOIN_CGROUPS, "umbra-launch", ...confined.cgroupProcs, "--", ...bwrap] };
@@ -142,7 +156,7 @@ function confinedCommand(spec: LaunchSpec, confined: ConfinedLaunch): { file: st
 function spawnSandbox(spec: LaunchSpec): ChildProcess {
   const env = sidecarEnv(spec);
   if (!spec.confined) {
-    const sidecar = [spec.nodePath, spec.bundlePath, ...spec.markers];
+    const sidecar = sidecarCommand(spec);
     return spawn(sidecar[0]!, sidecar.slice(1), {
       cwd: spec.cwd,
       env,

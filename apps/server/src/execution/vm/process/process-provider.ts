@@ -42,7 +42,7 @@ import { EgressProxy } from "../egress/egress-proxy";
 import type { ProviderLogger, VmHandle, VmListing, VmMount, VmProvider, VmSpec, VmStatus } from "../types";
 import { bubblewrapArgs, INSIDE } from "./bubblewrap";
 import { SandboxCgroupManager } from "./cgroups";
-import { type LaunchSpec, launchSandbox } from "./launch";
+import { type LaunchSpec, launchSandbox, sidecarBundleArg } from "./launch";
 import {
   hasLiveChildWithMarkers,
   isLiveProcess,
@@ -172,7 +172,7 @@ export class ProcessVmProvider implements VmProvider {
         labels: spec.labels,
         startedAt: new Date().toISOString(),
         bubblewrap: this.bubblewrap,
-        markers: [this.bundlePath, ...markers],
+        markers: [sidecarBundleArg(this.bundlePath, this.bubblewrap), ...markers],
         uid: prepared.uid,
         cgroups: prepared.cgroups?.dirs ?? [],
         volumeImage: prepared.volumeImage,
