@@ -79,13 +79,17 @@ function recorder(url: string): EventRecorder {
   return r;
 }
 
-/** Waits until a command started by the task's sandbox is running. */
-async function commandRunning(c: Cluster, taskId: string, text: string): Promise<void> {
+/**
+ * Waits until a process of the task's sandbox runs exactly `command` (its
+ * whole command line): the process itself, not the shell that will start it,
+ * so whatever the shell runs before it has run.
+ */
+async function commandRunning(c: Cluster, taskId: string, command: string): Promise<void> {
   await waitForTask(
     c.servers[0]!,
     taskId,
-    () => processesUnder(join(c.dataDir, "vms", taskId)).some((p) => p.cmdline.includes(text)),
-    `ran ${text}`,
+    () => processesUnder(join(c.dataDir, "vms", taskId)).some((p) => p.cmdline === command),
+    `ran ${command}`,
   );
 }
 
