@@ -5,10 +5,20 @@
  * so test files can run in parallel.
  */
 import { randomBytes } from "node:crypto";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { type Database, openDatabase } from "@repo/db";
 import pg from "pg";
 
 export const POSTGRES_ADMIN_URL = process.env.TEST_DATABASE_URL ?? "postgres://umbra:umbra@127.0.0.1:5432/umbra";
+
+/**
+ * PGLITE_TEMPLATE_DIR of the servers tests and benchmarks start: each starts
+ * on a fresh data directory, whose embedded database is then a copy of one
+ * template instead of a new initdb and every migration (seconds each). Kept
+ * between runs; a changed migration makes a new template (pglite-template.ts).
+ */
+export const PGLITE_TEMPLATES = join(tmpdir(), `umbra-pglite-templates-${process.getuid?.() ?? "user"}`);
 
 let available: Promise<boolean> | undefined;
 

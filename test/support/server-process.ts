@@ -13,6 +13,7 @@ import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { PGLITE_TEMPLATES } from "./databases";
 
 const REPO_ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const MAIN = join(REPO_ROOT, "apps/server/src/main.ts");
@@ -91,6 +92,7 @@ export async function spawnServer(options: ServerProcessOptions): Promise<Server
     DATA_DIR: options.dataDir,
     AGENT: "shell",
     LOG_LEVEL: "info",
+    PGLITE_TEMPLATE_DIR: PGLITE_TEMPLATES,
     ...options.env,
   };
   const node = options.bundled ? [process.execPath, SERVER_BUNDLE] : [process.execPath, "--import", "tsx", MAIN];

@@ -11,6 +11,7 @@ import { createUmbraServer, type UmbraServer, type UmbraServerOptions } from "..
 import { loadConfig, type ServerConfig } from "../../apps/server/src/config";
 import { UMBRA_LABELS, UMBRA_MANAGED_BY } from "../../apps/server/src/execution/vm/types";
 import { createLogger } from "../../apps/server/src/logger";
+import { PGLITE_TEMPLATES } from "./databases";
 import { tempDir } from "./git";
 
 export interface TestServer {
@@ -56,6 +57,7 @@ export async function startTestServer(options: StartOptions = {}): Promise<TestS
     HOST: "127.0.0.1",
     DATA_DIR: dataDir,
     AGENT: "shell",
+    PGLITE_TEMPLATE_DIR: PGLITE_TEMPLATES,
     ...options.env,
   });
   const server = await createUmbraServer({

@@ -126,6 +126,7 @@ export async function createUmbraServer(options: UmbraServerOptions): Promise<Um
     (await openDatabase({
       databaseUrl: config.databaseUrl,
       dataDir: config.dataDir,
+      templateDir: config.pgliteTemplateDir,
       // Message and code only: pg attaches the whole client object to its errors.
       onPoolError: (error) =>
         log.warn({ err: { message: error.message, code: (error as { code?: string }).code } }, "db.pool.error"),

@@ -67,6 +67,7 @@ const EnvSchema = z.object({
   DATABASE_URL: optionalString.refine((url) => !url || /^postgres(ql)?:\/\//.test(url), {
     message: "must be a postgres:// or postgresql:// URL",
   }),
+  PGLITE_TEMPLATE_DIR: optionalString,
   AGENT_MODE: z
     .enum(["local", "remote", "firecracker"], { message: "must be local, remote or firecracker" })
     .default("local"),
@@ -178,6 +179,8 @@ export interface ServerConfig {
   host: string;
   dataDir: string;
   databaseUrl?: string;
+  /** Where new embedded databases are copied from (made there once); unset = each is created from nothing. */
+  pgliteTemplateDir?: string;
   mode: TaskMode;
   vmProvider: "process" | "kubernetes";
   /** Warm window after a turn ends, in ms (remote mode). Default 600000. */
@@ -288,6 +291,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
     host: e.HOST,
     dataDir: resolve(e.DATA_DIR),
     databaseUrl: e.DATABASE_URL,
+    pgliteTemplateDir: e.PGLITE_TEMPLATE_DIR ? resolve(e.PGLITE_TEMPLATE_DIR) : undefined,
     mode: e.AGENT_MODE === "local" ? "local" : "remote",
     vmProvider: e.VM_PROVIDER,
     cleanupDelayMs: e.TASK_CLEANUP_DELAY_MS,

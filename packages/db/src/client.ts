@@ -17,6 +17,7 @@ import { drizzle as drizzlePglite } from "drizzle-orm/pglite";
 import { migrate as migratePglite } from "drizzle-orm/pglite/migrator";
 import pg from "pg";
 import { lockEmbeddedDatabase } from "./pglite-lock";
+import { copyFromTemplate, templateName } from "./pglite-template";
 import * as schema from "./schema";
 
 export type Schema = typeof schema;
@@ -43,6 +44,12 @@ export interface OpenDatabaseOptions {
   poolSize?: number;
   /** Called when a Postgres connection errors (e.g. the server restarted or ended it). */
   onPoolError?: (error: Error) => void;
+  /**
+   * A directory of embedded-database templates (pglite-template.ts): a new
+   * embedded database on disk is copied from one instead of being created
+   * from nothing. Unset: created from nothing.
+   */
+  templateDir?: string;
 }
 
 export interface Database {
@@ -64,7 +71,7 @@ export interface Database {
 
 export async function openDatabase(options: OpenDatabaseOptions = {}): Promise<Database> {
   if (options.databaseUrl) return openPostgres(options.databaseUrl, options);
-  return openPglite(options.dataDir);
+  return openPglite(options.dataDir, options.templateDir);
 }
 
 /**
@@ -75,14 +82,14 @@ export async function openDatabase(options: OpenDatabaseOptions = {}): Promise<D
  * min_wal_size (64 and 32 MB here, where Postgres has 1 GB and 80 MB); the
  * checkpoints themselves come from checkpointIfDue.
  */
-const PGLITE_START_PARAMS = [
+export const PGLITE_START_PARAMS = [
   ...PGlite.defaultStartParams,
   ...["-c", "shared_buffers=16MB", "-c", "wal_buffers=1MB", "-c", "temp_buffers=2MB"],
   ...["-c", "work_mem=4MB", "-c", "maintenance_work_mem=16MB"],
   ...["-c", "max_wal_size=64MB", "-c", "min_wal_size=32MB"],
 ];
 
-async function openPglite(dataDir: string | undefined): Promise<Database> {
+async function openPglite(dataDir: string | undefined, templateDir: string | undefined): Promise<Database> {
   let path: string | undefined;
   let unlock = () => {};
   if (dataDir) {
@@ -91,7 +98,7 @@ async function openPglite(dataDir: string | undefined): Promise<Database> {
     unlock = lockEmbeddedDatabase(path);
   }
   try {
-    if (path && !existsSync(join(path, "PG_VERSION"))) await initializePglite(path);
+    if (path && !existsSync(join(path, "PG_VERSION"))) await createPglite(path, templateDir);
     const client = await PGlite.create(path, { startParams: PGLITE_START_PARAMS });
     const db = drizzlePglite(client, { schema });
     await migratePglite(db, { migrationsFolder: MIGRATIONS_FOLDER });
@@ -118,6 +125,12 @@ async function openPglite(dataDir: string | undefined): Promise<Database> {
     unlock();
     throw error;
   }
+}
+
+/** Makes the new embedded database in `path`: from the template directory's copy when there is one. */
+function createPglite(path: string, templateDir: string | undefined): Promise<void> {
+  if (!templateDir) return initializePglite(path);
+  return copyFromTemplate(templateDir, templateName(PGLITE_START_PARAMS, MIGRATIONS_FOLDER), path, initializePglite);
 }
 
 /**

@@ -1,12 +1,13 @@
 import { randomUUID } from "node:crypto";
-import { mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
+import { appendFileSync, chownSync, cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { openDatabase, queryRows, tasks } from "@repo/db";
+import { MIGRATIONS_FOLDER, openDatabase, PGLITE_START_PARAMS, queryRows, tasks } from "@repo/db";
 import { eq, sql } from "drizzle-orm";
 import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
 import { createScratchPostgres, databaseTargets, POSTGRES_ADMIN_URL } from "../../../test/support/databases";
+import { templateName } from "../src/pglite-template";
 
 const targets = await databaseTargets();
 
@@ -111,6 +112,54 @@ describe("PGlite persistence", () => {
     expect(found?.status).toBe("INITIALIZING");
     expect(found?.initStatus).toBe("INACTIVE");
     await second.close();
+  });
+});
+
+describe("PGlite templates", () => {
+  const dir = mkdtempSync(join(tmpdir(), "umbra-db-templates-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const count = async (database: Awaited<ReturnType<typeof openDatabase>>) =>
+    (await database.db.select().from(tasks)).length;
+
+  it("makes one template, even for databases created at once, and copies every new database from it", async () => {
+    const templateDir = join(dir, "templates");
+    const [a, b] = await Promise.all(["a", "b"].map((name) => openDatabase({ dataDir: join(dir, name), templateDir })));
+    const entries = readdirSync(templateDir);
+    expect(entries).toHaveLength(1); // no half-built template left behind
+    expect(entries[0]).toBe(templateName(PGLITE_START_PARAMS, MIGRATIONS_FOLDER));
+    expect(statSync(templateDir).mode & 0o777).toBe(0o700);
+    const applied = await migrationCount(a!);
+    expect(applied).toBeGreaterThan(0);
+    expect(await migrationCount(b!)).toBe(applied);
+    // Each copy is a database of its own: what one writes, the other and the template never see.
+    await a!.db.insert(tasks).values(taskValues());
+    expect([await count(a!), await count(b!)]).toEqual([1, 0]);
+    await Promise.all([a!.close(), b!.close()]);
+    const c = await openDatabase({ dataDir: join(dir, "c"), templateDir });
+    expect([await migrationCount(c), await count(c)]).toEqual([applied, 0]);
+    await c.close();
+  });
+
+  it("names a template after the migrations, so a changed migration makes a new one", () => {
+    const migrations = join(dir, "migrations");
+    cpSync(MIGRATIONS_FOLDER, migrations, { recursive: true });
+    const name = templateName(PGLITE_START_PARAMS, migrations);
+    expect(name).toBe(templateName(PGLITE_START_PARAMS, MIGRATIONS_FOLDER));
+    appendFileSync(join(migrations, readdirSync(migrations).find((f) => f.endsWith(".sql"))!), "\n-- changed\n");
+    expect(templateName(PGLITE_START_PARAMS, migrations)).not.toBe(name);
+    expect(templateName([...PGLITE_START_PARAMS, "-c", "work_mem=8MB"], MIGRATIONS_FOLDER)).not.toBe(name);
+  });
+
+  it.runIf(process.getuid?.() === 0)("refuses a template directory another user owns, template or not", async () => {
+    const templateDir = join(dir, "theirs");
+    mkdirSync(templateDir, { mode: 0o700 });
+    chownSync(templateDir, 65534, 65534);
+    await expect(openDatabase({ dataDir: join(dir, "d"), templateDir })).rejects.toThrow(/belongs to another user/);
+    expect(readdirSync(templateDir)).toEqual([]);
+    const name = templateName(PGLITE_START_PARAMS, MIGRATIONS_FOLDER);
+    cpSync(join(dir, "templates", name), join(templateDir, name), { recursive: true });
+    await expect(openDatabase({ dataDir: join(dir, "e"), templateDir })).rejects.toThrow(/belongs to another user/);
+    expect(readdirSync(join(dir, "e", "db"))).toEqual([]);
   });
 });
 
