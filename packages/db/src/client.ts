@@ -127,10 +127,11 @@ async function openPglite(dataDir: string | undefined, templateDir: string | und
   }
 }
 
-/** Makes the new embedded database in `path`: from the template directory's copy when there is one. */
+/** Makes the new embedded database in `path`: a copy of its template when there is a template directory. */
 function createPglite(path: string, templateDir: string | undefined): Promise<void> {
-  if (!templateDir) return initializePglite(path);
-  return copyFromTemplate(templateDir, templateName(PGLITE_START_PARAMS, MIGRATIONS_FOLDER), path, initializePglite);
+  const name = templateDir ? templateName(PGLITE_START_PARAMS, MIGRATIONS_FOLDER) : null;
+  if (!templateDir || !name) return initializePglite(path);
+  return copyFromTemplate(templateDir, name, path, initializePglite);
 }
 
 /**

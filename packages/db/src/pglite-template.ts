@@ -29,23 +29,38 @@ import {
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 
-/** PGlite's version, from the package.json above its entry point (the package exports no package.json). */
-function pgliteVersion(): string {
-  let dir = dirname(createRequire(import.meta.url).resolve("@electric-sql/pglite"));
+/**
+ * PGlite's version, from the package.json above its entry point (the package
+ * exports no package.json), or null when it cannot be found (a bundled server
+ * without node_modules).
+ */
+function pgliteVersion(): string | null {
+  let dir: string;
+  try {
+    dir = dirname(createRequire(import.meta.url).resolve("@electric-sql/pglite"));
+  } catch {
+    return null;
+  }
   for (;;) {
     const file = join(dir, "package.json");
     if (existsSync(file)) {
       const pkg = JSON.parse(readFileSync(file, "utf8")) as { name?: string; version?: string };
-      if (pkg.name === "@electric-sql/pglite") return pkg.version ?? "unknown";
+      if (pkg.name === "@electric-sql/pglite") return pkg.version ?? null;
     }
-    if (dirname(dir) === dir) return "unknown";
+    if (dirname(dir) === dir) return null;
     dir = dirname(dir);
   }
 }
 
-/** The template's name: a hash of PGlite's version, the start parameters and every migration file. */
-export function templateName(startParams: readonly string[], migrationsFolder: string): string {
-  const hash = createHash("sha256").update(pgliteVersion()).update("\0").update(JSON.stringify(startParams));
+/**
+ * The template's name: a hash of PGlite's version, the start parameters and
+ * every migration file; null when PGlite's version is unknown, since a
+ * template another PGlite made might not open.
+ */
+export function templateName(startParams: readonly string[], migrationsFolder: string): string | null {
+  const version = pgliteVersion();
+  if (!version) return null;
+  const hash = createHash("sha256").update(version).update("\0").update(JSON.stringify(startParams));
   const files = readdirSync(migrationsFolder, { recursive: true, withFileTypes: true })
     .filter((entry) => entry.isFile())
     .map((entry) => join(entry.parentPath, entry.name))

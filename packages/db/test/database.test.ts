@@ -144,6 +144,7 @@ describe("PGlite templates", () => {
     const migrations = join(dir, "migrations");
     cpSync(MIGRATIONS_FOLDER, migrations, { recursive: true });
     const name = templateName(PGLITE_START_PARAMS, migrations);
+    expect(name).toMatch(/^pglite-[0-9a-f]{16}$/);
     expect(name).toBe(templateName(PGLITE_START_PARAMS, MIGRATIONS_FOLDER));
     appendFileSync(join(migrations, readdirSync(migrations).find((f) => f.endsWith(".sql"))!), "\n-- changed\n");
     expect(templateName(PGLITE_START_PARAMS, migrations)).not.toBe(name);
@@ -156,7 +157,7 @@ describe("PGlite templates", () => {
     chownSync(templateDir, 65534, 65534);
     await expect(openDatabase({ dataDir: join(dir, "d"), templateDir })).rejects.toThrow(/belongs to another user/);
     expect(readdirSync(templateDir)).toEqual([]);
-    const name = templateName(PGLITE_START_PARAMS, MIGRATIONS_FOLDER);
+    const name = templateName(PGLITE_START_PARAMS, MIGRATIONS_FOLDER)!;
     cpSync(join(dir, "templates", name), join(templateDir, name), { recursive: true });
     await expect(openDatabase({ dataDir: join(dir, "e"), templateDir })).rejects.toThrow(/belongs to another user/);
     expect(readdirSync(join(dir, "e", "db"))).toEqual([]);
