@@ -11,7 +11,8 @@
  * The template is built under a temporary name and renamed into place only
  * once complete, so a process never copies half a template; processes that
  * build the same template at once each rename theirs, and the losers' are
- * thrown away. The directory is the current user's alone (0700, and one
+ * thrown away. Templates left unused for a week go when a new one is built.
+ * The directory is the current user's alone (0700, and one
  * owned by anyone else is refused): a database copied from it trusts it.
  */
 import { createHash } from "node:crypto";
@@ -78,6 +79,24 @@ function ensureOwnDirectory(dir: string): void {
   }
 }
 
+/** A template or a half-built one no process has touched for this long is removed when a new one is built. */
+const STALE_MS = 7 * 24 * 3600 * 1000;
+
+/**
+ * Removes the templates other than `keep` (made for other migrations or
+ * another PGlite) and half-built ones a crash left, once untouched for
+ * STALE_MS: each is a whole database, and every changed migration adds one.
+ * A checkout that still needs a removed template builds it again.
+ */
+function removeStale(templateDir: string, keep: string): void {
+  for (const entry of readdirSync(templateDir)) {
+    if (entry === keep || !/^\.?pglite-/.test(entry)) continue;
+    const path = join(templateDir, entry);
+    const stat = statSync(path, { throwIfNoEntry: false });
+    if (stat && Date.now() - stat.mtimeMs > STALE_MS) rmSync(path, { recursive: true, force: true });
+  }
+}
+
 /**
  * Fills the new data directory `path` from the template `name` in
  * `templateDir`, first building the template with `create` (which makes a
@@ -96,6 +115,7 @@ export async function copyFromTemplate(
     try {
       await create(building);
       renameSync(building, template);
+      removeStale(templateDir, name);
     } catch (error) {
       // Another process renamed its template into place first: use that one.
       if (!existsSync(join(template, "PG_VERSION"))) throw error;

@@ -1,5 +1,15 @@
 import { randomUUID } from "node:crypto";
-import { appendFileSync, chownSync, cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
+import {
+  appendFileSync,
+  chownSync,
+  cpSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  utimesSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { MIGRATIONS_FOLDER, openDatabase, PGLITE_START_PARAMS, queryRows, tasks } from "@repo/db";
@@ -138,6 +148,25 @@ describe("PGlite templates", () => {
     const c = await openDatabase({ dataDir: join(dir, "c"), templateDir });
     expect([await migrationCount(c), await count(c)]).toEqual([applied, 0]);
     await c.close();
+  });
+
+  it("removes templates and half-built ones untouched for a week when it builds a new one", async () => {
+    const templateDir = join(dir, "old-templates");
+    const weekAgo = (Date.now() - 8 * 24 * 3600 * 1000) / 1000;
+    for (const [entry, old] of [
+      ["pglite-0000000000000000", true],
+      [".pglite-0000000000000000-crashed", true],
+      ["pglite-1111111111111111", false],
+      ["notes", true],
+    ] as const) {
+      mkdirSync(join(templateDir, entry), { recursive: true, mode: 0o700 });
+      if (old) utimesSync(join(templateDir, entry), weekAgo, weekAgo);
+    }
+    const database = await openDatabase({ dataDir: join(dir, "after-old"), templateDir });
+    await database.close();
+    expect(readdirSync(templateDir).sort()).toEqual(
+      ["notes", "pglite-1111111111111111", templateName(PGLITE_START_PARAMS, MIGRATIONS_FOLDER)!].sort(),
+    );
   });
 
   it("names a template after the migrations, so a changed migration makes a new one", () => {
