@@ -186,6 +186,8 @@ describe("PGlite templates", () => {
     chownSync(templateDir, 65534, 65534);
     await expect(openDatabase({ dataDir: join(dir, "d"), templateDir })).rejects.toThrow(/belongs to another user/);
     expect(readdirSync(templateDir)).toEqual([]);
+    // A valid template, made in a directory of our own (already there when the first test ran).
+    await (await openDatabase({ dataDir: join(dir, "own"), templateDir: join(dir, "templates") })).close();
     const name = templateName(PGLITE_START_PARAMS, MIGRATIONS_FOLDER)!;
     cpSync(join(dir, "templates", name), join(templateDir, name), { recursive: true });
     await expect(openDatabase({ dataDir: join(dir, "e"), templateDir })).rejects.toThrow(/belongs to another user/);
